@@ -1,0 +1,1 @@
+"""Singer target that lands data in Apache Iceberg under ODCS data contracts."""

@@ -1,0 +1,29 @@
+"""Exception classes; each maps to exit code 2 (failure) at the CLI boundary."""
+
+from __future__ import annotations
+
+
+class DativoError(Exception):
+    """Base class for errors the target reports to the user and exits 2 on."""
+
+    exit_code = 2
+
+
+class ConfigError(DativoError):
+    """A setting is missing, malformed, or references an unset environment variable."""
+
+
+class SchemaError(DativoError):
+    """A Singer SCHEMA cannot be mapped to Iceberg (name collision, unsupported type)."""
+
+
+class RecordError(DativoError):
+    """A record cannot be converted to the table's types; names stream, position and field."""
+
+
+class SchemaChangeError(DativoError):
+    """A schema change the table cannot absorb (breaking change)."""
+
+
+class CommitError(DativoError):
+    """The Iceberg commit failed; nothing of the batch is visible."""

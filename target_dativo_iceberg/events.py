@@ -1,0 +1,44 @@
+"""Structured JSON events on stderr (design §5): one line per event, parseable by log shippers.
+
+The SDK's own log lines stay as they are; these carry the contract fields (`event`, `tenant_id`,
+`run_id`, `stream`) so operators can follow a run without parsing prose.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from typing import Any, TextIO
+
+
+class EventLog:
+    """Emits events tagged with the run's tenant and run id, with secrets redacted."""
+
+    def __init__(
+        self, tenant_id: str, run_id: str, secrets: list[str] | None = None, stream: TextIO | None = None
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.run_id = run_id
+        self._secrets = [s for s in (secrets or []) if s]
+        self._out = stream
+
+    def redact(self, text: str) -> str:
+        """Replace every known secret value in `text`."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Write one JSON line with the event name and the run's identity."""
+        payload: dict[str, Any] = {
+            "ts": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+            "event": event,
+            "tenant_id": self.tenant_id,
+            "run_id": self.run_id,
+        }
+        payload.update({k: v for k, v in fields.items() if v is not None})
+        line = self.redact(json.dumps(payload, default=str, sort_keys=False))
+        out = self._out or sys.stderr
+        out.write(line + "\n")
+        out.flush()

@@ -1,0 +1,120 @@
+"""Read landed Iceberg tables back with an independent reader (DuckDB) and with pyiceberg.
+
+Used by `make demo` / `dativo inspect` and by the tests: DuckDB reads the table's
+`metadata_location` directly, so a bug in how we write metadata shows up as a mismatch
+between the two readers.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.table import Table
+
+
+@dataclass
+class TableReport:
+    """What landed in one table on one branch."""
+
+    identifier: str
+    branch: str
+    rows_on_branch: int
+    rows_on_main: int
+    snapshot_id: int | None
+    summary: dict[str, str]
+    metadata_location: str
+
+
+def _extension_path(module_name: str, ext_name: str) -> str:
+    module = __import__(module_name)
+    base = os.path.dirname(module.__file__ or "")
+    found = glob.glob(os.path.join(base, "extensions", "*", f"{ext_name}.duckdb_extension"))
+    if not found:
+        raise RuntimeError(f"DuckDB extension {ext_name!r} not found in package {module_name!r}")
+    return found[0]
+
+
+def duckdb_connection(s3: dict[str, Any] | None = None) -> Any:
+    """Open DuckDB with the iceberg and avro extensions loaded offline from their PyPI packages."""
+    import duckdb
+
+    con = duckdb.connect(
+        config={
+            "allow_unsigned_extensions": "true",
+            "autoinstall_known_extensions": "false",
+            "autoload_known_extensions": "false",
+        }
+    )
+    con.execute(f"LOAD '{_extension_path('duckdb_extension_avro', 'avro')}'")
+    con.execute(f"LOAD '{_extension_path('duckdb_extension_iceberg', 'iceberg')}'")
+    if s3:
+        endpoint = str(s3.get("endpoint", "")).replace("http://", "").replace("https://", "")
+        con.execute(f"LOAD '{_extension_path('duckdb_extension_httpfs', 'httpfs')}'")
+        con.execute(
+            "CREATE SECRET s3secret (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?)",
+            [
+                s3.get("access_key_id", ""),
+                s3.get("secret_access_key", ""),
+                s3.get("region", "us-east-1"),
+                endpoint,
+                str(s3.get("endpoint", "")).startswith("https"),
+            ],
+        )
+    return con
+
+
+def branch_snapshot_id(table: Table, branch: str) -> int | None:
+    """Snapshot id at the head of `branch`, or None when the branch does not exist."""
+    snap = table.snapshot_by_name(branch)
+    return snap.snapshot_id if snap else None
+
+
+def duckdb_rows(table: Table, branch: str = "main", query: str = "SELECT * FROM t", con: Any = None) -> list:
+    """Rows of `table` at the head of `branch`, read by DuckDB from the metadata file.
+
+    `query` may refer to the table as `t`.
+    """
+    con = con or duckdb_connection()
+    snap_id = branch_snapshot_id(table, branch)
+    if snap_id is None:
+        return []
+    scan = f"iceberg_scan('{table.metadata_location}', snapshot_from_id={snap_id})"
+    return con.execute(f"WITH t AS (SELECT * FROM {scan}) {query}").fetchall()
+
+
+def pyiceberg_rows(table: Table, branch: str = "main") -> list[dict[str, Any]]:
+    """Rows of `table` at the head of `branch`, read by pyiceberg."""
+    snap_id = branch_snapshot_id(table, branch)
+    if snap_id is None:
+        return []
+    return table.scan(snapshot_id=snap_id).to_arrow().to_pylist()
+
+
+def report(catalog: Catalog, branch: str, con: Any = None) -> list[TableReport]:
+    """Summarize every table in the catalog: rows on `branch` and on main, read by DuckDB."""
+    con = con or duckdb_connection()
+    out: list[TableReport] = []
+    for ns in catalog.list_namespaces():
+        for ident in catalog.list_tables(ns):
+            table = catalog.load_table(ident)
+            snap = table.snapshot_by_name(branch)
+            out.append(
+                TableReport(
+                    identifier=".".join(ident),
+                    branch=branch,
+                    rows_on_branch=duckdb_rows(table, branch, "SELECT count(*) FROM t", con)[0][0]
+                    if snap
+                    else 0,
+                    rows_on_main=duckdb_rows(table, "main", "SELECT count(*) FROM t", con)[0][0]
+                    if table.snapshot_by_name("main")
+                    else 0,
+                    snapshot_id=snap.snapshot_id if snap else None,
+                    summary=dict(snap.summary.additional_properties) if snap and snap.summary else {},
+                    metadata_location=table.metadata_location,
+                )
+            )
+    return out

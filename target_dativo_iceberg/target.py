@@ -1,0 +1,209 @@
+"""target-dativo-iceberg: the Singer target (settings, STATE handling, exit codes).
+
+STATE rule: a STATE line reaches stdout only once every record that came before it, on every
+stream, is committed. Each sink commit reports which STATE it made safe (see `covered_state`).
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import sys
+import uuid
+from typing import Any
+
+from singer_sdk import typing as th
+from singer_sdk.plugin_base import PluginBase, _ConfigInput
+from singer_sdk.target_base import Target
+
+from target_dativo_iceberg.committer import Committer
+from target_dativo_iceberg.config import Settings
+from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.sinks import IcebergSink
+
+S3_SETTINGS = th.ObjectType(
+    th.Property("endpoint", th.StringType, description="S3 endpoint URL, e.g. http://127.0.0.1:8333."),
+    th.Property("bucket", th.StringType, description="Bucket holding the warehouse."),
+    th.Property("access_key_id", th.StringType, secret=True, description="S3 access key id."),
+    th.Property("secret_access_key", th.StringType, secret=True, description="S3 secret access key."),
+    th.Property("region", th.StringType, description="S3 region, e.g. us-east-1."),
+    th.Property(
+        "path_style_access", th.BooleanType, description="Use path-style addressing (MinIO, SeaweedFS)."
+    ),
+)
+
+
+class TargetDativoIceberg(Target):
+    """Singer target that validates records and commits them to Iceberg tables on a branch."""
+
+    name = "target-dativo-iceberg"
+    package_name = "dativo-ingest"
+    default_sink_class = IcebergSink
+    _MAX_PARALLELISM = 1  # commits run one at a time so covered-state bookkeeping stays exact
+
+    config_jsonschema = th.PropertiesList(
+        th.Property("tenant_id", th.StringType, default="default",
+                    description="Owner of the data; the default branch name; carried in state, logs and snapshots."),
+        th.Property("branch", th.StringType,
+                    description="Iceberg branch to write (default: tenant_id). Created from main's head on first write; `main` allowed."),
+        th.Property("namespace", th.StringType,
+                    description="Iceberg namespace (default: the contract's domain, else tenant_id)."),
+        th.Property("catalog_type", th.StringType, default="sql",
+                    allowed_values=["sql", "rest", "nessie", "glue", "hive", "none"],
+                    description="Catalog kind: sql (SQLite/PostgreSQL), rest, nessie, glue, hive, or none."),
+        th.Property("catalog_uri", th.StringType, default="sqlite:///.local/iceberg/catalog.db",
+                    description="SQLAlchemy URL (sql), REST catalog URL (rest) or Nessie base URL (nessie)."),
+        th.Property("catalog_name", th.StringType, default="dativo", description="Name given to the catalog."),
+        th.Property("catalog_properties", th.ObjectType(additional_properties=True),
+                    description="Extra properties passed to pyiceberg.catalog.load_catalog (credential, token, s3.*, ...)."),
+        th.Property("warehouse", th.StringType, default=".local/iceberg/warehouse",
+                    description="Warehouse path or URI (s3://bucket/prefix)."),
+        th.Property("connection", th.ObjectType(
+            th.Property("s3", S3_SETTINGS, description="Object storage connection (the shape Dativo job configs use)."),
+            th.Property("nessie", th.ObjectType(
+                th.Property("uri", th.StringType, description="Nessie URL; the native /api/v1 form is accepted."),
+            ), description="Nessie connection."),
+        ), description="Connections to object storage and catalogs."),
+        th.Property("assets", th.ObjectType(additional_properties=True),
+                    description="Stream name → ODCS contract path."),
+        th.Property("assets_dir", th.StringType,
+                    description="Directory of ODCS contracts, matched to streams by schema object name/physicalName."),
+        th.Property("schema_validation_mode", th.StringType, default="strict", allowed_values=["strict", "warn"],
+                    description="strict: a violating batch fails the run; warn: invalid records go to the __rejected table."),
+        th.Property("parquet_target_size_mb", th.IntegerType, default=150,
+                    description="Target Parquet file size in MB of compressed bytes on disk."),
+        th.Property("partitioning", th.ArrayType(th.StringType),
+                    description='Partition spec, e.g. ["ingest_date", "region", "day(created_at)", "bucket(16, id)"].'),
+        th.Property("retry_config", th.ObjectType(
+            th.Property("max_retries", th.IntegerType, default=3, description="Retries of transient errors."),
+            th.Property("retry_delay_seconds", th.NumberType, default=5, description="First retry delay (backoff doubles it)."),
+            th.Property("retryable_errors", th.ArrayType(th.StringType), description="Extra error substrings treated as transient."),
+        ), description="Retries of transient network, storage and catalog errors."),
+        th.Property("max_batch_age_seconds", th.NumberType, default=300,
+                    description="Commit (and emit STATE) at least this often while records keep arriving."),
+    ).to_dict()  # fmt: skip
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = Settings.from_config(self.config)
+        self.run_id = str(uuid.uuid4())
+        self.events = EventLog(self.settings.tenant_id, self.run_id, self.settings.secret_values())
+        self.committer = Committer(self.settings, self.events)
+        self._MAX_RECORD_AGE_IN_MINUTES = self.settings.max_batch_age_seconds / 60
+        self.state_seq = 0  # number of distinct STATE messages received
+        self._states: dict[int, dict] = {}
+        self._emitted_seq = 0
+
+    # ------------------------------------------------------------------ state
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        """Number each new STATE so commits can tell which one they made safe."""
+        self._assert_line_requires(message_dict, requires={"value"})
+        state = message_dict["value"]
+        if self._latest_state == state:
+            return
+        previous = self.state_seq
+        self._latest_state = state
+        self.state_seq += 1
+        self._states[self.state_seq] = state
+        # Keep only states a commit can still report: the latest, the emitted one, and those
+        # a buffering sink's first record follows. Bounded however many STATEs the tap sends.
+        if previous != self._emitted_seq and previous not in self._pending_seqs():
+            self._states.pop(previous, None)
+
+    def _pending_seqs(self) -> set[int]:
+        sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
+        return {s.first_pending_seq for s in sinks if getattr(s, "first_pending_seq", None) is not None}
+
+    def covered_state(self, committing: IcebergSink) -> tuple[int, dict | None]:
+        """The newest STATE all of whose preceding records are committed once `committing` commits.
+
+        A STATE numbered k is covered when no *other* sink still buffers a record that arrived before it.
+        """
+        bound = self.state_seq
+        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
+            pending = getattr(sink, "first_pending_seq", None)
+            if sink is not committing and pending is not None:
+                bound = min(bound, pending)
+        return bound, self._states.get(bound)
+
+    def on_commit(self, covered_seq: int) -> None:
+        """After a commit: emit the newly covered STATE at once rather than at the next full drain."""
+        self._emit_state(covered_seq)
+
+    def _write_state_message(self, state: dict) -> None:
+        """Called by the SDK after a full drain: every record so far is committed."""
+        self._emit_state(self.state_seq)
+
+    def _emit_state(self, seq: int) -> None:
+        """Write STATE number `seq` once (floats arrive as Decimal; plain json.dumps would crash)."""
+        if seq <= self._emitted_seq or seq not in self._states:
+            return
+        line = json.dumps(self._states[seq], default=_decimal_default)
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        self._emitted_seq = seq
+        for old in [k for k in self._states if k < seq]:
+            del self._states[old]
+        self.events.emit("state_emitted", state_seq=seq)
+
+    # ------------------------------------------------------------------ run
+
+    def run(self, file_input: Any = None) -> None:
+        """Listen to the input with job events around it."""
+        self.events.emit(
+            "job_started",
+            branch=self.settings.branch,
+            catalog_type=self.settings.catalog_type,
+            load_method=self.settings.load_method,
+        )
+        try:
+            self.listen(file_input)
+        except BaseException as exc:
+            self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
+            raise
+        self.events.emit("job_finished", status="success", exit_code=0)
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,
+        file_input: Any = None,
+    ) -> None:
+        """CLI entry: like the SDK's, with job events and errors mapped to exit code 2."""
+        PluginBase.invoke.__func__(cls, about=about, about_format=about_format)  # type: ignore[attr-defined]
+        cls.print_version(print_fn=cls.logger.info)
+        config = config or _ConfigInput()
+        try:
+            target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
+            target.run(file_input)
+        except DativoError as exc:
+            cls.logger.error("%s", exc)
+            sys.exit(exc.exit_code)
+        except Exception as exc:
+            cls.logger.exception("target failed: %s", exc)
+            sys.exit(2)
+
+
+def _decimal_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def main() -> None:
+    """Console script: failures (including invalid config, which the SDK exits 1 on) exit 2."""
+    try:
+        TargetDativoIceberg.cli()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            sys.exit(2 if exc.code == 1 else exc.code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -161,7 +161,8 @@ class Committer:
                     with tx.update_schema() as update:
                         update.union_by_name(evolve_to)
                 arrow_schema = tx.table_metadata.schema().as_arrow()
-                data = records_to_arrow(stream, records, kind, arrow_schema, first_position)
+                required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
+                data = records_to_arrow(stream, records, kind, arrow_schema, first_position, required)
                 tx.append(data, snapshot_properties=props, branch=branch)
         except (SchemaChangeError, CommitError, RecordError):
             raise

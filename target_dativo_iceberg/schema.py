@@ -224,16 +224,23 @@ def _to_time(value: Any) -> datetime.time:
     raise ValueError(f"not a time: {value!r}")
 
 
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
+
+
 def _to_long(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"boolean {value!r} is not an integer")
     if isinstance(value, int):
-        return value
-    if isinstance(value, (float, decimal.Decimal)) and value == int(value):
-        return int(value)
-    if isinstance(value, str):
-        return int(value.strip())
-    raise ValueError(f"not an integer: {value!r}")
+        result = value
+    elif isinstance(value, (float, decimal.Decimal)) and value == int(value):
+        result = int(value)
+    elif isinstance(value, str):
+        result = int(value.strip())
+    else:
+        raise ValueError(f"not an integer: {value!r}")
+    if not _LONG_MIN <= result <= _LONG_MAX:
+        raise ValueError("out of range for a 64-bit long")
+    return result
 
 
 def _to_double(value: Any) -> float:
@@ -309,10 +316,13 @@ def records_to_arrow(
     kind: ColumnKind,
     arrow_schema: pa.Schema,
     first_position: int = 1,
+    required: frozenset[str] = frozenset(),
 ) -> pa.Table:
     """Build an Arrow table in the table's column order; columns the stream lacks are null.
 
-    A value that cannot be converted raises RecordError naming stream, record position and field.
+    `required` names columns the stream's schema declares required: a null there is an error even
+    when the table column itself is optional. A value that cannot be converted raises RecordError
+    naming stream, record position and field.
     """
     columns: dict[str, list[Any]] = {}
     for src, (col, ck) in kind.children.items():
@@ -332,7 +342,7 @@ def records_to_arrow(
     for arrow_field in arrow_schema:
         values = columns.get(arrow_field.name)
         if values is None:
-            if not arrow_field.nullable:
+            if not arrow_field.nullable or arrow_field.name in required:
                 raise RecordError(
                     f"stream {stream!r}: required column {arrow_field.name!r} is missing from the stream"
                 )
@@ -342,7 +352,7 @@ def records_to_arrow(
             array = pa.array(values, type=arrow_field.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             raise RecordError(f"stream {stream!r}, field {arrow_field.name!r}: {exc}") from exc
-        if not arrow_field.nullable and array.null_count:
+        if array.null_count and (not arrow_field.nullable or arrow_field.name in required):
             position = first_position + values.index(None)
             raise RecordError(
                 f"stream {stream!r}, record {position}, field {arrow_field.name!r}: "

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
 from pathlib import Path
 
-from helpers import open_catalog, record, run_target, schema_msg, state
+from helpers import BIN, open_catalog, record, run_target, schema_msg, state
 
 from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
 
@@ -247,3 +248,20 @@ def test_env_expansion_and_explicit_branch_main(tmp_path: Path) -> None:
     table = open_catalog(tmp_path).load_table("sales.p")
     assert set(table.metadata.refs) == {"main"}
     assert duckdb_rows(table, "main", "SELECT id FROM t") == [(7,)]
+
+
+def test_dativo_inspect_prints_what_landed(tmp_path: Path) -> None:
+    props = {"id": {"type": "integer"}}
+    messages = [schema_msg("orders", props), record("orders", id=1), record("orders", id=2), state({"k": 1})]
+    assert run_target(tmp_path, messages).returncode == 0
+    proc = subprocess.run(
+        [str(BIN / "dativo"), "inspect", "--config", str(tmp_path / "target.json")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("acme.orders"))
+    assert line.split()[1:3] == ["2", "0"]
+    assert 'dativo.singer-state = {"k":1}' in proc.stdout

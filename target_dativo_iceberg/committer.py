@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import (
@@ -32,10 +39,12 @@ from pyiceberg.types import (
 from target_dativo_iceberg.config import Settings
 from target_dativo_iceberg.errors import CommitError, ConfigError, RecordError, SchemaChangeError
 from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.markers import find_commit
 from target_dativo_iceberg.schema import ColumnKind, StreamSchema, records_to_arrow
 
 MAIN = "main"
 SUMMARY_PREFIX = "dativo."
+CONFLICT_ATTEMPTS = 10
 
 # (existing, incoming) pairs an Iceberg column may be promoted along.
 _PROMOTIONS = {(IntegerType, LongType), (FloatType, DoubleType)}
@@ -90,6 +99,22 @@ class Committer:
             )
         return self._catalog
 
+    def _load_catalog(self) -> Catalog:
+        """Load the catalog; a SQL catalog's first start may race other writers creating its tables."""
+        attempts = 10
+        for attempt in range(1, attempts + 1):
+            try:
+                return load_catalog(self.settings.catalog_name, **self.settings.catalog_load_properties())
+            except Exception as exc:
+                text = str(exc)
+                racing = any(
+                    m in text for m in ("already exists", "UniqueViolation", "IntegrityError", "is locked")
+                )
+                if not racing or attempt == attempts:
+                    raise
+                time.sleep(min(1.0, 0.1 * attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
     # ------------------------------------------------------------------ tables
 
     def ensure_table(self, stream: str, identifier: tuple[str, str], schema: Schema) -> Table:
@@ -135,7 +160,14 @@ class Committer:
         head = table.metadata.current_snapshot_id
         if head is None:
             raise CommitError(f"table {table.name()} has no snapshot on main to branch {branch!r} from")
-        table.manage_snapshots().create_branch(snapshot_id=head, branch_name=branch).commit()
+        try:
+            table.manage_snapshots().create_branch(snapshot_id=head, branch_name=branch).commit()
+        except Exception as exc:  # a concurrent writer created the branch first: fine
+            if not is_commit_conflict(exc):
+                raise
+            table.refresh()
+            if table.metadata.refs.get(branch) is None:
+                raise
 
     # ------------------------------------------------------------------ commits
 
@@ -148,29 +180,59 @@ class Committer:
         summary: dict[str, str],
         first_position: int = 1,
     ) -> CommitResult:
-        """Evolve the schema if the stream added columns, and append the records, in one transaction."""
+        """Evolve the schema if the stream added columns, and append the records, in one transaction.
+
+        A conflict with a concurrent writer (another process committed first) is retried on a
+        refreshed table; before each retry the branch is searched for this commit's id, so a commit
+        that did land (but whose response was lost) is never applied twice.
+        """
         branch = self.settings.branch
-        table.refresh()
-        self.ensure_branch(table, branch)
-        kind, evolve_to = reconcile(stream, table.schema(), stream_schema, self.events)
         commit_id = str(uuid.uuid4())
         props = {**summary, "dativo.commit-id": commit_id, "dativo.records": str(len(records))}
-        try:
-            with table.transaction() as tx:
-                if evolve_to is not None:
-                    with tx.update_schema() as update:
-                        update.union_by_name(evolve_to)
-                arrow_schema = tx.table_metadata.schema().as_arrow()
-                required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
-                data = records_to_arrow(stream, records, kind, arrow_schema, first_position, required)
-                tx.append(data, snapshot_properties=props, branch=branch)
-        except (SchemaChangeError, CommitError, RecordError):
-            raise
-        except Exception as exc:
-            raise CommitError(self.events.redact(f"commit to {table.name()} failed: {exc}")) from exc
-        snapshot = table.snapshot_by_name(branch)
-        assert snapshot is not None
-        return CommitResult(snapshot.snapshot_id, commit_id, len(records), branch)
+        required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                table.refresh()
+                self.ensure_branch(table, branch)
+                kind, evolve_to = reconcile(stream, table.schema(), stream_schema, self.events)
+                with table.transaction() as tx:
+                    if evolve_to is not None:
+                        with tx.update_schema() as update:
+                            update.union_by_name(evolve_to)
+                    arrow_schema = tx.table_metadata.schema().as_arrow()
+                    data = records_to_arrow(stream, records, kind, arrow_schema, first_position, required)
+                    tx.append(data, snapshot_properties=props, branch=branch)
+                break
+            except (SchemaChangeError, CommitError, RecordError):
+                raise
+            except Exception as exc:
+                if not is_commit_conflict(exc) or attempt == CONFLICT_ATTEMPTS:
+                    raise CommitError(self.events.redact(f"commit to {table.name()} failed: {exc}")) from exc
+                table.refresh()
+                if find_commit(table, branch, commit_id) is not None:
+                    break
+                self.events.emit(
+                    "commit_retry", stream=stream, attempt=attempt, reason=self.events.redact(str(exc))
+                )
+                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        snapshot_id = find_commit(table, branch, commit_id)
+        if snapshot_id is None:
+            raise CommitError(
+                f"commit {commit_id} to {table.name()} is not on branch {branch!r} after committing"
+            )
+        return CommitResult(snapshot_id, commit_id, len(records), branch)
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """Another writer changed the table between our refresh and our commit (retry on fresh metadata).
+
+    pyiceberg raises CommitFailedException for failed requirements; a stale sequence number shows up
+    as a ValueError (SQL catalog) or an HTTP 400 (REST catalog) naming the sequence number.
+    """
+    if isinstance(exc, CommitFailedException):
+        return True
+    text = str(exc).lower()
+    return "sequence number" in text and "last sequence number" in text
 
 
 def _optional(field: NestedField) -> NestedField:

@@ -11,16 +11,20 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from target_dativo_iceberg.catalogs import (
+    DEFAULT_CATALOG_URI,
+    DEFAULT_WAREHOUSE,
+    catalog_properties,
+    s3_file_io_properties,
+)
 from target_dativo_iceberg.errors import ConfigError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 CATALOG_TYPES = ("sql", "rest", "nessie", "glue", "hive", "none")
-DEFAULT_CATALOG_URI = "sqlite:///.local/iceberg/catalog.db"
-DEFAULT_WAREHOUSE = ".local/iceberg/warehouse"
 
 # Settings whose values must never be logged or written to snapshot summaries.
 SECRET_KEYS = ("secret_access_key", "access_key_id", "token", "credential", "password", "session_token")
@@ -44,13 +48,6 @@ def expand_env(value: Any, path: str = "") -> Any:
     return value
 
 
-def _local_uri(path: str) -> str:
-    """A warehouse given as a plain path becomes an absolute file:// URI (pyiceberg needs a scheme)."""
-    if "://" in path:
-        return path
-    return Path(path).expanduser().resolve().as_uri()
-
-
 @dataclass
 class Settings:
     """The target's settings after defaults and environment expansion."""
@@ -64,6 +61,7 @@ class Settings:
     catalog_properties: dict[str, Any] = field(default_factory=dict)
     warehouse: str = DEFAULT_WAREHOUSE
     s3: dict[str, Any] = field(default_factory=dict)
+    nessie: dict[str, Any] = field(default_factory=dict)
     load_method: str = "append-only"
     add_record_metadata: bool = False
     max_batch_age_seconds: float = 300.0
@@ -80,13 +78,14 @@ class Settings:
         return cls(
             tenant_id=tenant,
             branch=str(cfg.get("branch") or tenant),
-            namespace=cfg.get("namespace") or None,
+            namespace=sanitize_identifier(cfg["namespace"]) if cfg.get("namespace") else None,
             catalog_type=catalog_type,
             catalog_uri=str(cfg.get("catalog_uri") or DEFAULT_CATALOG_URI),
             catalog_name=str(cfg.get("catalog_name") or "dativo"),
             catalog_properties=dict(cfg.get("catalog_properties") or {}),
             warehouse=str(cfg.get("warehouse") or DEFAULT_WAREHOUSE),
             s3=dict(connection.get("s3") or {}),
+            nessie=dict(connection.get("nessie") or {}),
             load_method=str(cfg.get("load_method") or "append-only"),
             add_record_metadata=bool(cfg.get("add_record_metadata", False)),
             max_batch_age_seconds=float(cfg.get("max_batch_age_seconds") or 300),
@@ -95,53 +94,58 @@ class Settings:
     @property
     def default_namespace(self) -> str:
         """Namespace used when neither the setting nor a contract names one."""
-        return self.namespace or self.tenant_id
+        return self.namespace or sanitize_identifier(self.tenant_id)
 
     def s3_file_io_properties(self) -> dict[str, str]:
         """Map `connection.s3.*` onto pyiceberg's FileIO `s3.*` properties."""
-        s3 = self.s3
-        props: dict[str, str] = {}
-        mapping = {
-            "endpoint": "s3.endpoint",
-            "access_key_id": "s3.access-key-id",
-            "secret_access_key": "s3.secret-access-key",
-            "region": "s3.region",
-        }
-        for key, prop in mapping.items():
-            if s3.get(key):
-                props[prop] = str(s3[key])
-        if "path_style_access" in s3:
-            props["s3.force-virtual-addressing"] = "false" if s3["path_style_access"] else "true"
-        return props
+        return s3_file_io_properties(self.s3)
 
-    def catalog_load_properties(self) -> dict[str, str]:
+    def catalog_load_properties(self) -> dict[str, Any]:
         """Properties for `pyiceberg.catalog.load_catalog`, user `catalog_properties` winning."""
-        props: dict[str, str] = {"type": self.catalog_type}
-        warehouse = self.warehouse
-        if self.catalog_type == "sql":
-            uri = self.catalog_uri
-            if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-                db_path = Path(uri[len("sqlite:///") :]).resolve()
-                db_path.parent.mkdir(parents=True, exist_ok=True)
-                uri = f"sqlite:///{db_path}"
-            props["uri"] = uri
-            if "://" not in warehouse:
-                Path(warehouse).mkdir(parents=True, exist_ok=True)
-            props["warehouse"] = _local_uri(warehouse)
-        else:
-            props["uri"] = self.catalog_uri
-            props["warehouse"] = warehouse
-        props.update(self.s3_file_io_properties())
-        props.update({k: str(v) for k, v in self.catalog_properties.items()})
-        return props
+        return catalog_properties(
+            self.catalog_type,
+            self.catalog_uri,
+            self.warehouse,
+            s3=self.s3,
+            user_properties=self.catalog_properties,
+            branch=self.branch,
+            nessie_uri=self.nessie.get("uri"),
+        )
 
     def secret_values(self) -> list[str]:
-        """Secret values present in the settings, for redaction."""
+        """Secret values present in the settings (keys, tokens, the catalog URI's password), for redaction."""
         values = [str(v) for k, v in self.s3.items() if k in SECRET_KEYS and v]
-        values += [str(v) for k, v in self.catalog_properties.items() if _is_secret_key(k) and v]
-        return values
+        values += _nested_secrets(self.catalog_properties)
+        password = _url_password(self.catalog_uri)
+        if password:
+            values.append(password)
+        return sorted(set(values), key=len, reverse=True)
+
+
+def sanitize_identifier(name: str) -> str:
+    """Namespace and table names: lower-case, non-alphanumerics → `_` (REST catalogs reject others)."""
+    clean = re.sub(r"[^a-z0-9_]", "_", str(name).strip().lower()) or "_"
+    return clean
+
+
+def _nested_secrets(props: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for key, value in props.items():
+        if isinstance(value, Mapping):
+            out += _nested_secrets(value)
+        elif value and _is_secret_key(str(key)):
+            out.append(str(value))
+    return out
+
+
+def _url_password(uri: str) -> str | None:
+    """The password embedded in a URL (PostgreSQL SQLAlchemy URLs carry one)."""
+    try:
+        return urlsplit(uri).password
+    except ValueError:
+        return None
 
 
 def _is_secret_key(key: str) -> bool:
-    lowered = key.lower()
-    return any(s.replace("_", "-") in lowered or s in lowered for s in SECRET_KEYS)
+    lowered = key.lower().replace("-", "_")
+    return any(s in lowered for s in (*SECRET_KEYS, "secret", "password"))

@@ -52,18 +52,25 @@ def duckdb_connection(s3: dict[str, Any] | None = None) -> Any:
     con.execute(f"LOAD '{_extension_path('duckdb_extension_avro', 'avro')}'")
     con.execute(f"LOAD '{_extension_path('duckdb_extension_iceberg', 'iceberg')}'")
     if s3:
-        endpoint = str(s3.get("endpoint", "")).replace("http://", "").replace("https://", "")
+        # `s3` is the target's `connection.s3` (endpoint, access_key_id, secret_access_key, region,
+        # session_token, path_style_access); DuckDB's httpfs reads s3:// paths with it.
+        endpoint = str(s3.get("endpoint") or "")
+        host = endpoint.split("://", 1)[-1].rstrip("/")
+        path_style_setting = s3.get("path_style_access", bool(host))  # custom endpoints: path style
+        path_style = str(path_style_setting).strip().lower() not in ("false", "0", "no", "off")
         con.execute(f"LOAD '{_extension_path('duckdb_extension_httpfs', 'httpfs')}'")
-        con.execute(
-            "CREATE SECRET s3secret (TYPE s3, KEY_ID ?, SECRET ?, REGION ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?)",
-            [
-                s3.get("access_key_id", ""),
-                s3.get("secret_access_key", ""),
-                s3.get("region", "us-east-1"),
-                endpoint,
-                str(s3.get("endpoint", "")).startswith("https"),
-            ],
-        )
+        options = {
+            "KEY_ID": s3.get("access_key_id") or "",
+            "SECRET": s3.get("secret_access_key") or "",
+            "SESSION_TOKEN": s3.get("session_token") or "",
+            "REGION": s3.get("region") or "us-east-1",
+            "URL_STYLE": "path" if path_style else "vhost",
+        }
+        if host:
+            options["ENDPOINT"] = host
+            options["USE_SSL"] = not endpoint.startswith("http://")
+        names = ", ".join(f"{key} ?" for key in options)
+        con.execute(f"CREATE SECRET dativo_s3 (TYPE s3, {names})", list(options.values()))
     return con
 
 

@@ -2,7 +2,8 @@
 
 One Committer per target run; it loads the catalog once. A commit appends a batch on the
 configured branch in a single Iceberg transaction together with any safe schema evolution, so a
-failed batch leaves nothing visible.
+failed batch leaves nothing visible. Conflicts with concurrent writers are retried on fresh
+metadata, after checking that this commit's id is not already on the branch.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -22,39 +25,29 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     TableAlreadyExistsError,
 )
+from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
-from pyiceberg.types import (
-    DoubleType,
-    FloatType,
-    IcebergType,
-    IntegerType,
-    ListType,
-    LongType,
-    NestedField,
-    StringType,
-    StructType,
-)
+from pyiceberg.transforms import IdentityTransform
 
 from target_dativo_iceberg.config import Settings
-from target_dativo_iceberg.errors import CommitError, ConfigError, RecordError, SchemaChangeError
+from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
 from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.evolution import EvolutionPlan, optional, plan_evolution
 from target_dativo_iceberg.markers import find_commit
-from target_dativo_iceberg.schema import ColumnKind, StreamSchema, records_to_arrow
 
 MAIN = "main"
-SUMMARY_PREFIX = "dativo."
 CONFLICT_ATTEMPTS = 10
 
-# (existing, incoming) pairs an Iceberg column may be promoted along.
-_PROMOTIONS = {(IntegerType, LongType), (FloatType, DoubleType)}
+#: Builds the batch's Arrow table once the table schema (after evolution) is known.
+DataBuilder = Callable[[pa.Schema, EvolutionPlan], pa.Table]
 
 
 def json_state(state: dict[str, Any] | None) -> str:
     """Singer state as compact JSON; Decimals (how singer-sdk parses floats) become numbers."""
-    from target_dativo_iceberg.schema import _json_default
+    from target_dativo_iceberg.schema import json_default
 
-    return json.dumps(state or {}, default=_json_default, separators=(",", ":"), sort_keys=True)
+    return json.dumps(state or {}, default=json_default, separators=(",", ":"), sort_keys=True)
 
 
 @dataclass
@@ -65,6 +58,17 @@ class CommitResult:
     commit_id: str
     records: int
     branch: str
+
+
+@dataclass
+class TableSpec:
+    """How to create a table: schema, identity partition columns, properties, location."""
+
+    schema: Schema
+    partition_columns: Sequence[str] = ()
+    properties: dict[str, str] | None = None
+    location: str | None = None
+    keep_required: bool = False  # contract schemas keep required columns; Singer-derived are optional
 
 
 class Committer:
@@ -82,9 +86,7 @@ class Committer:
         """The catalog, loaded once per run."""
         if self._catalog is None:
             try:
-                self._catalog = load_catalog(
-                    self.settings.catalog_name, **self.settings.catalog_load_properties()
-                )
+                self._catalog = self._load_catalog()
             except Exception as exc:  # surface as a clear, redacted failure naming the endpoint
                 raise CommitError(
                     self.events.redact(
@@ -115,9 +117,16 @@ class Committer:
                 time.sleep(min(1.0, 0.1 * attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")
 
+    def warehouse_location(self, *parts: str) -> str | None:
+        """`{warehouse}/{parts...}` for catalogs that accept explicit locations (not REST/Nessie)."""
+        if self.settings.catalog_type not in ("sql", "glue", "hive"):
+            return None
+        warehouse = str(self.settings.catalog_load_properties().get("warehouse") or "")
+        return "/".join([warehouse.rstrip("/"), *parts]) if warehouse else None
+
     # ------------------------------------------------------------------ tables
 
-    def ensure_table(self, stream: str, identifier: tuple[str, str], schema: Schema) -> Table:
+    def ensure_table(self, stream: str, identifier: tuple[str, str], spec: TableSpec) -> Table:
         """Load the table, creating namespace and table when absent.
 
         A new table gets an empty snapshot on main so every branch has main's head as its parent.
@@ -130,20 +139,26 @@ class Committer:
         try:
             table = catalog.load_table(identifier)
         except NoSuchTableError:
-            optional = Schema(*[_optional(f) for f in schema.fields])
             try:
-                table = catalog.create_table(identifier, schema=optional)
+                table = self._create(identifier, spec)
                 created = True
             except TableAlreadyExistsError:  # a concurrent writer won the race
                 table = catalog.load_table(identifier)
         if table.metadata.current_snapshot_id is None:
-            table.append(
-                table.schema().as_arrow().empty_table(),
-                snapshot_properties={
-                    "dativo.operation": "table-created",
-                    "dativo.tenant": self.settings.tenant_id,
-                },
-            )
+            try:
+                table.append(
+                    table.schema().as_arrow().empty_table(),
+                    snapshot_properties={
+                        "dativo.operation": "table-created",
+                        "dativo.tenant": self.settings.tenant_id,
+                    },
+                )
+            except Exception as exc:  # another writer created main's first snapshot first
+                if not is_commit_conflict(exc):
+                    raise
+                table.refresh()
+                if table.metadata.current_snapshot_id is None:
+                    raise
         self.events.emit(
             "table_ensured",
             stream=stream,
@@ -152,6 +167,25 @@ class Committer:
             location=table.location(),
         )
         return table
+
+    def _create(self, identifier: tuple[str, str], spec: TableSpec) -> Table:
+        schema = spec.schema if spec.keep_required else Schema(*[optional(f) for f in spec.schema.fields])
+        if spec.keep_required:
+            schema = Schema(*schema.fields, identifier_field_ids=spec.schema.identifier_field_ids)
+        partition_fields = []
+        for i, column in enumerate(spec.partition_columns):
+            source = schema.find_field(column)
+            partition_fields.append(
+                PartitionField(
+                    source_id=source.field_id, field_id=1000 + i, transform=IdentityTransform(), name=column
+                )
+            )
+        kwargs: dict[str, Any] = {"schema": schema, "partition_spec": PartitionSpec(*partition_fields)}
+        if spec.properties:
+            kwargs["properties"] = spec.properties
+        if spec.location:
+            kwargs["location"] = spec.location
+        return self.catalog.create_table(identifier, **kwargs)
 
     def ensure_branch(self, table: Table, branch: str) -> None:
         """Create `branch` from main's head when it does not exist yet (never an orphan branch)."""
@@ -169,18 +203,24 @@ class Committer:
             if table.metadata.refs.get(branch) is None:
                 raise
 
+    def branch_total_records(self, table: Table) -> int:
+        """Rows on the branch head (from the snapshot summary; 0 when the branch is new)."""
+        snap = table.snapshot_by_name(self.settings.branch) or table.snapshot_by_name(MAIN)
+        props = snap.summary.additional_properties if snap and snap.summary else {}
+        return int(props.get("total-records", 0))
+
     # ------------------------------------------------------------------ commits
 
-    def commit_records(
+    def commit(
         self,
         stream: str,
         table: Table,
-        stream_schema: StreamSchema,
-        records: list[dict[str, Any]],
+        incoming: Schema,
+        build: DataBuilder,
+        records: int,
         summary: dict[str, str],
-        first_position: int = 1,
     ) -> CommitResult:
-        """Evolve the schema if the stream added columns, and append the records, in one transaction.
+        """Evolve the schema if needed and append the batch built by `build`, in one transaction.
 
         A conflict with a concurrent writer (another process committed first) is retried on a
         refreshed table; before each retry the branch is searched for this commit's id, so a commit
@@ -188,22 +228,20 @@ class Committer:
         """
         branch = self.settings.branch
         commit_id = str(uuid.uuid4())
-        props = {**summary, "dativo.commit-id": commit_id, "dativo.records": str(len(records))}
-        required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
+        props = {**summary, "dativo.commit-id": commit_id, "dativo.records": str(records)}
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 table.refresh()
                 self.ensure_branch(table, branch)
-                kind, evolve_to = reconcile(stream, table.schema(), stream_schema, self.events)
+                plan = plan_evolution(stream, table.schema(), incoming, self.events)
                 with table.transaction() as tx:
-                    if evolve_to is not None:
+                    if plan.union is not None:
                         with tx.update_schema() as update:
-                            update.union_by_name(evolve_to)
-                    arrow_schema = tx.table_metadata.schema().as_arrow()
-                    data = records_to_arrow(stream, records, kind, arrow_schema, first_position, required)
+                            update.union_by_name(plan.union)
+                    data = build(tx.table_metadata.schema().as_arrow(), plan)
                     tx.append(data, snapshot_properties=props, branch=branch)
                 break
-            except (SchemaChangeError, CommitError, RecordError):
+            except DativoError:
                 raise
             except Exception as exc:
                 if not is_commit_conflict(exc) or attempt == CONFLICT_ATTEMPTS:
@@ -220,7 +258,7 @@ class Committer:
             raise CommitError(
                 f"commit {commit_id} to {table.name()} is not on branch {branch!r} after committing"
             )
-        return CommitResult(snapshot_id, commit_id, len(records), branch)
+        return CommitResult(snapshot_id, commit_id, records, branch)
 
 
 def is_commit_conflict(exc: BaseException) -> bool:
@@ -233,82 +271,3 @@ def is_commit_conflict(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return "sequence number" in text and "last sequence number" in text
-
-
-def _optional(field: NestedField) -> NestedField:
-    """New tables and new columns are optional: Singer schemas are all-nullable in practice."""
-    return NestedField(field.field_id, field.name, field.field_type, required=False, doc=field.doc)
-
-
-def reconcile(
-    stream: str, existing: Schema, incoming: StreamSchema, events: EventLog
-) -> tuple[ColumnKind, Schema | None]:
-    """Compare the stream's schema with the table's (top-level columns).
-
-    Returns the value conversion to use and, when the stream adds columns or widens types, the
-    schema to union into the table. A type the column cannot hold raises SchemaChangeError.
-    """
-    kind = ColumnKind("struct", children=dict(incoming.kind.children))
-    evolve = False
-    union_fields: list[NestedField] = []
-    by_name = {f.name: f for f in existing.fields}
-    for field in incoming.iceberg.fields:
-        current = by_name.get(field.name)
-        if current is None:
-            evolve = True
-            union_fields.append(_optional(field))
-            continue
-        change = _type_change(current.field_type, field.field_type)
-        if change in ("same", "narrower-fits"):
-            union_fields.append(_optional(field))
-        elif change == "widen":
-            evolve = True
-            union_fields.append(_optional(field))
-        elif change == "into-string":
-            events.emit(
-                "schema_coerced",
-                stream=stream,
-                column=field.name,
-                table_type=str(current.field_type),
-                stream_type=str(field.field_type),
-                message=f"values of column {field.name!r} are written as strings into the existing column",
-            )
-            for src, (col, _) in incoming.kind.children.items():
-                if col == field.name:
-                    kind.children[src] = (col, ColumnKind("string"))
-            union_fields.append(_optional(NestedField(field.field_id, field.name, current.field_type)))
-        else:
-            raise SchemaChangeError(
-                f"stream {stream!r}: column {field.name!r} changes type from {current.field_type} "
-                f"to {field.field_type}, which the table cannot hold; nothing was committed"
-            )
-    return kind, (Schema(*union_fields) if evolve else None)
-
-
-def _type_change(current: IcebergType, incoming: IcebergType) -> str:
-    """Classify a column type change (ignoring field ids): same, widen, narrower-fits, into-string, breaking."""
-    if isinstance(current, StructType) and isinstance(incoming, StructType):
-        existing = {f.name: f.field_type for f in current.fields}
-        result = "same"
-        for child in incoming.fields:
-            if child.name not in existing:
-                result = "widen"
-                continue
-            sub = _type_change(existing[child.name], child.field_type)
-            if sub in ("breaking", "into-string"):
-                return "breaking"
-            if sub == "widen":
-                result = "widen"
-        return result
-    if isinstance(current, ListType) and isinstance(incoming, ListType):
-        sub = _type_change(current.element_type, incoming.element_type)
-        return "breaking" if sub == "into-string" else sub
-    if current == incoming:
-        return "same"
-    if (type(current), type(incoming)) in _PROMOTIONS:
-        return "widen"
-    if (type(current), type(incoming)) in {(LongType, IntegerType), (DoubleType, FloatType)}:
-        return "narrower-fits"
-    if isinstance(current, StringType) and incoming.is_primitive:
-        return "into-string"
-    return "breaking"

@@ -257,7 +257,7 @@ def _to_bool(value: Any) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
@@ -268,7 +268,7 @@ def _json_default(value: Any) -> Any:
 def _to_json(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return json.dumps(value, default=_json_default, ensure_ascii=False)
+    return json.dumps(value, default=json_default, ensure_ascii=False)
 
 
 def _to_string(value: Any) -> str:

@@ -1,8 +1,11 @@
 """Per-stream behaviour: buffer a stream's records and commit them to its Iceberg table.
 
 A RECORD's path: Target._process_record_message → IcebergSink.process_record (buffered) →
-IcebergSink.process_batch → Committer.commit_records (Arrow conversion + Iceberg transaction) →
-Target.on_commit (emit the STATE this commit made safe).
+IcebergSink.process_batch → (contract: Enforcer.validate) → Committer.commit (Arrow + one Iceberg
+transaction) → Target.on_commit (emit the STATE this commit made safe).
+
+A stream with a contract gets its table from the contract (types, required, identifier fields,
+partitions, properties); without one, from its Singer SCHEMA.
 """
 
 from __future__ import annotations
@@ -10,15 +13,25 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.schema import Schema
+from pyiceberg.types import DateType, NestedField
 from singer_sdk.sinks import BatchSink
 
-from target_dativo_iceberg.committer import json_state
-from target_dativo_iceberg.schema import StreamSchema, sanitize_name, singer_to_iceberg
+from target_dativo_iceberg.committer import TableSpec, json_state
+from target_dativo_iceberg.config import sanitize_identifier
+from target_dativo_iceberg.contracts import contract_for_stream
+from target_dativo_iceberg.enforcement import REJECTED_SCHEMA, REJECTED_SUFFIX, Enforcer, rejected_table
+from target_dativo_iceberg.evolution import EvolutionPlan
+from target_dativo_iceberg.schema import ColumnKind, records_to_arrow, sanitize_name, singer_to_iceberg
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
     from target_dativo_iceberg.target import TargetDativoIceberg
+
+INGEST_DATE = "ingest_date"
 
 
 class IcebergSink(BatchSink):
@@ -31,9 +44,42 @@ class IcebergSink(BatchSink):
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self.dativo = target
-        self.stream_schema: StreamSchema = singer_to_iceberg(stream_name, self.schema, self.key_properties)
-        self.identifier = (target.settings.default_namespace, sanitize_name(stream_name))
+        settings = target.settings
+        self.stream_schema = singer_to_iceberg(stream_name, self.schema, self.key_properties)
+        self.contract = contract_for_stream(target.contracts, stream_name)
+        self.enforcer: Enforcer | None = None
+        if self.contract is None:
+            self.identifier = (settings.default_namespace, sanitize_name(stream_name))
+            self.spec = TableSpec(self.stream_schema.iceberg)
+        else:
+            contract = self.contract
+            self._validator = None  # the contract validates (per batch); the SDK's per-record JSON Schema check would abort warn mode
+            self.enforcer = Enforcer(
+                stream_name,
+                contract,
+                self.schema,
+                target.validation_mode,
+                settings.load_method == "upsert",
+                target.events,
+            )
+            namespace = settings.namespace or (
+                sanitize_identifier(contract.domain) if contract.domain else None
+            )
+            self.identifier = (namespace or settings.default_namespace, contract.table_name())
+            location = None
+            if contract.domain and contract.data_product:
+                location = target.committer.warehouse_location(
+                    contract.domain, contract.data_product, contract.table_name()
+                )
+            self.spec = TableSpec(
+                self._contract_schema(),
+                partition_columns=contract.partition_columns(),
+                properties=contract.table_properties(),
+                location=location,
+                keep_required=True,
+            )
         self._table: Table | None = None
+        self._rejected: Table | None = None
         #: Number of STATE messages seen when the first record still buffered arrived (None: empty).
         self.first_pending_seq: int | None = None
         self._position = 0  # records of this stream seen so far, for error messages
@@ -41,16 +87,42 @@ class IcebergSink(BatchSink):
             "writer_initialized",
             stream=stream_name,
             table=".".join(self.identifier),
-            columns=[f.name for f in self.stream_schema.iceberg.fields],
+            contract=self.contract.path if self.contract else None,
+            columns=[f.name for f in self.spec.schema.fields],
         )
+
+    def _contract_schema(self) -> Schema:
+        """The contract's schema plus target-added columns: `ingest_date` if partitioned on, `_sdc_*`."""
+        assert self.contract is not None
+        base = self.contract.iceberg_schema()
+        fields = list(base.fields)
+        names = {f.name for f in fields}
+        next_id = base.highest_field_id + 1
+        if INGEST_DATE in self.contract.partition_columns() and INGEST_DATE not in names:
+            fields.append(NestedField(next_id, INGEST_DATE, DateType(), required=False))
+            next_id += 1
+        for f in self._sdc_fields():
+            if f.name not in names:
+                fields.append(NestedField(next_id, f.name, f.field_type, required=False))
+                next_id += 1
+        return Schema(*fields, identifier_field_ids=base.identifier_field_ids)
+
+    def _sdc_fields(self) -> list[NestedField]:
+        return [f for f in self.stream_schema.iceberg.fields if f.name.startswith("_sdc_")]
+
+    # ------------------------------------------------------------------ buffering
+
+    def _validate_and_parse(self, record: dict) -> dict:
+        """With a contract, records stay raw: the contract validator coerces and judges whole batches."""
+        if self.enforcer is not None:
+            return record
+        return super()._validate_and_parse(record)
 
     @property
     def table(self) -> Table:
         """The stream's table, created on first use and cached for the run."""
         if self._table is None:
-            self._table = self.dativo.committer.ensure_table(
-                self.stream_name, self.identifier, self.stream_schema.iceberg
-            )
+            self._table = self.dativo.committer.ensure_table(self.stream_name, self.identifier, self.spec)
         return self._table
 
     def process_record(self, record: dict, context: dict) -> None:
@@ -59,42 +131,126 @@ class IcebergSink(BatchSink):
             self.first_pending_seq = self.dativo.state_seq
         context.setdefault("records", []).append(record)
 
+    # ------------------------------------------------------------------ committing
+
     def process_batch(self, context: dict) -> None:
-        """Commit the buffered records in one Iceberg transaction, then let the target emit STATE."""
+        """Validate (with a contract), commit in one Iceberg transaction, then let the target emit STATE."""
         records: list[dict[str, Any]] = context.get("records", [])
         if not records:
             return
         first_position = self._position + 1
         self._position += len(records)
         started = time.monotonic()
+        rejected_rows: list[dict[str, Any]] = []
+        if self.enforcer is None:
+            build = self._schema_builder(records, first_position)
+            landed = len(records)
+        else:
+            outcome = self.enforcer.validate(records, first_position)
+            rejected_rows = outcome.rejected
+            chosen = [records[i] for i in outcome.valid_indices]
+            build = self._contract_builder(outcome.valid, chosen)
+            landed = outcome.valid.num_rows
+            if self.dativo.ending:
+                self.enforcer.finish(self.dativo.committer.branch_total_records(self.table) + landed)
         covered_seq, covered_state = self.dativo.covered_state(self)
         summary = {
             "dativo.run-id": self.dativo.run_id,
             "dativo.tenant": self.dativo.settings.tenant_id,
             "dativo.stream": self.stream_name,
-            "dativo.records-rejected": "0",
+            "dativo.records-rejected": str(len(rejected_rows)),
             "dativo.singer-state": json_state(covered_state),
         }
+        if rejected_rows:
+            self._commit_rejected(rejected_rows, summary)
         table = self.table
-        result = self.dativo.committer.commit_records(
-            self.stream_name, table, self.stream_schema, records, summary, first_position
+        result = self.dativo.committer.commit(
+            self.stream_name, table, self.spec.schema, build, landed, summary
         )
-        self.dativo.events.emit(
-            "batch_written",
-            stream=self.stream_name,
-            table=".".join(self.identifier),
-            records=len(records),
+        events = self.dativo.events
+        ident = ".".join(self.identifier)
+        events.emit(
+            "batch_written", stream=self.stream_name, table=ident, records=landed, rejected=len(rejected_rows)
         )
-        self.dativo.events.emit(
+        events.emit(
             "commit_success",
             stream=self.stream_name,
-            table=".".join(self.identifier),
+            table=ident,
             branch=result.branch,
             snapshot_id=result.snapshot_id,
             commit_id=result.commit_id,
             records=result.records,
+            records_rejected=len(rejected_rows),
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
-        self.tally_record_written(len(records))
+        self.tally_record_written(landed)
+        self.dativo.rejected_total += len(rejected_rows)
         self.first_pending_seq = None
         self.dativo.on_commit(covered_seq)
+
+    def finish_without_batch(self) -> None:
+        """End of input with nothing buffered: object-level quality still holds over the table."""
+        if self.enforcer is not None and self._table is not None:
+            self.enforcer.finish(self.dativo.committer.branch_total_records(self._table))
+
+    def _commit_rejected(self, rows: list[dict[str, Any]], summary: dict[str, str]) -> None:
+        committer = self.dativo.committer
+        ident = (self.identifier[0], self.identifier[1] + REJECTED_SUFFIX)
+        if self._rejected is None:
+            self._rejected = committer.ensure_table(self.stream_name, ident, TableSpec(REJECTED_SCHEMA))
+        data = rejected_table(rows, self.dativo.run_id, self.stream_name, self._rejected.schema().as_arrow())
+        rejected_summary = {**summary, "dativo.records-rejected": str(len(rows))}
+        committer.commit(
+            self.stream_name,
+            self._rejected,
+            REJECTED_SCHEMA,
+            lambda _s, _p: data,
+            len(rows),
+            rejected_summary,
+        )
+
+    def _schema_builder(self, records: list[dict[str, Any]], first_position: int):  # noqa: ANN202
+        """Singer-schema path: convert records to the table's Arrow schema after evolution."""
+        stream_schema = self.stream_schema
+        required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
+
+        def build(arrow_schema: pa.Schema, plan: EvolutionPlan) -> pa.Table:
+            kind = stream_schema.kind
+            if plan.into_string:
+                children = {
+                    src: (col, ColumnKind("string") if col in plan.into_string else ck)
+                    for src, (col, ck) in kind.children.items()
+                }
+                kind = ColumnKind("struct", children=children)
+            return records_to_arrow(self.stream_name, records, kind, arrow_schema, first_position, required)
+
+        return build
+
+    def _contract_builder(self, valid: pa.Table, records: list[dict[str, Any]]):  # noqa: ANN202
+        """Contract path: validated columns + target-added ones, aligned to the table's Arrow schema."""
+        extras: dict[str, pa.Array] = {}
+        if INGEST_DATE in self.spec.schema.column_names and INGEST_DATE not in valid.column_names:
+            extras[INGEST_DATE] = pa.array([self.dativo.ingest_date] * valid.num_rows, pa.date32())
+        sdc = self._sdc_fields()
+        if sdc:
+            sdc_kind = ColumnKind(
+                "struct",
+                children={s: v for s, v in self.stream_schema.kind.children.items() if s.startswith("_sdc_")},
+            )
+            sdc_schema = Schema(*sdc).as_arrow()
+            sdc_table = records_to_arrow(self.stream_name, records, sdc_kind, sdc_schema)
+            extras.update({name: sdc_table.column(name) for name in sdc_table.column_names})
+
+        def build(arrow_schema: pa.Schema, plan: EvolutionPlan) -> pa.Table:
+            arrays = []
+            for field in arrow_schema:
+                if field.name in valid.column_names:
+                    column = valid.column(field.name)
+                elif field.name in extras:
+                    column = extras[field.name]
+                else:
+                    column = pa.nulls(valid.num_rows, field.type)
+                arrays.append(pc.cast(column, field.type) if column.type != field.type else column)
+            return pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+        return build

@@ -6,10 +6,13 @@ stream, is committed. Each sink commit reports which STATE it made safe (see `co
 
 from __future__ import annotations
 
+import datetime
 import decimal
 import json
 import sys
+import typing as t
 import uuid
+from pathlib import Path
 from typing import Any
 
 from singer_sdk import typing as th
@@ -17,7 +20,8 @@ from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.target_base import Target
 
 from target_dativo_iceberg.committer import Committer
-from target_dativo_iceberg.config import Settings
+from target_dativo_iceberg.config import Settings, expand_env
+from target_dativo_iceberg.contracts import Contract, resolve_contracts
 from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.sinks import IcebergSink
@@ -41,6 +45,7 @@ class TargetDativoIceberg(Target):
     package_name = "dativo-ingest"
     default_sink_class = IcebergSink
     _MAX_PARALLELISM = 1  # commits run one at a time so covered-state bookkeeping stays exact
+    partial: t.ClassVar[bool] = False  # set when a run ends with exit code 1 (warn-mode rejections)
 
     config_jsonschema = th.PropertiesList(
         th.Property("tenant_id", th.StringType, default="default",
@@ -90,10 +95,41 @@ class TargetDativoIceberg(Target):
         self.run_id = str(uuid.uuid4())
         self.events = EventLog(self.settings.tenant_id, self.run_id, self.settings.secret_values())
         self.committer = Committer(self.settings, self.events)
+        self.validation_mode = str(self.config.get("schema_validation_mode") or "strict")
+        self.contracts = self._load_contracts()
+        self.rejected_total = 0
+        self.ending = False  # set at end of input: the next drain is the final one
+        self.ingest_date = datetime.datetime.now(datetime.timezone.utc).date()
         self._MAX_RECORD_AGE_IN_MINUTES = self.settings.max_batch_age_seconds / 60
         self.state_seq = 0  # number of distinct STATE messages received
         self._states: dict[int, dict] = {}
         self._emitted_seq = 0
+
+    def _load_contracts(self) -> dict[str, Contract]:
+        """Resolve `assets`/`assets_dir` before any input is read: an invalid contract fails the run."""
+        config = expand_env(dict(self.config))
+        contracts = resolve_contracts(config.get("assets") or {}, config.get("assets_dir"), Path.cwd())
+        for stream, contract in contracts.items():
+            self.events.emit(
+                "asset_loaded",
+                stream=stream,
+                contract=contract.path,
+                contract_id=contract.id,
+                contract_version=contract.version,
+                api_version=contract.api_version,
+                flavour=contract.flavour,
+                table=contract.table_name(),
+                notes=list(contract.notes) or None,
+            )
+        return contracts
+
+    def process_endofpipe(self) -> None:
+        """Final drain: sinks check object-level quality (rowCount) before their last commit."""
+        self.ending = True
+        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
+            if isinstance(sink, IcebergSink) and sink.current_size == 0:
+                sink.finish_without_batch()
+        super().process_endofpipe()
 
     # ------------------------------------------------------------------ state
 
@@ -150,8 +186,8 @@ class TargetDativoIceberg(Target):
 
     # ------------------------------------------------------------------ run
 
-    def run(self, file_input: Any = None) -> None:
-        """Listen to the input with job events around it."""
+    def run(self, file_input: Any = None) -> int:
+        """Listen to the input with job events around it; returns the exit code (0, or 1 for partial)."""
         self.events.emit(
             "job_started",
             branch=self.settings.branch,
@@ -163,7 +199,13 @@ class TargetDativoIceberg(Target):
         except BaseException as exc:
             self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
             raise
+        if self.rejected_total:
+            self.events.emit(
+                "job_finished", status="partial", exit_code=1, records_rejected=self.rejected_total
+            )
+            return 1
         self.events.emit("job_finished", status="success", exit_code=0)
+        return 0
 
     @classmethod
     def invoke(  # type: ignore[override]
@@ -180,13 +222,16 @@ class TargetDativoIceberg(Target):
         config = config or _ConfigInput()
         try:
             target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
-            target.run(file_input)
+            code = target.run(file_input)
         except DativoError as exc:
             cls.logger.error("%s", exc)
             sys.exit(exc.exit_code)
         except Exception as exc:
             cls.logger.exception("target failed: %s", exc)
             sys.exit(2)
+        if code:
+            cls.partial = True
+            sys.exit(code)
 
 
 def _decimal_default(value: Any) -> Any:
@@ -200,8 +245,8 @@ def main() -> None:
     try:
         TargetDativoIceberg.cli()
     except SystemExit as exc:
-        if exc.code not in (0, None):
-            sys.exit(2 if exc.code == 1 else exc.code)
+        if exc.code == 1 and not TargetDativoIceberg.partial:
+            sys.exit(2)
         raise
 
 

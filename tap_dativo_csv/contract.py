@@ -1,0 +1,144 @@
+"""Minimal ODCS v3 contract reading for the CSV tap: column names, types, required and keys.
+
+The tap only needs a type mapping so it can emit typed values; full contract validation is the
+target's job, so everything beyond types, `required` and `primaryKey` is ignored here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOGGER = logging.getLogger(__name__)
+
+#: Column kinds the reader knows how to convert; they are also the JSON-schema flavours emitted.
+KINDS = ("string", "integer", "number", "boolean", "date", "timestamp")
+
+_LOGICAL_TO_KIND = {
+    "string": "string",
+    "integer": "integer",
+    "long": "integer",
+    "int": "integer",
+    "number": "number",
+    "float": "number",
+    "double": "number",
+    "decimal": "number",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "datetime": "timestamp",
+}
+
+
+class ContractError(ValueError):
+    """A contract file that cannot be used to type a stream."""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One typed column, from a contract property or from the CSV header."""
+
+    name: str
+    kind: str = "string"
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The parts of an ODCS schema object the tap uses."""
+
+    path: str
+    object_name: str
+    columns: tuple[ColumnSpec, ...]
+    primary_keys: tuple[str, ...]
+
+
+def json_schema_for(column: ColumnSpec) -> dict[str, Any]:
+    """JSON schema of a column; nullable unless the contract marks it required."""
+    base, fmt = {
+        "string": ("string", None),
+        "integer": ("integer", None),
+        "number": ("number", None),
+        "boolean": ("boolean", None),
+        "date": ("string", "date"),
+        "timestamp": ("string", "date-time"),
+    }[column.kind]
+    schema: dict[str, Any] = {"type": base if column.required else [base, "null"]}
+    if fmt:
+        schema["format"] = fmt
+    return schema
+
+
+def _pick_schema_object(doc: dict[str, Any], object_name: str, path: str) -> dict[str, Any]:
+    """Choose the schema object matching the stream, else the only/first one."""
+    objects = doc.get("schema") or []
+    if not isinstance(objects, list) or not objects:
+        raise ContractError(f"contract {path}: no `schema` objects found")
+    wanted = object_name.lower()
+    for obj in objects:
+        names = {str(obj.get("name", "")).lower(), str(obj.get("physicalName", "")).lower()}
+        if wanted in names:
+            return obj
+    if len(objects) > 1:
+        LOGGER.warning("contract %s: no schema object named %r, using the first one", path, object_name)
+    return objects[0]
+
+
+def _kind_of(prop: dict[str, Any], path: str) -> str:
+    """Map an ODCS logicalType to a reader kind; unknown types fall back to string.
+
+    ODCS v3.0.2 has no `timestamp` logicalType: timestamps are `logicalType: date` with a
+    timestamp-like `physicalType` (or a time-of-day `logicalTypeOptions.format`), so both spell one.
+    """
+    logical = str(prop.get("logicalType") or "string").lower()
+    physical = str(prop.get("physicalType") or "").lower()
+    fmt = str((prop.get("logicalTypeOptions") or {}).get("format") or "")
+    if logical == "date" and ("timestamp" in physical or "datetime" in physical or "HH" in fmt):
+        return "timestamp"
+    kind = _LOGICAL_TO_KIND.get(logical)
+    if kind is None:
+        LOGGER.warning(
+            "contract %s: property %r has logicalType %r which the CSV tap emits as string",
+            path,
+            prop.get("name"),
+            logical,
+        )
+        return "string"
+    return kind
+
+
+def load_contract(path: str, object_name: str) -> Contract:
+    """Read an ODCS v3 YAML file and extract the column types for one stream."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ContractError(f"contract file not found: {path}")
+    try:
+        doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ContractError(f"contract {path}: invalid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ContractError(f"contract {path}: expected a YAML mapping at the top level")
+
+    obj = _pick_schema_object(doc, object_name, path)
+    columns: list[ColumnSpec] = []
+    keyed: list[tuple[int, int, str]] = []
+    for index, prop in enumerate(obj.get("properties") or []):
+        name = prop.get("name")
+        if not name:
+            raise ContractError(f"contract {path}: property #{index + 1} has no name")
+        columns.append(ColumnSpec(str(name), _kind_of(prop, path), bool(prop.get("required", False))))
+        if prop.get("primaryKey"):
+            keyed.append((int(prop.get("primaryKeyPosition") or 10_000), index, str(name)))
+    if not columns:
+        raise ContractError(f"contract {path}: schema object has no properties")
+    return Contract(
+        path=path,
+        object_name=str(obj.get("name") or object_name),
+        columns=tuple(columns),
+        primary_keys=tuple(name for _, _, name in sorted(keyed)),
+    )

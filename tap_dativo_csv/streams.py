@@ -1,0 +1,145 @@
+"""The CSV stream: one per configured `object`, fed by one or more files, bookmarked per file."""
+
+from __future__ import annotations
+
+import datetime
+import typing as t
+from dataclasses import dataclass, field
+
+from singer_sdk import Stream
+from singer_sdk.helpers.conform import TypeConformanceLevel
+
+from tap_dativo_csv.reader import CSVOptions, FileLayout, iter_records
+from tap_dativo_csv.sources import SourceFile, parse_timestamp
+
+if t.TYPE_CHECKING:
+    from singer_sdk import Tap
+    from singer_sdk.helpers.types import Context, Record
+
+UTC = datetime.timezone.utc
+STRATEGIES = ("file_modified_time", "full_table", "replication_key")
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """Everything discovery learned about a stream: files, their layouts, typed columns, keys."""
+
+    name: str
+    files: tuple[SourceFile, ...]
+    layouts: dict[str, FileLayout]
+    columns: tuple[str, ...]
+    kinds: dict[str, str]
+    schema: dict[str, t.Any]
+    primary_keys: tuple[str, ...] = ()
+    contract_path: str | None = None
+    replication_key: str | None = None
+    options: CSVOptions = field(default_factory=CSVOptions)
+
+
+class CSVFileStream(Stream):
+    """Reads every file of a stream in path order; unchanged files are skipped by their mtime.
+
+    State: `bookmarks.<stream>.partitions[]`, one SDK partition per file with context `{"path"}`,
+    plus `path` and `last_modified` (ISO-8601 UTC) written only once the file was read completely,
+    so a STATE emitted mid-file never marks that file as done. With the `replication_key` strategy
+    the SDK also keeps the stream's cursor (`replication_key`, `replication_key_value`) and changed
+    files only emit rows whose cursor is at or after it.
+    """
+
+    #: Records are already JSON-ready and typed by the reader. SDK conformance would turn an invalid
+    #: boolean cell such as "maybe" into True; without it the raw value reaches the target's validator.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    def __init__(self, tap: Tap, plan: StreamPlan) -> None:
+        """Build the stream from its discovery plan."""
+        self.plan = plan
+        super().__init__(tap=tap, schema=plan.schema, name=plan.name)
+        self.primary_keys = list(plan.primary_keys)
+        if plan.replication_key:
+            self.replication_key = plan.replication_key
+
+    @property
+    def strategy(self) -> str:
+        """The configured incremental strategy (`incremental.strategy`)."""
+        return str((self.config.get("incremental") or {}).get("strategy") or "file_modified_time")
+
+    @property
+    def lookback(self) -> datetime.timedelta:
+        """Window in which files are re-read even when their mtime is unchanged."""
+        days = (self.config.get("incremental") or {}).get("lookback_days") or 0
+        return datetime.timedelta(days=float(days))
+
+    @property
+    def partitions(self) -> list[dict] | None:
+        """No SDK-driven partitions: `get_records` walks the files itself and keys state per file.
+
+        Returning None also stops the SDK from replaying partitions found in the input state.
+        """
+        return None
+
+    @property
+    def emit_activate_version_messages(self) -> bool:
+        """Never: ACTIVATE_VERSION would make targets drop the rows of files skipped as unchanged."""
+        return False
+
+    def file_state(self, source: SourceFile) -> dict:
+        """Writable SDK partition state of one file."""
+        return self.get_context_state({"path": source.path})
+
+    def needs_read(self, source: SourceFile, state: dict, now: datetime.datetime) -> bool:
+        """Decide whether a file must be (re)read: unchanged files hold no new rows."""
+        if self.strategy == "full_table":
+            return True
+        previous = parse_timestamp(state.get("last_modified", ""))
+        if previous is None or previous != source.modified:
+            return True
+        return bool(self.lookback) and source.modified >= now - self.lookback
+
+    def _cursor_filter(self, context: Context | None) -> t.Callable[[Record], bool] | None:
+        """Predicate keeping rows at or after the saved cursor (inclusive, like Singer taps)."""
+        if not self.replication_key:
+            return None
+        start = self.get_starting_replication_key_value(context)
+        if start is None:
+            return None
+        key = self.replication_key
+        if self.plan.kinds.get(key) == "timestamp":
+            start_ts = parse_timestamp(str(start))
+            return lambda r: (
+                (v := parse_timestamp(str(r.get(key)))) is not None and (start_ts is None or v >= start_ts)
+            )
+
+        def keep(record: Record) -> bool:
+            value = record.get(key)
+            if value is None:
+                return False
+            try:
+                return bool(value >= start)
+            except TypeError:
+                return str(value) >= str(start)
+
+        return keep
+
+    def get_records(self, context: Context | None) -> t.Iterable[Record]:
+        """Yield records of every file that needs reading, then bookmark it."""
+        now = datetime.datetime.now(tz=UTC)
+        keep = self._cursor_filter(context)
+        for source in self.plan.files:
+            state = self.file_state(source)
+            if not self.needs_read(source, state, now):
+                self.logger.info(
+                    "Skipping unchanged file %s (last_modified %s)", source.path, source.last_modified
+                )
+                continue
+            layout = self.plan.layouts[source.path]
+            fill = [c for c in self.plan.columns if c not in layout.names]
+            self.logger.info("Reading %s (last_modified %s)", source.path, source.last_modified)
+            count = 0
+            for record in iter_records(source.path, self.plan.options, layout, self.plan.kinds, fill):
+                if keep is None or keep(record):
+                    count += 1
+                    yield record
+            state["path"] = source.path
+            state["last_modified"] = source.last_modified
+            self.state_manager.is_flushed = False
+            self.logger.info("Emitted %d records from %s", count, source.path)

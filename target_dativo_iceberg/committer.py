@@ -25,16 +25,15 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     TableAlreadyExistsError,
 )
-from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
-from pyiceberg.transforms import IdentityTransform
 
 from target_dativo_iceberg.config import Settings
 from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.evolution import EvolutionPlan, optional, plan_evolution
 from target_dativo_iceberg.markers import find_commit
+from target_dativo_iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
 
 MAIN = "main"
 CONFLICT_ATTEMPTS = 10
@@ -62,10 +61,10 @@ class CommitResult:
 
 @dataclass
 class TableSpec:
-    """How to create a table: schema, identity partition columns, properties, location."""
+    """How to create a table: schema, partition terms, properties, location."""
 
     schema: Schema
-    partition_columns: Sequence[str] = ()
+    partitioning: Sequence[PartitionTerm] = ()
     properties: dict[str, str] | None = None
     location: str | None = None
     keep_required: bool = False  # contract schemas keep required columns; Singer-derived are optional
@@ -144,6 +143,10 @@ class Committer:
                 created = True
             except TableAlreadyExistsError:  # a concurrent writer won the race
                 table = catalog.load_table(identifier)
+        if not created and spec.partitioning and evolve_spec(table, list(spec.partitioning)):
+            self.events.emit(
+                "partition_spec_evolved", stream=stream, table=".".join(identifier), spec=str(table.spec())
+            )
         if table.metadata.current_snapshot_id is None:
             try:
                 table.append(
@@ -172,15 +175,10 @@ class Committer:
         schema = spec.schema if spec.keep_required else Schema(*[optional(f) for f in spec.schema.fields])
         if spec.keep_required:
             schema = Schema(*schema.fields, identifier_field_ids=spec.schema.identifier_field_ids)
-        partition_fields = []
-        for i, column in enumerate(spec.partition_columns):
-            source = schema.find_field(column)
-            partition_fields.append(
-                PartitionField(
-                    source_id=source.field_id, field_id=1000 + i, transform=IdentityTransform(), name=column
-                )
-            )
-        kwargs: dict[str, Any] = {"schema": schema, "partition_spec": PartitionSpec(*partition_fields)}
+        kwargs: dict[str, Any] = {
+            "schema": schema,
+            "partition_spec": build_spec(schema, list(spec.partitioning)),
+        }
         if spec.properties:
             kwargs["properties"] = spec.properties
         if spec.location:

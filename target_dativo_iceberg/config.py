@@ -63,6 +63,7 @@ class Settings:
     s3: dict[str, Any] = field(default_factory=dict)
     nessie: dict[str, Any] = field(default_factory=dict)
     load_method: str = "append-only"
+    partitioning: list[str] | None = None
     add_record_metadata: bool = False
     max_batch_age_seconds: float = 300.0
 
@@ -87,6 +88,7 @@ class Settings:
             s3=dict(connection.get("s3") or {}),
             nessie=dict(connection.get("nessie") or {}),
             load_method=str(cfg.get("load_method") or "append-only"),
+            partitioning=list(cfg["partitioning"]) if cfg.get("partitioning") is not None else None,
             add_record_metadata=bool(cfg.get("add_record_metadata", False)),
             max_batch_age_seconds=float(cfg.get("max_batch_age_seconds") or 300),
         )

@@ -24,6 +24,7 @@ from target_dativo_iceberg.config import sanitize_identifier
 from target_dativo_iceberg.contracts import contract_for_stream
 from target_dativo_iceberg.enforcement import REJECTED_SCHEMA, REJECTED_SUFFIX, Enforcer, rejected_table
 from target_dativo_iceberg.evolution import EvolutionPlan
+from target_dativo_iceberg.partitioning import INGEST_DATE, PartitionTerm, build_spec, parse_terms
 from target_dativo_iceberg.schema import ColumnKind, records_to_arrow, sanitize_name, singer_to_iceberg
 
 if TYPE_CHECKING:
@@ -31,7 +32,22 @@ if TYPE_CHECKING:
 
     from target_dativo_iceberg.target import TargetDativoIceberg
 
-INGEST_DATE = "ingest_date"
+
+def with_ingest_date(schema: Schema, terms: list[PartitionTerm]) -> Schema:
+    """Add the target's `ingest_date` column (UTC date of the run) when a partition term uses it."""
+    if not any(t.column == INGEST_DATE for t in terms) or INGEST_DATE in schema.column_names:
+        return schema
+    field = NestedField(schema.highest_field_id + 1, INGEST_DATE, DateType(), required=False)
+    return Schema(*schema.fields, field, identifier_field_ids=schema.identifier_field_ids)
+
+
+def fill_ingest_date(data: pa.Table, day: Any) -> pa.Table:
+    """Set `ingest_date` (if the table has it) to the run's date."""
+    index = data.schema.get_field_index(INGEST_DATE)
+    if index < 0:
+        return data
+    field = data.schema.field(index)
+    return data.set_column(index, field, pa.array([day] * data.num_rows, field.type))
 
 
 class IcebergSink(BatchSink):
@@ -50,7 +66,8 @@ class IcebergSink(BatchSink):
         self.enforcer: Enforcer | None = None
         if self.contract is None:
             self.identifier = (settings.default_namespace, sanitize_name(stream_name))
-            self.spec = TableSpec(self.stream_schema.iceberg)
+            terms = parse_terms(settings.partitioning or [])
+            self.spec = TableSpec(with_ingest_date(self.stream_schema.iceberg, terms), partitioning=terms)
         else:
             contract = self.contract
             self._validator = None  # the contract validates (per batch); the SDK's per-record JSON Schema check would abort warn mode
@@ -71,13 +88,17 @@ class IcebergSink(BatchSink):
                 location = target.committer.warehouse_location(
                     contract.domain, contract.data_product, contract.table_name()
                 )
+            terms = parse_terms(
+                settings.partitioning if settings.partitioning is not None else contract.partition_columns()
+            )
             self.spec = TableSpec(
-                self._contract_schema(),
-                partition_columns=contract.partition_columns(),
+                with_ingest_date(self._contract_schema(), terms),
+                partitioning=terms,
                 properties=contract.table_properties(),
                 location=location,
                 keep_required=True,
             )
+        build_spec(self.spec.schema, list(self.spec.partitioning))  # a bad term fails before any data is read
         self._table: Table | None = None
         self._rejected: Table | None = None
         #: Number of STATE messages seen when the first record still buffered arrived (None: empty).
@@ -98,9 +119,6 @@ class IcebergSink(BatchSink):
         fields = list(base.fields)
         names = {f.name for f in fields}
         next_id = base.highest_field_id + 1
-        if INGEST_DATE in self.contract.partition_columns() and INGEST_DATE not in names:
-            fields.append(NestedField(next_id, INGEST_DATE, DateType(), required=False))
-            next_id += 1
         for f in self._sdc_fields():
             if f.name not in names:
                 fields.append(NestedField(next_id, f.name, f.field_type, required=False))
@@ -222,15 +240,14 @@ class IcebergSink(BatchSink):
                     for src, (col, ck) in kind.children.items()
                 }
                 kind = ColumnKind("struct", children=children)
-            return records_to_arrow(self.stream_name, records, kind, arrow_schema, first_position, required)
+            data = records_to_arrow(self.stream_name, records, kind, arrow_schema, first_position, required)
+            return fill_ingest_date(data, self.dativo.ingest_date)
 
         return build
 
     def _contract_builder(self, valid: pa.Table, records: list[dict[str, Any]]):  # noqa: ANN202
         """Contract path: validated columns + target-added ones, aligned to the table's Arrow schema."""
         extras: dict[str, pa.Array] = {}
-        if INGEST_DATE in self.spec.schema.column_names and INGEST_DATE not in valid.column_names:
-            extras[INGEST_DATE] = pa.array([self.dativo.ingest_date] * valid.num_rows, pa.date32())
         sdc = self._sdc_fields()
         if sdc:
             sdc_kind = ColumnKind(
@@ -251,6 +268,8 @@ class IcebergSink(BatchSink):
                 else:
                     column = pa.nulls(valid.num_rows, field.type)
                 arrays.append(pc.cast(column, field.type) if column.type != field.type else column)
-            return pa.Table.from_arrays(arrays, schema=arrow_schema)
+            return fill_ingest_date(
+                pa.Table.from_arrays(arrays, schema=arrow_schema), self.dativo.ingest_date
+            )
 
         return build

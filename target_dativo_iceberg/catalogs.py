@@ -12,19 +12,29 @@
 - `glue`, `hive`: passed through to pyiceberg (their extras must be installed).
 
 `connection.s3.*` always maps onto pyiceberg's `s3.*` FileIO properties; user `catalog_properties` win.
+`load_catalog_retrying` is the one place that opens a catalog with `retry_config` retries.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from target_dativo_iceberg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
+    from target_dativo_iceberg.config import Settings
+    from target_dativo_iceberg.events import EventLog
+    from target_dativo_iceberg.retry import RetryPolicy
 
 DEFAULT_CATALOG_URI = "sqlite:///.local/iceberg/catalog.db"
 DEFAULT_WAREHOUSE = ".local/iceberg/warehouse"
@@ -116,6 +126,32 @@ def nessie_api_v2_uri(uri: str) -> str:
     return f"{nessie_base_uri(uri)}/api/v2"
 
 
+def _nessie_request(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+    """One JSON call to Nessie's REST API: (HTTP status, parsed body or None on an HTTP error)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Accept", "application/json")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            text = resp.read().decode() or "null"
+            return resp.status, json.loads(text)
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def nessie_reference(uri: str, ref: str, timeout: float = 30.0) -> dict[str, Any] | None:
+    """Nessie reference `ref` (`{"type", "name", "hash"}`) via `GET /api/v2/trees/{ref}`; None when absent."""
+    api = nessie_api_v2_uri(uri)
+    status, body = _nessie_request("GET", f"{api}/trees/{urllib.parse.quote(ref, safe='')}", timeout=timeout)
+    if status == 404:
+        return None
+    if status != 200 or not isinstance(body, Mapping):
+        raise RuntimeError(f"Nessie at {api}: GET /trees/{ref} answered HTTP {status}")
+    return dict(body.get("reference", body))
+
+
 def ensure_nessie_branch(uri: str, branch: str, from_ref: str = "main", timeout: float = 30.0) -> bool:
     """Create Nessie branch `branch` from the head of `from_ref` unless it exists; True when created.
 
@@ -123,33 +159,14 @@ def ensure_nessie_branch(uri: str, branch: str, from_ref: str = "main", timeout:
     `POST /trees?name=<branch>&type=BRANCH` with the source reference as body.
     """
     api = nessie_api_v2_uri(uri)
-
-    def call(method: str, url: str, body: Any = None) -> tuple[int, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(url, data=data, method=method)
-        req.add_header("Accept", "application/json")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                text = resp.read().decode() or "null"
-                return resp.status, json.loads(text)
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
-
-    quote = urllib.parse.quote
-    status, _ = call("GET", f"{api}/trees/{quote(branch, safe='')}")
-    if status == 200:
+    if nessie_reference(uri, branch, timeout) is not None:
         return False
-    if status != 404:
-        raise RuntimeError(f"Nessie at {api}: GET /trees/{branch} answered HTTP {status}")
-    status, source = call("GET", f"{api}/trees/{quote(from_ref, safe='')}")
-    if status != 200 or not isinstance(source, Mapping):
-        raise RuntimeError(f"Nessie at {api}: source reference {from_ref!r} not found (HTTP {status})")
-    reference = source.get("reference", source)
-    body = {"type": "BRANCH", "name": from_ref, "hash": reference.get("hash")}
+    source = nessie_reference(uri, from_ref, timeout)
+    if source is None:
+        raise RuntimeError(f"Nessie at {api}: source reference {from_ref!r} not found (HTTP 404)")
+    body = {"type": "BRANCH", "name": from_ref, "hash": source.get("hash")}
     query = urllib.parse.urlencode({"name": branch, "type": "BRANCH"})
-    status, _ = call("POST", f"{api}/trees?{query}", body)
+    status, _ = _nessie_request("POST", f"{api}/trees?{query}", body, timeout)
     if status == 409:  # created concurrently by another writer
         return False
     if status not in (200, 201):
@@ -210,3 +227,51 @@ def catalog_properties(
     props.update(file_io)
     props.update(user)
     return props
+
+
+def catalog_endpoint(catalog_type: str, props: Mapping[str, Any]) -> str:
+    """Where the catalog lives, for messages: its URI, or the AWS service and region (not redacted)."""
+    if props.get("uri"):
+        return str(props["uri"])
+    if catalog_type == "glue":
+        region = props.get("glue.region") or props.get("client.region") or "default region"
+        return f"AWS Glue ({region})"
+    return catalog_type
+
+
+# A SQL catalog's first start creates its tables; concurrent writers race on that (not an outage).
+_SQL_INIT_RACE = ("already exists", "UniqueViolation", "IntegrityError", "is locked")
+
+
+def load_catalog_retrying(
+    settings: Settings,
+    events: EventLog | None = None,
+    policy: RetryPolicy | None = None,
+) -> Catalog:
+    """`load_catalog` with transient errors retried per `policy` (retry.py) and SQL-catalog init races absorbed.
+
+    Raises the original error when it is not transient, else `RetryExhaustedError` naming the endpoint.
+    """
+    from pyiceberg.catalog import load_catalog
+
+    from target_dativo_iceberg.retry import NO_RETRY, call_with_retries
+
+    props = settings.catalog_load_properties()
+
+    def attempt() -> Catalog:
+        for i in range(1, 11):
+            try:
+                return load_catalog(settings.catalog_name, **props)
+            except Exception as exc:
+                if i == 10 or not any(m in str(exc) for m in _SQL_INIT_RACE):
+                    raise
+                time.sleep(min(1.0, 0.1 * i) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    return call_with_retries(
+        attempt,
+        policy or NO_RETRY,
+        events,
+        f"load {settings.catalog_type} catalog",
+        endpoint=catalog_endpoint(settings.catalog_type, props),
+    )

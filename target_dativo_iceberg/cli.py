@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--table", action="append", help="namespace.table (repeatable; default: all tables)")
     state.add_argument("--json", action="store_true", help="machine-readable output")
     state.set_defaults(func=state_command)
+    __import__("target_dativo_iceberg.doctor", fromlist=["add_parser"]).add_parser(sub)  # dativo doctor
     return parser
 
 

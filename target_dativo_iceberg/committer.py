@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -25,8 +26,12 @@ from pyiceberg.exceptions import (
     NoSuchTableError,
     TableAlreadyExistsError,
 )
+from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.table.refs import SnapshotRefType
+from pyiceberg.table.update import RemoveSnapshotRefUpdate
+from pyiceberg.table.upsert_util import create_match_filter
 
 from target_dativo_iceberg.config import Settings
 from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
@@ -201,6 +206,38 @@ class Committer:
             if table.metadata.refs.get(branch) is None:
                 raise
 
+    def create_branch_from(self, table: Table, name: str, source: str) -> int:
+        """Create branch `name` at `source`'s head (for overwrite staging); returns that head id."""
+        table.refresh()
+        self.ensure_branch(table, source)
+        head = table.snapshot_by_name(source)
+        assert head is not None
+        if table.metadata.refs.get(name) is not None:
+            table.manage_snapshots().remove_branch(name).commit()
+        table.manage_snapshots().create_branch(snapshot_id=head.snapshot_id, branch_name=name).commit()
+        return head.snapshot_id
+
+    def replace_branch(self, table: Table, branch: str, staging: str, expected_head: int) -> int:
+        """Point `branch` at `staging`'s head and drop `staging`, atomically.
+
+        Fails (nothing changed) when `branch` moved since the staging branch was cut from it: another
+        writer's commits would otherwise vanish.
+        """
+        table.refresh()
+        head = table.snapshot_by_name(branch)
+        staged = table.snapshot_by_name(staging)
+        if staged is None:
+            raise CommitError(f"overwrite of {table.name()}: staging branch {staging!r} is missing")
+        if head is None or head.snapshot_id != expected_head:
+            raise CommitError(
+                f"overwrite of {table.name()}: branch {branch!r} moved during the run "
+                f"({expected_head} → {head.snapshot_id if head else None}); the new content stays on {staging!r}"
+            )
+        with table.transaction() as tx:
+            tx._stage(*tx._set_ref_snapshot(staged.snapshot_id, branch, SnapshotRefType.BRANCH))  # noqa: SLF001
+            tx._stage((RemoveSnapshotRefUpdate(ref_name=staging),), ())  # noqa: SLF001
+        return staged.snapshot_id
+
     def branch_total_records(self, table: Table) -> int:
         """Rows on the branch head (from the snapshot summary; 0 when the branch is new)."""
         snap = table.snapshot_by_name(self.settings.branch) or table.snapshot_by_name(MAIN)
@@ -217,16 +254,24 @@ class Committer:
         build: DataBuilder,
         records: int,
         summary: dict[str, str],
+        *,
+        branch: str | None = None,
+        upsert_keys: Sequence[str] | None = None,
+        replace_all: bool = False,
     ) -> CommitResult:
         """Evolve the schema if needed and append the batch built by `build`, in one transaction.
+
+        `upsert_keys`: the batch is deduplicated on the keys (last record wins) and rows with those
+        keys are deleted first, in the same transaction. `replace_all`: every row on the branch is
+        deleted first (the first batch of an overwrite, on its staging branch).
 
         A conflict with a concurrent writer (another process committed first) is retried on a
         refreshed table; before each retry the branch is searched for this commit's id, so a commit
         that did land (but whose response was lost) is never applied twice.
         """
-        branch = self.settings.branch
+        branch = branch or self.settings.branch
         commit_id = str(uuid.uuid4())
-        props = {**summary, "dativo.commit-id": commit_id, "dativo.records": str(records)}
+        props = {**summary, "dativo.commit-id": commit_id}
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 table.refresh()
@@ -237,6 +282,14 @@ class Committer:
                         with tx.update_schema() as update:
                             update.union_by_name(plan.union)
                     data = build(tx.table_metadata.schema().as_arrow(), plan)
+                    if upsert_keys:
+                        data = dedupe_last(data, list(upsert_keys))
+                        if data.num_rows:
+                            match = create_match_filter(data, list(upsert_keys))
+                            tx.delete(match, snapshot_properties=props, branch=branch)
+                    if replace_all:
+                        tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
+                    props["dativo.records"] = str(data.num_rows)
                     tx.append(data, snapshot_properties=props, branch=branch)
                 break
             except DativoError:
@@ -256,7 +309,24 @@ class Committer:
             raise CommitError(
                 f"commit {commit_id} to {table.name()} is not on branch {branch!r} after committing"
             )
-        return CommitResult(snapshot_id, commit_id, records, branch)
+        return CommitResult(snapshot_id, commit_id, int(props.get("dativo.records", records)), branch)
+
+
+def dedupe_last(data: pa.Table, keys: list[str]) -> pa.Table:
+    """Keep the last row per key (input order), the upsert rule for duplicates within a batch."""
+    if data.num_rows < 2:
+        return data
+    index = pa.array(range(data.num_rows), pa.int64())
+    grouped = (
+        data.select(keys)
+        .append_column("__row", index)
+        .group_by(keys, use_threads=False)
+        .aggregate([("__row", "max")])
+    )
+    if grouped.num_rows == data.num_rows:
+        return data
+    rows = pc.sort_indices(grouped["__row_max"])
+    return data.take(pc.take(grouped["__row_max"], rows))
 
 
 def is_commit_conflict(exc: BaseException) -> bool:

@@ -23,9 +23,12 @@ from target_dativo_iceberg.committer import TableSpec, json_state
 from target_dativo_iceberg.config import sanitize_identifier
 from target_dativo_iceberg.contracts import contract_for_stream
 from target_dativo_iceberg.enforcement import REJECTED_SCHEMA, REJECTED_SUFFIX, Enforcer, rejected_table
+from target_dativo_iceberg.errors import ConfigError
 from target_dativo_iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.partitioning import INGEST_DATE, PartitionTerm, build_spec, parse_terms
 from target_dativo_iceberg.schema import ColumnKind, records_to_arrow, sanitize_name, singer_to_iceberg
+
+LOAD_METHODS = ("append-only", "upsert", "overwrite")
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -99,6 +102,22 @@ class IcebergSink(BatchSink):
                 keep_required=True,
             )
         build_spec(self.spec.schema, list(self.spec.partitioning))  # a bad term fails before any data is read
+        self.load_method = settings.load_method
+        if self.load_method not in LOAD_METHODS:
+            raise ConfigError(
+                f"load_method must be one of {', '.join(LOAD_METHODS)}, got {self.load_method!r}"
+            )
+        self.upsert_keys: list[str] | None = None
+        if self.load_method == "upsert":
+            keys = self.contract.identifier_columns() if self.contract else self.stream_schema.key_columns
+            if not keys:
+                raise ConfigError(
+                    f"stream {stream_name!r}: load_method upsert needs key_properties or a contract primaryKey"
+                )
+            self.upsert_keys = list(keys)
+        #: overwrite: batches land on this staging branch until the stream ends, then replace `branch`.
+        self.staging: str | None = None
+        self._staging_base: int | None = None
         self._table: Table | None = None
         self._rejected: Table | None = None
         #: Number of STATE messages seen when the first record still buffered arrived (None: empty).
@@ -182,8 +201,17 @@ class IcebergSink(BatchSink):
         if rejected_rows:
             self._commit_rejected(rejected_rows, summary)
         table = self.table
+        options: dict[str, Any] = {"upsert_keys": self.upsert_keys}
+        if self.load_method == "overwrite":
+            if self.staging is None:
+                self.staging = f"{self.dativo.settings.branch}__overwrite_{self.dativo.run_id[:8]}"
+                self._staging_base = self.dativo.committer.create_branch_from(
+                    table, self.staging, self.dativo.settings.branch
+                )
+                options["replace_all"] = True
+            options["branch"] = self.staging
         result = self.dativo.committer.commit(
-            self.stream_name, table, self.spec.schema, build, landed, summary
+            self.stream_name, table, self.spec.schema, build, landed, summary, **options
         )
         events = self.dativo.events
         ident = ".".join(self.identifier)
@@ -205,6 +233,24 @@ class IcebergSink(BatchSink):
         self.dativo.rejected_total += len(rejected_rows)
         self.first_pending_seq = None
         self.dativo.on_commit(covered_seq)
+
+    def publish_overwrite(self) -> None:
+        """overwrite: the stream ended; its staging branch replaces the branch's content atomically."""
+        if self.staging is None or self._table is None or self._staging_base is None:
+            return
+        branch = self.dativo.settings.branch
+        snapshot_id = self.dativo.committer.replace_branch(
+            self._table, branch, self.staging, self._staging_base
+        )
+        self.dativo.events.emit(
+            "overwrite_published",
+            stream=self.stream_name,
+            table=".".join(self.identifier),
+            branch=branch,
+            staging_branch=self.staging,
+            snapshot_id=snapshot_id,
+        )
+        self.staging = None
 
     def finish_without_batch(self) -> None:
         """End of input with nothing buffered: object-level quality still holds over the table."""

@@ -126,10 +126,16 @@ class TargetDativoIceberg(Target):
     def process_endofpipe(self) -> None:
         """Final drain: sinks check object-level quality (rowCount) before their last commit."""
         self.ending = True
-        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
-            if isinstance(sink, IcebergSink) and sink.current_size == 0:
+        sinks = [
+            s for s in [*self._sinks_to_clear, *self._sinks_active.values()] if isinstance(s, IcebergSink)
+        ]
+        for sink in sinks:
+            if sink.current_size == 0:
                 sink.finish_without_batch()
         super().process_endofpipe()
+        for sink in sinks:
+            sink.publish_overwrite()
+        self._emit_state(self.state_seq)
 
     # ------------------------------------------------------------------ state
 
@@ -173,8 +179,14 @@ class TargetDativoIceberg(Target):
         self._emit_state(self.state_seq)
 
     def _emit_state(self, seq: int) -> None:
-        """Write STATE number `seq` once (floats arrive as Decimal; plain json.dumps would crash)."""
+        """Write STATE number `seq` once (floats arrive as Decimal; plain json.dumps would crash).
+
+        Held back while an overwrite is staged: its records are not on the branch until the swap.
+        """
         if seq <= self._emitted_seq or seq not in self._states:
+            return
+        sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
+        if any(getattr(s, "staging", None) for s in sinks):
             return
         line = json.dumps(self._states[seq], default=_decimal_default)
         sys.stdout.write(line + "\n")

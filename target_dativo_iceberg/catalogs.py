@@ -243,35 +243,36 @@ def catalog_endpoint(catalog_type: str, props: Mapping[str, Any]) -> str:
 _SQL_INIT_RACE = ("already exists", "UniqueViolation", "IntegrityError", "is locked")
 
 
+def load_catalog_racing(settings: Settings) -> Catalog:
+    """`load_catalog`, absorbing the race of concurrent first starts creating a SQL catalog's tables."""
+    from pyiceberg.catalog import load_catalog
+
+    props = settings.catalog_load_properties()
+    for i in range(1, 11):
+        try:
+            return load_catalog(settings.catalog_name, **props)
+        except Exception as exc:
+            if i == 10 or not any(m in str(exc) for m in _SQL_INIT_RACE):
+                raise
+            time.sleep(min(1.0, 0.1 * i) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
 def load_catalog_retrying(
     settings: Settings,
     events: EventLog | None = None,
     policy: RetryPolicy | None = None,
 ) -> Catalog:
-    """`load_catalog` with transient errors retried per `policy` (retry.py) and SQL-catalog init races absorbed.
+    """`load_catalog_racing` with transient errors retried per `policy` (retry.py).
 
     Raises the original error when it is not transient, else `RetryExhaustedError` naming the endpoint.
     """
-    from pyiceberg.catalog import load_catalog
-
     from target_dativo_iceberg.retry import NO_RETRY, call_with_retries
 
-    props = settings.catalog_load_properties()
-
-    def attempt() -> Catalog:
-        for i in range(1, 11):
-            try:
-                return load_catalog(settings.catalog_name, **props)
-            except Exception as exc:
-                if i == 10 or not any(m in str(exc) for m in _SQL_INIT_RACE):
-                    raise
-                time.sleep(min(1.0, 0.1 * i) * (0.5 + random.random()))
-        raise AssertionError("unreachable")
-
     return call_with_retries(
-        attempt,
+        lambda: load_catalog_racing(settings),
         policy or NO_RETRY,
         events,
         f"load {settings.catalog_type} catalog",
-        endpoint=catalog_endpoint(settings.catalog_type, props),
+        endpoint=catalog_endpoint(settings.catalog_type, settings.catalog_load_properties()),
     )

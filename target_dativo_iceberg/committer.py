@@ -176,6 +176,13 @@ class Committer:
         )
         return table
 
+    def existing_table(self, identifier: tuple[str, str]) -> Table | None:
+        """The table if it exists (no side effects)."""
+        try:
+            return self.catalog.load_table(identifier)
+        except NoSuchTableError:
+            return None
+
     def _create(self, identifier: tuple[str, str], spec: TableSpec) -> Table:
         schema = spec.schema if spec.keep_required else Schema(*[optional(f) for f in spec.schema.fields])
         if spec.keep_required:

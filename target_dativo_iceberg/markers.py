@@ -62,3 +62,17 @@ def find_commit(table: Table, branch: str, commit_id: str, depth: int = 50) -> i
         if _props(snap).get(COMMIT_KEY) == commit_id:
             return snap.snapshot_id
     return None
+
+
+def stream_marker(
+    table: Table, branch: str, stream: str, depth: int = 200
+) -> tuple[dict[str, Any], str] | None:
+    """The newest commit of `stream` on the branch: its covered Singer state and replay marker text."""
+    head = table.snapshot_by_name(branch)
+    for i, snap in enumerate(ancestors_of(head, table.metadata)):
+        if i >= depth:
+            break
+        props = _props(snap)
+        if props.get("dativo.stream") == stream and "dativo.replay" in props:
+            return json.loads(props.get(STATE_KEY) or "{}"), props["dativo.replay"]
+    return None

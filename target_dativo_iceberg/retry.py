@@ -101,6 +101,7 @@ TRANSIENT_MARKERS = (
     "service unavailable",
     "internal server error",
     "internalerror",
+    "internal_failure",  # pyarrow S3: AWS Error INTERNAL_FAILURE (a 500)
     "bad gateway",
     "gateway timeout",
     "too many requests",
@@ -121,11 +122,14 @@ _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/
 class RetryExhaustedError(DativoError):
     """A transient error outlasted every retry; names what was attempted, the endpoint and the cause."""
 
-    def __init__(self, message: str, what: str, endpoint: str | None, cause: BaseException) -> None:
+    def __init__(
+        self, message: str, what: str, endpoint: str | None, cause: BaseException, attempts: int
+    ) -> None:
         super().__init__(message)
         self.what = what
         self.endpoint = endpoint
         self.cause = cause
+        self.attempts = attempts
 
 
 def redact(text: str, events: EventLog | None = None) -> str:
@@ -135,7 +139,18 @@ def redact(text: str, events: EventLog | None = None) -> str:
 
 
 def describe(exc: BaseException) -> str:
-    """`ExceptionType: message`, on one line and bounded (reasons go into JSON events and errors)."""
+    """`ExceptionType: message`, on one line and bounded (reasons go into JSON events and errors).
+
+    A socket-level root cause (connection refused, timed out) is named instead of the long wrapper
+    message of requests/urllib3.
+    """
+    root = list(_chain(exc))[-1]
+    if root is not exc and isinstance(root, OSError) and type(root).__module__ in ("builtins", "socket"):
+        return f"{_one_line(root)} (raised as {type(exc).__module__}.{type(exc).__name__})"
+    return _one_line(exc)
+
+
+def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or repr(exc)
     if len(text) > 600:
         text = text[:600] + "..."
@@ -280,7 +295,7 @@ def call_with_retries(
                 where = f" at {redact(endpoint, events)}" if endpoint else ""
                 tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
                 message = redact(f"{what}{where} failed after {tries}: {describe(exc)}", events)
-                raise RetryExhaustedError(message, what, endpoint, exc) from exc
+                raise RetryExhaustedError(message, what, endpoint, exc, attempt) from exc
             wait = policy.delay(attempt)
             if events is not None:
                 events.emit(

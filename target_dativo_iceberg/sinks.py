@@ -10,6 +10,7 @@ partitions, properties); without one, from its Singer SCHEMA.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,13 +20,16 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import DateType, NestedField
 from singer_sdk.sinks import BatchSink
 
+from target_dativo_iceberg import faults
 from target_dativo_iceberg.committer import TableSpec, json_state
 from target_dativo_iceberg.config import sanitize_identifier
 from target_dativo_iceberg.contracts import contract_for_stream
 from target_dativo_iceberg.enforcement import REJECTED_SCHEMA, REJECTED_SUFFIX, Enforcer, rejected_table
 from target_dativo_iceberg.errors import ConfigError
 from target_dativo_iceberg.evolution import EvolutionPlan
+from target_dativo_iceberg.markers import stream_marker
 from target_dativo_iceberg.partitioning import INGEST_DATE, PartitionTerm, build_spec, parse_terms
+from target_dativo_iceberg.replay import REPLAY_KEY, ReplayGuard, SegmentLog, parse_marker
 from target_dativo_iceberg.schema import ColumnKind, records_to_arrow, sanitize_name, singer_to_iceberg
 
 LOAD_METHODS = ("append-only", "upsert", "overwrite")
@@ -123,6 +127,9 @@ class IcebergSink(BatchSink):
         #: Number of STATE messages seen when the first record still buffered arrived (None: empty).
         self.first_pending_seq: int | None = None
         self._position = 0  # records of this stream seen so far, for error messages
+        self.segments = SegmentLog()  # per-STATE-segment digests for the commit's replay marker
+        self.base_state: dict[str, Any] | None = None  # the committed state a matched replay started from
+        self.replay = self._replay_guard()
         target.events.emit(
             "writer_initialized",
             stream=stream_name,
@@ -162,11 +169,61 @@ class IcebergSink(BatchSink):
             self._table = self.dativo.committer.ensure_table(self.stream_name, self.identifier, self.spec)
         return self._table
 
+    def _replay_guard(self) -> ReplayGuard | None:
+        """Arm the replay check when the table's last commit of this stream has a replay marker."""
+        if self.load_method == "overwrite":
+            return None
+        table = self.dativo.committer.existing_table(self.identifier)
+        found = stream_marker(table, self.dativo.settings.branch, self.stream_name) if table else None
+        candidates = parse_marker(found[1]) if found else []
+        if found is None or not candidates:
+            return None
+        self._table = table
+        self.base_state = found[0]
+        return ReplayGuard(candidates)
+
     def process_record(self, record: dict, context: dict) -> None:
-        """Buffer the record; remember which STATE it follows so covered state can be computed."""
+        """Buffer the record; remember which STATE it follows so covered state can be computed.
+
+        While a replay check is armed, the first records are held back until it is known whether
+        they are exactly the ones the last run committed after its covered state.
+        """
+        seq = self.dativo.state_seq
         if self.first_pending_seq is None:
-            self.first_pending_seq = self.dativo.state_seq
+            self.first_pending_seq = seq
+        guard = self.replay
+        if guard is not None and not guard.decided:
+            verdict = guard.offer(seq, record)
+            if verdict == "held":
+                return
+            held, guard.held = guard.held, []
+            self.segments = guard.log
+            if verdict == "replay":
+                self.dativo.events.emit("replay_skipped", stream=self.stream_name, records=len(held))
+                if not context.get("records"):
+                    self.first_pending_seq = None
+                return
+            self.base_state = None
+            self.dativo.events.emit("replay_mismatch", stream=self.stream_name, records=len(held))
+            context.setdefault("records", []).extend(held)
+            return
+        self.segments.add(seq, record)
         context.setdefault("records", []).append(record)
+
+    def release_held(self) -> None:
+        """End of input with the replay check undecided: the held records are new, buffer them."""
+        if self.replay is None or self.replay.decided:
+            return
+        held = self.replay.give_up()
+        if not held:
+            return
+        self.segments = self.replay.log
+        self.base_state = None
+        self.dativo.events.emit("replay_mismatch", stream=self.stream_name, records=len(held))
+        context = self._get_context(held[0])
+        context.setdefault("records", []).extend(held)
+        if self.current_size == 0:
+            self.tally_record_read(len(held))
 
     # ------------------------------------------------------------------ committing
 
@@ -191,12 +248,17 @@ class IcebergSink(BatchSink):
             if self.dativo.ending:
                 self.enforcer.finish(self.dativo.committer.branch_total_records(self.table) + landed)
         covered_seq, covered_state = self.dativo.covered_state(self)
+        if covered_seq == 0 and self.base_state is not None:
+            covered_state = self.base_state
         summary = {
             "dativo.run-id": self.dativo.run_id,
             "dativo.tenant": self.dativo.settings.tenant_id,
             "dativo.stream": self.stream_name,
             "dativo.records-rejected": str(len(rejected_rows)),
             "dativo.singer-state": json_state(covered_state),
+            REPLAY_KEY: json.dumps(
+                [self.segments.marker(self.dativo.emitted_seq), self.segments.marker(covered_seq)]
+            ),
         }
         if rejected_rows:
             self._commit_rejected(rejected_rows, summary)
@@ -210,9 +272,11 @@ class IcebergSink(BatchSink):
                 )
                 options["replace_all"] = True
             options["branch"] = self.staging
+        faults.reached("before_commit")
         result = self.dativo.committer.commit(
             self.stream_name, table, self.spec.schema, build, landed, summary, **options
         )
+        faults.reached("after_commit")
         events = self.dativo.events
         ident = ".".join(self.identifier)
         events.emit(
@@ -233,6 +297,7 @@ class IcebergSink(BatchSink):
         self.dativo.rejected_total += len(rejected_rows)
         self.first_pending_seq = None
         self.dativo.on_commit(covered_seq)
+        self.segments.prune(self.dativo.emitted_seq)  # a crash from now on replays from that STATE
 
     def publish_overwrite(self) -> None:
         """overwrite: the stream ended; its staging branch replaces the branch's content atomically."""

@@ -19,6 +19,7 @@ from singer_sdk import typing as th
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.target_base import Target
 
+from target_dativo_iceberg import faults
 from target_dativo_iceberg.committer import Committer
 from target_dativo_iceberg.config import Settings, expand_env
 from target_dativo_iceberg.contracts import Contract, resolve_contracts
@@ -130,6 +131,7 @@ class TargetDativoIceberg(Target):
             s for s in [*self._sinks_to_clear, *self._sinks_active.values()] if isinstance(s, IcebergSink)
         ]
         for sink in sinks:
+            sink.release_held()
             if sink.current_size == 0:
                 sink.finish_without_batch()
         super().process_endofpipe()
@@ -174,6 +176,11 @@ class TargetDativoIceberg(Target):
         """After a commit: emit the newly covered STATE at once rather than at the next full drain."""
         self._emit_state(covered_seq)
 
+    @property
+    def emitted_seq(self) -> int:
+        """Number of the last STATE printed (0: none yet), where a restarted tap would resume."""
+        return self._emitted_seq
+
     def _write_state_message(self, state: dict) -> None:
         """Called by the SDK after a full drain: every record so far is committed."""
         self._emit_state(self.state_seq)
@@ -195,6 +202,7 @@ class TargetDativoIceberg(Target):
         for old in [k for k in self._states if k < seq]:
             del self._states[old]
         self.events.emit("state_emitted", state_seq=seq)
+        faults.reached("after_state")
 
     # ------------------------------------------------------------------ run
 

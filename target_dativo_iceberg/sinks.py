@@ -246,7 +246,10 @@ class IcebergSink(BatchSink):
             build = self._contract_builder(outcome.valid, chosen)
             landed = outcome.valid.num_rows
             if self.dativo.ending:
-                self.enforcer.finish(self.dativo.committer.branch_total_records(self.table) + landed)
+                failures = self.enforcer.finish(
+                    self.dativo.committer.branch_total_records(self.table) + landed
+                )
+                self.dativo.quality_failures += len(failures)
         covered_seq, covered_state = self.dativo.covered_state(self)
         if covered_seq == 0 and self.base_state is not None:
             covered_state = self.base_state
@@ -320,7 +323,8 @@ class IcebergSink(BatchSink):
     def finish_without_batch(self) -> None:
         """End of input with nothing buffered: object-level quality still holds over the table."""
         if self.enforcer is not None and self._table is not None:
-            self.enforcer.finish(self.dativo.committer.branch_total_records(self._table))
+            failures = self.enforcer.finish(self.dativo.committer.branch_total_records(self._table))
+            self.dativo.quality_failures += len(failures)
 
     def _commit_rejected(self, rows: list[dict[str, Any]], summary: dict[str, str]) -> None:
         committer = self.dativo.committer

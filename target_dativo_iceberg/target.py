@@ -99,6 +99,7 @@ class TargetDativoIceberg(Target):
         self.validation_mode = str(self.config.get("schema_validation_mode") or "strict")
         self.contracts = self._load_contracts()
         self.rejected_total = 0
+        self.quality_failures = 0  # warn mode: run-level contract checks that failed (exit 1)
         self.ending = False  # set at end of input: the next drain is the final one
         self.ingest_date = datetime.datetime.now(datetime.timezone.utc).date()
         self._MAX_RECORD_AGE_IN_MINUTES = self.settings.max_batch_age_seconds / 60
@@ -219,9 +220,13 @@ class TargetDativoIceberg(Target):
         except BaseException as exc:
             self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
             raise
-        if self.rejected_total:
+        if self.rejected_total or self.quality_failures:
             self.events.emit(
-                "job_finished", status="partial", exit_code=1, records_rejected=self.rejected_total
+                "job_finished",
+                status="partial",
+                exit_code=1,
+                records_rejected=self.rejected_total,
+                quality_failures=self.quality_failures,
             )
             return 1
         self.events.emit("job_finished", status="success", exit_code=0)

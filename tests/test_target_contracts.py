@@ -220,3 +220,15 @@ def test_row_count_quality_checked_before_final_commit(tmp_path: Path) -> None:
         == 0
     )
     assert run_target(tmp_path, stream(), assets={"person": str(contract)}).returncode == 0
+
+
+def test_row_count_in_warn_mode_is_partial(tmp_path: Path) -> None:
+    contract = tmp_path / "person.yaml"
+    contract.write_text(PERSON.read_text().replace("mustBeGreaterThan: 0", "mustBeGreaterThan: 5"))
+    run = run_target(
+        tmp_path, stream(person(1)), assets={"person": str(contract)}, schema_validation_mode="warn"
+    )
+    assert run.returncode == 1
+    assert any("rowCount" in str(e.get("quality")) for e in run.events("validation_errors"))
+    table = open_catalog(tmp_path).load_table("crm.person")
+    assert duckdb_rows(table, "acme", "SELECT id FROM t") == [(1,)]

@@ -64,6 +64,7 @@ class Settings:
     nessie: dict[str, Any] = field(default_factory=dict)
     load_method: str = "append-only"
     partitioning: list[str] | None = None
+    max_snapshots: int = 100
     add_record_metadata: bool = False
     max_batch_age_seconds: float = 300.0
 
@@ -89,6 +90,7 @@ class Settings:
             nessie=dict(connection.get("nessie") or {}),
             load_method=str(cfg.get("load_method") or "append-only"),
             partitioning=list(cfg["partitioning"]) if cfg.get("partitioning") is not None else None,
+            max_snapshots=int(cfg.get("max_snapshots", 100) if cfg.get("max_snapshots") is not None else 100),
             add_record_metadata=bool(cfg.get("add_record_metadata", False)),
             max_batch_age_seconds=float(cfg.get("max_batch_age_seconds") or 300),
         )

@@ -27,6 +27,7 @@ from target_dativo_iceberg.contracts import contract_for_stream
 from target_dativo_iceberg.enforcement import REJECTED_SCHEMA, REJECTED_SUFFIX, Enforcer, rejected_table
 from target_dativo_iceberg.errors import ConfigError
 from target_dativo_iceberg.evolution import EvolutionPlan
+from target_dativo_iceberg.maintenance import expire_old_snapshots
 from target_dativo_iceberg.markers import stream_marker
 from target_dativo_iceberg.partitioning import INGEST_DATE, PartitionTerm, build_spec, parse_terms
 from target_dativo_iceberg.replay import REPLAY_KEY, ReplayGuard, SegmentLog, parse_marker
@@ -301,6 +302,19 @@ class IcebergSink(BatchSink):
         self.first_pending_seq = None
         self.dativo.on_commit(covered_seq)
         self.segments.prune(self.dativo.emitted_seq)  # a crash from now on replays from that STATE
+        self._expire(table)
+
+    def _expire(self, table: Table) -> None:
+        """Keep metadata small (commit latency flat); a failed expiry is reported, the data has landed."""
+        try:
+            expired = expire_old_snapshots(table, self.dativo.settings.max_snapshots)
+        except Exception as exc:  # maintenance only: the commit above already holds
+            self.dativo.events.emit(
+                "maintenance_failed", stream=self.stream_name, error=self.dativo.events.redact(str(exc))
+            )
+            return
+        if expired:
+            self.dativo.events.emit("snapshots_expired", stream=self.stream_name, count=len(expired))
 
     def publish_overwrite(self) -> None:
         """overwrite: the stream ended; its staging branch replaces the branch's content atomically."""

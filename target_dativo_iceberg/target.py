@@ -86,6 +86,13 @@ class TargetDativoIceberg(Target):
             th.Property("retry_delay_seconds", th.NumberType, default=5, description="First retry delay (backoff doubles it)."),
             th.Property("retryable_errors", th.ArrayType(th.StringType), description="Extra error substrings treated as transient."),
         ), description="Retries of transient network, storage and catalog errors."),
+        th.Property(
+            "max_snapshots",
+            th.IntegerType,
+            default=100,
+            description="Snapshot expiry: keep about this many snapshots of main's history (branch histories back to main, "
+            "heads and the newest commit markers are always kept); 0 disables expiry.",
+        ),
         th.Property("max_batch_age_seconds", th.NumberType, default=300,
                     description="Commit (and emit STATE) at least this often while records keep arriving."),
     ).to_dict()  # fmt: skip

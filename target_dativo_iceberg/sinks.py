@@ -10,12 +10,14 @@ partitions, properties); without one, from its Singer SCHEMA.
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.expressions import And, IsNull, LessThan, Or
 from pyiceberg.schema import Schema
 from pyiceberg.types import DateType, NestedField
 from singer_sdk.sinks import BatchSink
@@ -333,6 +335,55 @@ class IcebergSink(BatchSink):
             snapshot_id=snapshot_id,
         )
         self.staging = None
+
+    def activate_version(self, new_version: int) -> None:
+        """ACTIVATE_VERSION: rows of older table versions are deleted (`hard_delete`) or marked deleted
+        (`_sdc_deleted_at`). Buffered records are committed first: the SDK delivers this message before
+        draining the records that preceded it."""
+        self.dativo.drain_one(self)
+        table = self.table
+        table.refresh()
+        if "_sdc_table_version" not in table.schema().column_names:
+            self.dativo.events.emit(
+                "activate_version_ignored",
+                stream=self.stream_name,
+                version=new_version,
+                reason="the table has no _sdc_table_version column (enable add_record_metadata)",
+            )
+            return
+        hard = bool(self.config.get("hard_delete", False))
+        old = Or(LessThan("_sdc_table_version", new_version), IsNull("_sdc_table_version"))
+        summary = {
+            "dativo.run-id": self.dativo.run_id,
+            "dativo.tenant": self.dativo.settings.tenant_id,
+            "dativo.stream": self.stream_name,
+            "dativo.operation": f"activate-version {new_version}",
+        }
+        branch = self.dativo.settings.branch
+        self.dativo.committer.ensure_branch(table, branch)
+        if hard:
+            table.delete(old, snapshot_properties=summary, branch=branch)
+        else:
+            live = And(old, IsNull("_sdc_deleted_at"))
+            snap = table.snapshot_by_name(branch)
+            rows = table.scan(row_filter=live, snapshot_id=snap.snapshot_id).to_arrow() if snap else None
+            if rows is not None and rows.num_rows:
+                index = rows.schema.get_field_index("_sdc_deleted_at")
+                now = pa.array(
+                    [datetime.datetime.now(datetime.timezone.utc)] * rows.num_rows,
+                    rows.schema.field(index).type,
+                )
+                marked = rows.set_column(index, rows.schema.field(index), now)
+                with table.transaction() as tx:
+                    tx.delete(live, snapshot_properties=summary, branch=branch)
+                    tx.append(marked, snapshot_properties=summary, branch=branch)
+        self.dativo.events.emit(
+            "version_activated",
+            stream=self.stream_name,
+            version=new_version,
+            hard_delete=hard,
+            table=".".join(self.identifier),
+        )
 
     def finish_without_batch(self) -> None:
         """End of input with nothing buffered: object-level quality still holds over the table."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from singer_sdk import typing as th
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.target_base import Target
 
@@ -45,6 +46,10 @@ class TargetDativoIceberg(Target):
     name = "target-dativo-iceberg"
     package_name = "dativo-ingest"
     default_sink_class = IcebergSink
+    capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
+        *Target.capabilities,
+        PluginCapabilities.ACTIVATE_VERSION,
+    ]
     _MAX_PARALLELISM = 1  # commits run one at a time so covered-state bookkeeping stays exact
     partial: t.ClassVar[bool] = False  # set when a run ends with exit code 1 (warn-mode rejections)
 
@@ -86,6 +91,12 @@ class TargetDativoIceberg(Target):
             th.Property("retry_delay_seconds", th.NumberType, default=5, description="First retry delay (backoff doubles it)."),
             th.Property("retryable_errors", th.ArrayType(th.StringType), description="Extra error substrings treated as transient."),
         ), description="Retries of transient network, storage and catalog errors."),
+        th.Property(
+            "hard_delete",
+            th.BooleanType,
+            default=False,
+            description="ACTIVATE_VERSION: delete rows of older table versions (default: set their _sdc_deleted_at).",
+        ),
         th.Property(
             "max_snapshots",
             th.IntegerType,

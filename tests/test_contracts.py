@@ -156,7 +156,8 @@ def test_flat_dativo_flavour() -> None:
     "path",
     [
         REPO / "examples" / "contracts" / "person.odcs.yaml",
-        REPO / "tests" / "contracts" / "reference_person.odcs.yaml",  # copy of shared/reference/person.odcs.yaml
+        # a copy of shared/reference/person.odcs.yaml
+        REPO / "tests" / "contracts" / "reference_person.odcs.yaml",
     ],
     ids=["examples", "shared-reference"],
 )

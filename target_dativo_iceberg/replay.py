@@ -67,50 +67,87 @@ class SegmentLog:
             del self.hashers[seq]
 
 
+def state_hash(state: Any) -> str:
+    """Short digest of a STATE value (markers store these, never the values)."""
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=json_default).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way the last commit can be replayed: `after` records with `digest`, and, when a STATE
+    followed the window's start before the commit, the hash of that first STATE (`first_state`)."""
+
+    after: int
+    digest: str
+    first_state: str | None = None
+
+
 @dataclass
 class ReplayGuard:
     """Holds back a run's first records until it is known whether they are a replay.
 
-    `candidates` are (count, digest) pairs from the last commit's marker: one measured from the
-    last STATE printed before that commit (a crash before its STATE was printed), one from the
-    STATE the commit covers (a crash after). Checked in ascending count.
+    Candidates come from the last commit's marker: one measured from the last STATE printed before
+    that commit (a crash before its STATE was printed), one from the STATE the commit covers (a crash
+    after). A candidate matches when the first `after` records have its digest and, if it names a
+    `first_state`, the first STATE of this run has that hash too. A deterministic tap replaying from
+    that STATE produces exactly this; a new run that re-reads the same leading records (a modified
+    file read again in full) sends a different STATE, or more records before it, and is processed.
     """
 
-    candidates: list[tuple[int, str]]
+    candidates: list[Candidate]
     held: list[dict[str, Any]] = field(default_factory=list)
     log: SegmentLog = field(default_factory=SegmentLog)
     decided: bool = False
+    first_state: str | None = None
+    waiting: Candidate | None = None  # digest matched, its first STATE not seen yet
 
     def offer(self, seq: int, record: dict[str, Any]) -> str:
-        """Take a record: "held" (still undecided), "replay" (the held records are committed ones:
-        drop them), or "fresh" (not a replay: process the held records normally)."""
+        """Take a record: "held" (undecided), "replay" (the held records are committed ones: drop
+        them), or "fresh" (not a replay: process the held records normally)."""
+        self.waiting = None  # a record arrived before the awaited STATE: that candidate fails
         self.held.append(record)
         self.log.add(seq, record)
         count = len(self.held)
-        for expected, digest in self.candidates:
-            if expected == count and self.log.marker(0)["digest"] == digest:
-                self.decided = True
-                return "replay"
-        if count >= max(n for n, _ in self.candidates):
-            self.decided = True
-            return "fresh"
+        for candidate in self.candidates:
+            if candidate.after != count or self.log.marker(0)["digest"] != candidate.digest:
+                continue
+            if candidate.first_state is None or candidate.first_state == self.first_state:
+                return self._decide("replay")
+            if self.first_state is None:
+                self.waiting = candidate
+                return "held"
+        if count >= max(c.after for c in self.candidates):
+            return self._decide("fresh")
         return "held"
 
-    def give_up(self) -> list[dict[str, Any]]:
-        """End of input before a decision: the held records cannot be a replay."""
+    def on_state(self, value_hash: str) -> str:
+        """A STATE arrived: "replay" when it completes a waiting candidate, else "held"/"fresh"."""
+        if self.decided:
+            return "decided"
+        if self.first_state is None:
+            self.first_state = value_hash
+        if self.waiting is not None:
+            matched = self.waiting.first_state == self.first_state
+            self.waiting = None
+            if matched:
+                return self._decide("replay")
+            if len(self.held) >= max(c.after for c in self.candidates):
+                return self._decide("fresh")
+        return "held"
+
+    def _decide(self, verdict: str) -> str:
         self.decided = True
-        held, self.held = self.held, []
-        return held
+        return verdict
 
 
-def parse_marker(text: str | None) -> list[tuple[int, str]]:
-    """(`after`, `digest`) candidates with `after` > 0 from a snapshot summary value."""
+def parse_marker(text: str | None) -> list[Candidate]:
+    """Candidates with `after` > 0 from a snapshot summary value."""
     if not text:
         return []
     try:
         data = json.loads(text)
         items = data if isinstance(data, list) else [data]
-        found = {(int(d["after"]), str(d["digest"])) for d in items}
-    except (ValueError, KeyError, TypeError):
+        found = {Candidate(int(d["after"]), str(d["digest"]), d.get("first_state")) for d in items}
+    except (ValueError, KeyError, TypeError, AttributeError):
         return []
-    return sorted(c for c in found if c[0] > 0)
+    return sorted((c for c in found if c.after > 0), key=lambda c: c.after)

@@ -189,44 +189,50 @@ class IcebergSink(BatchSink):
         """Buffer the record; remember which STATE it follows so covered state can be computed.
 
         While a replay check is armed, the first records are held back until it is known whether
-        they are exactly the ones the last run committed after its covered state.
+        they are exactly the ones the last run committed (see replay.py).
         """
         seq = self.dativo.state_seq
         if self.first_pending_seq is None:
             self.first_pending_seq = seq
         guard = self.replay
         if guard is not None and not guard.decided:
-            verdict = guard.offer(seq, record)
-            if verdict == "held":
-                return
-            held, guard.held = guard.held, []
-            self.segments = guard.log
-            if verdict == "replay":
-                self.dativo.events.emit("replay_skipped", stream=self.stream_name, records=len(held))
-                if not context.get("records"):
-                    self.first_pending_seq = None
-                return
-            self.base_state = None
-            self.dativo.events.emit("replay_mismatch", stream=self.stream_name, records=len(held))
-            context.setdefault("records", []).extend(held)
+            self._resolve(guard.offer(seq, record), context)
             return
         self.segments.add(seq, record)
         context.setdefault("records", []).append(record)
 
+    def on_state(self, value_hash: str) -> None:
+        """A STATE arrived: it may complete (or refute) a pending replay check."""
+        if self.replay is not None and not self.replay.decided:
+            self._resolve(self.replay.on_state(value_hash), None)
+
     def release_held(self) -> None:
         """End of input with the replay check undecided: the held records are new, buffer them."""
-        if self.replay is None or self.replay.decided:
+        if self.replay is not None and not self.replay.decided:
+            self.replay.decided = True
+            self._resolve("fresh", None)
+
+    def _resolve(self, verdict: str, context: dict | None) -> None:
+        """Act on a replay verdict: drop the held records (replay) or buffer them (fresh)."""
+        guard = self.replay
+        if guard is None or verdict not in ("replay", "fresh"):
             return
-        held = self.replay.give_up()
-        if not held:
+        held, guard.held = guard.held, []
+        self.segments = guard.log
+        if verdict == "replay":
+            self.dativo.events.emit("replay_skipped", stream=self.stream_name, records=len(held))
+            if context is None or not context.get("records"):
+                self.first_pending_seq = None
             return
-        self.segments = self.replay.log
         self.base_state = None
         self.dativo.events.emit("replay_mismatch", stream=self.stream_name, records=len(held))
-        context = self._get_context(held[0])
+        if not held:
+            return
+        if context is None:
+            context = self._get_context(held[0])
+            if self.current_size == 0:
+                self.tally_record_read(len(held))
         context.setdefault("records", []).extend(held)
-        if self.current_size == 0:
-            self.tally_record_read(len(held))
 
     # ------------------------------------------------------------------ committing
 
@@ -262,9 +268,7 @@ class IcebergSink(BatchSink):
             "dativo.stream": self.stream_name,
             "dativo.records-rejected": str(len(rejected_rows)),
             "dativo.singer-state": json_state(covered_state),
-            REPLAY_KEY: json.dumps(
-                [self.segments.marker(self.dativo.emitted_seq), self.segments.marker(covered_seq)]
-            ),
+            REPLAY_KEY: json.dumps([self._candidate(self.dativo.emitted_seq), self._candidate(covered_seq)]),
         }
         if rejected_rows:
             self._commit_rejected(rejected_rows, summary)
@@ -317,6 +321,10 @@ class IcebergSink(BatchSink):
             return
         if expired:
             self.dativo.events.emit("snapshots_expired", stream=self.stream_name, count=len(expired))
+
+    def _candidate(self, from_seq: int) -> dict[str, Any]:
+        """Replay marker from STATE `from_seq`: records after it, and the first STATE that followed."""
+        return {**self.segments.marker(from_seq), "first_state": self.dativo.state_hashes.get(from_seq + 1)}
 
     def publish_overwrite(self) -> None:
         """overwrite: the stream ended; its staging branch replaces the branch's content atomically."""

@@ -26,6 +26,7 @@ from target_dativo_iceberg.config import Settings, expand_env
 from target_dativo_iceberg.contracts import Contract, resolve_contracts
 from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.replay import state_hash
 from target_dativo_iceberg.sinks import IcebergSink
 
 S3_SETTINGS = th.ObjectType(
@@ -122,6 +123,7 @@ class TargetDativoIceberg(Target):
         self.ingest_date = datetime.datetime.now(datetime.timezone.utc).date()
         self._MAX_RECORD_AGE_IN_MINUTES = self.settings.max_batch_age_seconds / 60
         self.state_seq = 0  # number of distinct STATE messages received
+        self.state_hashes: dict[int, str] = {}  # STATE number → value hash, for replay markers
         self._states: dict[int, dict] = {}
         self._emitted_seq = 0
 
@@ -170,6 +172,11 @@ class TargetDativoIceberg(Target):
         self._latest_state = state
         self.state_seq += 1
         self._states[self.state_seq] = state
+        digest = state_hash(state)
+        self.state_hashes[self.state_seq] = digest
+        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
+            if isinstance(sink, IcebergSink):
+                sink.on_state(digest)
         # Keep only states a commit can still report: the latest, the emitted one, and those
         # a buffering sink's first record follows. Bounded however many STATEs the tap sends.
         if previous != self._emitted_seq and previous not in self._pending_seqs():
@@ -218,6 +225,8 @@ class TargetDativoIceberg(Target):
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
         self._emitted_seq = seq
+        for old in [k for k in self.state_hashes if k <= seq]:
+            del self.state_hashes[old]
         for old in [k for k in self._states if k < seq]:
             del self._states[old]
         self.events.emit("state_emitted", state_seq=seq)

@@ -1,32 +1,39 @@
 """Streaming CSV reading with pyarrow: bounded memory, typed values, errors that name file and line.
 
-Every column is read as a string and converted per chunk afterwards. That way a value that does not
-fit its declared type never aborts the whole file: it is emitted as the raw string and the target's
-contract validation decides what to do with it (reject in warn mode, fail in strict mode).
+Every column is read as a string and typed per chunk afterwards (`convert.py`). Files are opened
+through a callable returning a native pyarrow stream, so local files, S3 objects and `.gz` files
+all stream block by block: memory depends on `chunk_size`, never on the file size.
+
+Line numbers (errors, `_sdc_source_lineno`) are pyarrow's row numbers: 1-based, counting skipped
+rows and the header, not counting blank lines; a quoted value spanning lines counts as one row.
 """
 
 from __future__ import annotations
 
-import datetime
-import math
-import os
+import heapq
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-UTC = datetime.timezone.utc
+from tap_dativo_csv.convert import UNKNOWN, convert_batch, infer_kind, merge_kinds
+
 _MIN_BLOCK = 64 * 1024
-_MAX_BLOCK = 512 * 1024 * 1024
+#: pyarrow reads up to 32 blocks ahead of the parser (its background reader queue), so the block
+#: size, not the file size, bounds memory: about 40 blocks are alive at the peak.
+MAX_BLOCK = 1024 * 1024
 _SAMPLE_BYTES = 64 * 1024
 _INFER_BLOCK = 1024 * 1024
-_TRUE = {"true", "t", "yes", "y", "1"}
-_FALSE = {"false", "f", "no", "n", "0"}
 _ROW_RE = re.compile(r"Row #(\d+)")
+#: Examples kept per file for bad-row and bad-cell log lines.
+EXAMPLES = 5
+BAD_ROWS = ("fail", "skip")
+
+#: Opens a fresh native input stream of one file (decompressed when gzipped).
+Opener = Callable[[], pa.NativeFile]
 
 
 class CSVReadError(ValueError):
@@ -39,10 +46,18 @@ class CSVOptions:
 
     delimiter: str = ","
     quotechar: str = '"'
+    escapechar: str | None = None
     encoding: str = "utf-8"
     header: bool = True
     null_values: tuple[str, ...] = ("",)
     chunk_size: int = 10_000
+    skip_rows: int = 0
+    on_bad_rows: str = "fail"
+
+    @property
+    def first_data_row(self) -> int:
+        """Row number of the first data row: after skipped rows and the header."""
+        return self.skip_rows + (1 if self.header else 0) + 1
 
 
 @dataclass(frozen=True)
@@ -51,20 +66,32 @@ class FileLayout:
 
     raw_names: tuple[str, ...]
     names: tuple[str, ...]
+    block_size: int = _MIN_BLOCK
 
 
-def block_size_for(path: str, chunk_size: int) -> int:
+@dataclass
+class ReadReport:
+    """What reading one file skipped or could not type, for the log line after the file."""
+
+    rows: int = 0
+    bad_rows: int = 0
+    bad_row_examples: list[str] = field(default_factory=list)
+    bad_cells: int = 0
+    bad_cell_examples: list[str] = field(default_factory=list)
+
+
+def block_size_for(sample: bytes, chunk_size: int) -> int:
     """Bytes per pyarrow block so one block holds about `chunk_size` rows, from a sample of the file.
 
-    The floor keeps long rows from straddling blocks; the ceiling keeps memory bounded.
+    The floor keeps long rows from straddling blocks; the ceiling keeps memory bounded, because
+    pyarrow queues up to 32 blocks ahead of the parser. Files with wide rows therefore yield
+    batches of fewer than `chunk_size` rows.
     """
-    with open(path, "rb") as handle:
-        sample = handle.read(_SAMPLE_BYTES)
     lines = sample.split(b"\n")
     avg_row = len(sample) / max(len(lines) - 1, 1) if sample else 64.0
     longest = max((len(line) for line in lines), default=0)
     wanted = int(chunk_size * avg_row * 1.2)
-    return max(_MIN_BLOCK, 8 * longest, min(wanted, _MAX_BLOCK))
+    return max(_MIN_BLOCK, 8 * longest, min(wanted, MAX_BLOCK))
 
 
 def _read_options(options: CSVOptions, block_size: int) -> pa_csv.ReadOptions:
@@ -73,23 +100,19 @@ def _read_options(options: CSVOptions, block_size: int) -> pa_csv.ReadOptions:
         block_size=block_size,
         encoding=options.encoding,
         use_threads=False,
+        skip_rows=options.skip_rows,
         autogenerate_column_names=not options.header,
     )
 
 
-def _parse_options(options: CSVOptions, invalid: list[Any] | None = None) -> pa_csv.ParseOptions:
-    """Dialect options; malformed rows are recorded (for the error message) and then fail the read."""
-
-    def handler(row: Any) -> str:
-        if invalid is not None:
-            invalid.append(row)
-        return "error"
-
+def _parse_options(options: CSVOptions, handler: Callable[[Any], str] | None = None) -> pa_csv.ParseOptions:
+    """Dialect options; `handler` decides about malformed rows (default: fail the read)."""
     return pa_csv.ParseOptions(
         delimiter=options.delimiter,
         quote_char=options.quotechar or False,
+        escape_char=options.escapechar or False,
         newlines_in_values=True,
-        invalid_row_handler=handler,
+        invalid_row_handler=handler or (lambda _row: "error"),
     )
 
 
@@ -103,241 +126,174 @@ def _as_strings(options: CSVOptions, raw_names: Sequence[str]) -> pa_csv.Convert
     )
 
 
-def _error(path: str, exc: Exception, invalid: Sequence[Any] = ()) -> CSVReadError:
+def _describe(row: Any) -> str:
+    where = f"line {row.number}" if row.number is not None else "unknown line"
+    return f"{where}: expected {row.expected_columns} columns, got {row.actual_columns}: {row.text!r}"
+
+
+def _error(label: str, exc: Exception, invalid: Sequence[Any] = ()) -> CSVReadError:
     """Turn a pyarrow error into one that names the file and, when known, the line."""
     message = str(exc)
     if invalid:
         row = invalid[-1]
         where = f" at line {row.number}" if row.number is not None else ""
         return CSVReadError(
-            f"{path}: malformed CSV{where}: expected {row.expected_columns} columns, "
-            f"got {row.actual_columns}: {row.text!r}"
+            f"{label}: malformed CSV{where}: expected {row.expected_columns} columns, "
+            f"got {row.actual_columns}: {row.text!r} (on_bad_rows: skip skips such rows)"
         )
     match = _ROW_RE.search(message)
     where = f" at line {match.group(1)}" if match else ""
     hint = ""
     if "straddling" in message:
-        hint = " (a row is longer than the read block; raise `chunk_size`)"
+        hint = " (a row is longer than the read block; raise `chunk_size`, blocks grow up to 1 MiB)"
     elif "UTF8" in message or "decode" in message.lower():
         hint = " (check the `encoding` setting)"
-    return CSVReadError(f"{path}: cannot read CSV{where}: {message}{hint}")
+    return CSVReadError(f"{label}: cannot read CSV{where}: {message}{hint}")
 
 
-def _header_bytes(path: str, options: CSVOptions) -> bytes | None:
-    """The leading bytes holding the first CSV row, so discovery never parses data rows.
+def _header_bytes(sample: bytes, options: CSVOptions) -> bytes | None:
+    """The leading bytes holding the skipped rows and the first CSV row, so discovery parses no data.
 
-    None when the first row does not end within the sample (then the whole first block is used).
+    None when those rows do not end within the sample (then the file's first block is used).
     """
-    with open(path, "rb") as handle:
-        sample = handle.read(_SAMPLE_BYTES)
     quote = options.quotechar.encode(options.encoding, errors="ignore") if options.quotechar else b""
-    start = 0
+    escape = options.escapechar.encode(options.encoding, errors="ignore") if options.escapechar else b""
+    wanted = options.skip_rows + 1
+    start = row_start = 0
     while (newline := sample.find(b"\n", start)) >= 0:
-        head = sample[: newline + 1]
-        if not quote or head.count(quote) % 2 == 0:
-            return head
         start = newline + 1
+        row = sample[row_start:start]
+        if quote:
+            text = re.sub(re.escape(escape) + b".", b"", row, flags=re.DOTALL) if escape else row
+            if text.count(quote) % 2:
+                continue
+        row_start = start
+        if row.strip():
+            wanted -= 1
+            if wanted == 0:
+                return sample[:start]
     return sample if len(sample) < _SAMPLE_BYTES else None
 
 
-def inspect_file(path: str, options: CSVOptions, fixed_names: Sequence[str] | None = None) -> FileLayout:
-    """Read just the first row to learn the columns. Without a header, use `fixed_names` or column_N."""
+def _read_sample(open_stream: Opener) -> bytes:
+    with open_stream() as stream:
+        return stream.read(_SAMPLE_BYTES)
+
+
+def inspect_file(
+    label: str,
+    open_stream: Opener,
+    options: CSVOptions,
+    fixed_names: Sequence[str] | None = None,
+    given_names: Sequence[str] | None = None,
+) -> FileLayout:
+    """Read the first row to learn the columns and size the read blocks from a 64 KiB sample.
+
+    Names: the header (or `given_names` replacing it); without a header `given_names`, else the
+    contract's `fixed_names` in order, else column_N.
+    """
     try:
-        if os.path.getsize(path) == 0:
+        sample = _read_sample(open_stream)
+        if not sample.strip():
             return FileLayout(raw_names=(), names=())
-        head = _header_bytes(path, options)
+        head = _header_bytes(sample, options)
         reader = pa_csv.open_csv(
-            # A native buffer, not io.BytesIO: pyarrow's reader threads must never call back into
-            # Python, or a readahead still pending at interpreter exit aborts the process.
-            pa.BufferReader(head) if head is not None else path,
+            # A native buffer, not io.BytesIO: pyarrow's reader threads must never call back into Python.
+            pa.BufferReader(head) if head is not None else open_stream(),
             read_options=_read_options(options, _INFER_BLOCK),
             parse_options=_parse_options(options),
         )
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        raise _error(path, exc) from exc
+        if "Empty CSV file" in str(exc):
+            return FileLayout(raw_names=(), names=())
+        raise _error(label, exc) from exc
     raw = tuple(reader.schema.names)
     reader.close()
-    if options.header:
+    block = block_size_for(sample, options.chunk_size)
+    forced, source = (given_names, "column_names") if given_names else (fixed_names, "the contract")
+    if options.header and not given_names:
         names = tuple(name.strip() or f"column_{i + 1}" for i, name in enumerate(raw))
-    elif fixed_names is not None:
-        if len(fixed_names) != len(raw):
+    elif forced is not None:
+        if len(forced) != len(raw):
             raise CSVReadError(
-                f"{path}: has {len(raw)} columns but the contract declares {len(fixed_names)} "
-                "(with `header: false` the columns are taken from the contract in order)"
+                f"{label}: has {len(raw)} columns but {source} names {len(forced)} "
+                f"(with `header: {str(options.header).lower()}` the columns are taken from {source} in order)"
             )
-        names = tuple(fixed_names)
+        names = tuple(forced)
     else:
         names = tuple(f"column_{i + 1}" for i in range(len(raw)))
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise CSVReadError(f"{path}: duplicate column names in header: {', '.join(duplicates)}")
-    return FileLayout(raw_names=raw, names=names)
+        raise CSVReadError(f"{label}: duplicate column names: {', '.join(duplicates)}")
+    return FileLayout(raw_names=raw, names=names, block_size=block)
 
 
-def _kind_of_arrow(dtype: pa.DataType) -> str:
-    """Only integer/number/boolean are inferred; dates and timestamps stay strings."""
-    if pa.types.is_integer(dtype):
-        return "integer"
-    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
-        return "number"
-    if pa.types.is_boolean(dtype):
-        return "boolean"
-    return "string"
+class _Lines:
+    """Assigns row numbers to the valid rows of each batch, stepping over skipped malformed rows.
 
-
-def infer_kinds(path: str, options: CSVOptions, layout: FileLayout) -> dict[str, str]:
-    """Infer column kinds from the first block of the file (about 1 MiB) with pyarrow's inference."""
-    if not layout.raw_names:
-        return {}
-    convert = pa_csv.ConvertOptions(null_values=list(options.null_values), strings_can_be_null=True)
-    invalid: list[Any] = []
-    try:
-        reader = pa_csv.open_csv(
-            path,
-            read_options=_read_options(options, _INFER_BLOCK),
-            parse_options=_parse_options(options, invalid),
-            convert_options=convert,
-        )
-        schema = reader.schema
-        reader.close()
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        raise _error(path, exc, invalid) from exc
-    return {name: _kind_of_arrow(field.type) for name, field in zip(layout.names, schema, strict=True)}
-
-
-def merge_kinds(a: str, b: str) -> str:
-    """Widen two inferred kinds seen in different files of one stream."""
-    if a == b:
-        return a
-    if {a, b} == {"integer", "number"}:
-        return "number"
-    return "string"
-
-
-# -- per-value fallbacks, used only when a whole chunk does not convert in Arrow ------------------
-
-
-def _py_integer(value: str) -> Any:
-    try:
-        return int(value.strip())
-    except ValueError:
-        return value
-
-
-def _py_number(value: str) -> Any:
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return value
-    return number if math.isfinite(number) else None
-
-
-def _py_boolean(value: str) -> Any:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    return value
-
-
-def _py_date(value: str) -> Any:
-    try:
-        return datetime.date.fromisoformat(value.strip()).isoformat()
-    except ValueError:
-        return value
-
-
-def _py_timestamp(value: str) -> Any:
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return value
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-_PY_CONVERTERS = {
-    "integer": _py_integer,
-    "number": _py_number,
-    "boolean": _py_boolean,
-    "date": _py_date,
-    "timestamp": _py_timestamp,
-}
-
-
-def _arrow_convert(column: pa.Array, kind: str) -> pa.Array:
-    """Vectorised conversion of a string column; raises when any value does not fit."""
-    if kind == "integer":
-        return pc.cast(column, pa.int64())
-    if kind == "number":
-        numbers = pc.cast(column, pa.float64())
-        return pc.if_else(pc.is_finite(numbers), numbers, pa.scalar(None, pa.float64()))
-    if kind == "boolean":
-        return pc.cast(column, pa.bool_())
-    if kind == "date":
-        return pc.cast(pc.cast(column, pa.date32()), pa.string())
-    if kind == "timestamp":
-        try:
-            stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
-        except pa.ArrowInvalid:
-            stamps = pc.assume_timezone(pc.cast(column, pa.timestamp("us")), "UTC")
-        return pc.strftime(stamps, format="%Y-%m-%dT%H:%M:%SZ")
-    return column
-
-
-def convert_batch(batch: pa.RecordBatch, kinds: dict[str, str]) -> list[dict[str, Any]]:
-    """Type one chunk of string columns and return JSON-serialisable records."""
-    arrays: list[pa.Array] = []
-    fallbacks: dict[str, list[Any]] = {}
-    for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        kind = kinds.get(name, "string")
-        if kind == "string":
-            arrays.append(column)
-            continue
-        try:
-            arrays.append(_arrow_convert(column, kind))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            convert = _PY_CONVERTERS[kind]
-            fallbacks[name] = [None if v is None else convert(v) for v in column.to_pylist()]
-            arrays.append(pa.nulls(len(column)))
-    records = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names).to_pylist()
-    for name, values in fallbacks.items():
-        for record, value in zip(records, values, strict=True):
-            record[name] = value
-    return records
-
-
-def iter_records(
-    path: str,
-    options: CSVOptions,
-    layout: FileLayout,
-    kinds: dict[str, str],
-    fill: Sequence[str] = (),
-) -> Iterator[dict[str, Any]]:
-    """Yield typed records of one file, at most `chunk_size` rows converted at a time.
-
-    `fill` names stream columns this file lacks; they are emitted as null so every record of a
-    stream has the same keys.
+    pyarrow parses ahead, so a skipped row may be reported before the batch that precedes it is
+    returned: skipped numbers wait in a heap until the numbering reaches them.
     """
-    if not layout.raw_names:
-        return
+
+    def __init__(self, first: int) -> None:
+        self.next = first
+        self.skipped: list[int] = []
+
+    def skip(self, number: int | None) -> None:
+        if number is not None:
+            heapq.heappush(self.skipped, number)
+
+    def take(self, count: int) -> Sequence[int]:
+        n, heap = self.next, self.skipped
+        while heap and heap[0] < n:
+            heapq.heappop(heap)
+        if not heap or heap[0] >= n + count:
+            self.next = n + count
+            return range(n, n + count)
+        out: list[int] = []
+        need = count
+        while need:
+            while heap and heap[0] < n:
+                heapq.heappop(heap)
+            if heap and heap[0] < n + need:
+                stop = heapq.heappop(heap)
+                out.extend(range(n, stop))
+                need -= stop - n
+                n = stop + 1
+            else:
+                out.extend(range(n, n + need))
+                n += need
+                need = 0
+        self.next = n
+        return out
+
+
+def _batches(
+    label: str, open_stream: Opener, options: CSVOptions, layout: FileLayout, report: ReadReport
+) -> Iterator[tuple[pa.RecordBatch, Sequence[int]]]:
+    """String batches of a file with the row number of every row; malformed rows fail or are skipped."""
     invalid: list[Any] = []
-    chunk = max(1, options.chunk_size)
+    lines = _Lines(options.first_data_row)
+
+    def handler(row: Any) -> str:
+        if options.on_bad_rows != "skip":
+            invalid.append(row)
+            return "error"
+        report.bad_rows += 1
+        lines.skip(row.number)
+        if len(report.bad_row_examples) < EXAMPLES:
+            report.bad_row_examples.append(_describe(row))
+        return "skip"
+
     try:
         reader = pa_csv.open_csv(
-            path,
-            read_options=_read_options(options, block_size_for(path, chunk)),
-            parse_options=_parse_options(options, invalid),
+            open_stream(),
+            read_options=_read_options(options, layout.block_size),
+            parse_options=_parse_options(options, handler),
             convert_options=_as_strings(options, layout.raw_names),
         )
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        raise _error(path, exc, invalid) from exc
-    missing = dict.fromkeys(fill)
+        raise _error(label, exc, invalid) from exc
     with reader:
         while True:
             try:
@@ -345,10 +301,72 @@ def iter_records(
             except StopIteration:
                 return
             except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-                raise _error(path, exc, invalid) from exc
-            batch = batch.rename_columns(list(layout.names))
-            for offset in range(0, batch.num_rows, chunk):
-                for record in convert_batch(batch.slice(offset, chunk), kinds):
-                    if missing:
-                        record.update(missing)
-                    yield record
+                raise _error(label, exc, invalid) from exc
+            yield batch.rename_columns(list(layout.names)), lines.take(batch.num_rows)
+
+
+def infer_kinds(
+    label: str, open_stream: Opener, options: CSVOptions, layout: FileLayout, sample_rows: int
+) -> dict[str, str]:
+    """Infer column kinds from the first `sample_rows` data rows of the file (UNKNOWN: all null).
+
+    Kinds are inferred per read block and widened, so sampling holds one block, not the sample.
+    """
+    kinds = dict.fromkeys(layout.names, UNKNOWN)
+    if not layout.raw_names:
+        return {}
+    count = 0
+    batches = _batches(label, open_stream, options, layout, ReadReport())
+    for batch, _ in batches:
+        batch = batch.slice(0, sample_rows - count)
+        count += batch.num_rows
+        for name, column in zip(layout.names, batch.columns, strict=True):
+            if kinds[name] != "string":
+                kinds[name] = merge_kinds(kinds[name], infer_kind(column))
+        if count >= sample_rows:
+            break
+    batches.close()
+    return kinds
+
+
+def iter_records(
+    label: str,
+    open_stream: Opener,
+    options: CSVOptions,
+    layout: FileLayout,
+    kinds: dict[str, str],
+    fill: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    report: ReadReport | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield typed records of one file, at most `chunk_size` rows converted at a time.
+
+    `fill` names stream columns this file lacks (emitted as null so every record of a stream has
+    the same keys). With `metadata` (constant `_sdc_*` values) each record also gets
+    `_sdc_source_lineno`. `report` collects skipped rows and cells left untyped.
+    """
+    if not layout.raw_names:
+        return
+    report = report if report is not None else ReadReport()
+    extra = dict.fromkeys(fill)
+    if metadata:
+        extra.update(metadata)
+    chunk = max(1, options.chunk_size)
+    for batch, numbers in _batches(label, open_stream, options, layout, report):
+        for offset in range(0, batch.num_rows, chunk):
+            records, bad = convert_batch(batch.slice(offset, chunk), kinds)
+            report.rows += len(records)
+            for index, column, value in bad:
+                report.bad_cells += 1
+                if len(report.bad_cell_examples) < EXAMPLES:
+                    report.bad_cell_examples.append(
+                        f"line {numbers[offset + index]} column {column!r} ({kinds.get(column)}): {value!r}"
+                    )
+            if metadata:
+                for record, number in zip(records, numbers[offset : offset + len(records)], strict=True):
+                    record.update(extra)
+                    record["_sdc_source_lineno"] = number
+            elif extra:
+                for record in records:
+                    record.update(extra)
+            yield from records

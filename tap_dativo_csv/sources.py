@@ -1,4 +1,4 @@
-"""Resolving configured paths and globs to concrete files with their modified times."""
+"""Resolving configured paths (file, directory, glob; local or `s3://`) to files, and opening them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,13 @@ import glob
 import os
 from dataclasses import dataclass
 
+import pyarrow as pa
+
+from tap_dativo_csv.s3 import CSV_SUFFIXES, S3Error, S3Settings, S3Store
+
 UTC = datetime.timezone.utc
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
+_READ_BUFFER = 1024 * 1024
 
 
 class SourceError(ValueError):
@@ -17,7 +22,8 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True, order=True)
 class SourceFile:
-    """A file to read. `path` is also the state partition key, so it is kept as configured."""
+    """A file to read. `path` is also the state partition key: local paths stay as configured
+    (expanded), S3 objects are `s3://bucket/key`."""
 
     path: str
     modified: datetime.datetime
@@ -48,30 +54,72 @@ def _modified_time(path: str) -> datetime.datetime:
     return _EPOCH + datetime.timedelta(microseconds=micros)
 
 
-def resolve_path(pattern: str) -> list[SourceFile]:
-    """Expand one configured `path` (file or glob) into sorted files; fail loudly when empty."""
-    if pattern.startswith("s3://") or "://" in pattern:
-        raise SourceError(
-            f"path {pattern!r}: reading from object storage ({pattern.split('://', 1)[0]}://) is not "
-            "supported yet by tap-dativo-csv; copy the files locally or use a local path"
-        )
+def resolve_local(pattern: str) -> list[SourceFile]:
+    """Expand a local file, directory (its CSV files, not recursive) or glob; fail loudly when empty."""
     expanded = os.path.expanduser(pattern)
     if glob.has_magic(expanded):
         matches = sorted(p for p in glob.glob(expanded, recursive=True) if os.path.isfile(p))
         if not matches:
             raise SourceError(f"path {pattern!r}: glob matched no files")
-        return [SourceFile(p, _modified_time(p)) for p in matches]
-    if os.path.isdir(expanded):
-        raise SourceError(f"path {pattern!r} is a directory; use a glob such as '{pattern}/*.csv'")
-    if not os.path.isfile(expanded):
+    elif os.path.isdir(expanded):
+        matches = sorted(
+            os.path.join(expanded, name)
+            for name in os.listdir(expanded)
+            if name.lower().endswith(CSV_SUFFIXES) and os.path.isfile(os.path.join(expanded, name))
+        )
+        if not matches:
+            raise SourceError(
+                f"path {pattern!r}: directory holds no CSV files ({', '.join(CSV_SUFFIXES)}); "
+                "use a glob for other names or '**' to recurse"
+            )
+    elif os.path.isfile(expanded):
+        matches = [expanded]
+    else:
         raise SourceError(f"path {pattern!r}: file not found")
-    return [SourceFile(expanded, _modified_time(expanded))]
+    return [SourceFile(p, _modified_time(p)) for p in matches]
 
 
-def resolve_paths(patterns: list[str]) -> list[SourceFile]:
-    """Resolve several patterns for one stream: deduplicated and sorted by path for a stable order."""
-    found: dict[str, SourceFile] = {}
-    for pattern in patterns:
-        for source in resolve_path(pattern):
-            found.setdefault(source.path, source)
-    return sorted(found.values())
+class Sources:
+    """Resolves and opens the files of every stream; S3 clients are shared and created lazily."""
+
+    def __init__(self, s3: S3Settings | None = None) -> None:
+        """`s3` is `connection.s3`; without it `s3://` paths still work with the AWS default chain."""
+        self.s3 = S3Store(s3 or S3Settings())
+
+    def resolve(self, pattern: str) -> list[SourceFile]:
+        """Expand one configured `path` into files (sorted)."""
+        if pattern.startswith("s3://"):
+            try:
+                return [SourceFile(url, modified) for url, modified in self.s3.expand(pattern)]
+            except S3Error as exc:
+                raise SourceError(str(exc)) from exc
+        if "://" in pattern:
+            raise SourceError(
+                f"path {pattern!r}: scheme {pattern.split('://', 1)[0]}:// is not supported "
+                "(local paths and s3:// only)"
+            )
+        return resolve_local(pattern)
+
+    def resolve_all(self, patterns: list[str]) -> list[SourceFile]:
+        """Resolve several patterns for one stream: deduplicated and sorted by path for a stable order."""
+        found: dict[str, SourceFile] = {}
+        for pattern in patterns:
+            for source in self.resolve(pattern):
+                found.setdefault(source.path, source)
+        return sorted(found.values())
+
+    def open(self, path: str) -> pa.NativeFile:
+        """A native (pyarrow) input stream; `.gz` files are decompressed on the fly.
+
+        Native streams matter: pyarrow's reader threads never call back into Python, so a
+        readahead still pending at interpreter exit cannot abort the process.
+        """
+        if path.startswith("s3://"):
+            try:
+                return self.s3.open(path)
+            except S3Error as exc:
+                raise SourceError(str(exc)) from exc
+        try:
+            return pa.input_stream(path, compression="detect", buffer_size=_READ_BUFFER)
+        except OSError as exc:
+            raise SourceError(f"path {path!r}: cannot open: {exc}") from exc

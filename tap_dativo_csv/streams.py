@@ -9,15 +9,16 @@ from dataclasses import dataclass, field
 from singer_sdk import Stream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_dativo_csv.reader import CSVOptions, FileLayout, iter_records
-from tap_dativo_csv.sources import SourceFile, parse_timestamp
+from tap_dativo_csv.reader import CSVOptions, FileLayout, ReadReport, iter_records
+from tap_dativo_csv.settings import STRATEGIES
+from tap_dativo_csv.sources import SourceFile, Sources, parse_timestamp
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context, Record
 
 UTC = datetime.timezone.utc
-STRATEGIES = ("file_modified_time", "full_table", "replication_key")
+__all__ = ["STRATEGIES", "CSVFileStream", "StreamPlan"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class StreamPlan:
     contract_path: str | None = None
     replication_key: str | None = None
     options: CSVOptions = field(default_factory=CSVOptions)
+    sources: Sources = field(default_factory=Sources)
+    metadata_columns: bool = False
 
 
 class CSVFileStream(Stream):
@@ -131,15 +134,55 @@ class CSVFileStream(Stream):
                     "Skipping unchanged file %s (last_modified %s)", source.path, source.last_modified
                 )
                 continue
-            layout = self.plan.layouts[source.path]
-            fill = [c for c in self.plan.columns if c not in layout.names]
             self.logger.info("Reading %s (last_modified %s)", source.path, source.last_modified)
             count = 0
-            for record in iter_records(source.path, self.plan.options, layout, self.plan.kinds, fill):
+            report = ReadReport()
+            for record in self._read(source, report):
                 if keep is None or keep(record):
                     count += 1
                     yield record
             state["path"] = source.path
             state["last_modified"] = source.last_modified
             self.state_manager.is_flushed = False
+            self._log_report(source, report)
             self.logger.info("Emitted %d records from %s", count, source.path)
+
+    def _read(self, source: SourceFile, report: ReadReport) -> t.Iterator[Record]:
+        """Typed records of one file, with the `_sdc_*` columns when configured."""
+        plan = self.plan
+        layout = plan.layouts[source.path]
+        fill = [c for c in plan.columns if c not in layout.names]
+        metadata = None
+        if plan.metadata_columns:
+            metadata = {
+                "_sdc_source_file": source.path,
+                "_sdc_source_lineno": None,  # set per record; listed here to keep the key order
+                "_sdc_modified_at": source.last_modified,
+            }
+        return iter_records(
+            source.path,
+            lambda: plan.sources.open(source.path),
+            plan.options,
+            layout,
+            plan.kinds,
+            fill,
+            metadata,
+            report,
+        )
+
+    def _log_report(self, source: SourceFile, report: ReadReport) -> None:
+        """One warning per problem kind and file: the count and the first examples."""
+        if report.bad_rows:
+            self.logger.warning(
+                "Skipped %d malformed row(s) in %s (on_bad_rows: skip); first: %s",
+                report.bad_rows,
+                source.path,
+                "; ".join(report.bad_row_examples),
+            )
+        if report.bad_cells:
+            self.logger.warning(
+                "%d cell(s) in %s do not match their column type and are emitted as text; first: %s",
+                report.bad_cells,
+                source.path,
+                "; ".join(report.bad_cell_examples),
+            )

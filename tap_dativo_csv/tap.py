@@ -1,51 +1,23 @@
-"""tap-dativo-csv: Singer tap that reads local CSV files incrementally, typed by ODCS contracts."""
+"""tap-dativo-csv: Singer tap that reads CSV files (local or S3) incrementally, typed by ODCS contracts."""
 
 from __future__ import annotations
 
 import typing as t
 
 from singer_sdk import Tap
-from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
 from tap_dativo_csv.contract import ColumnSpec, Contract, ContractError, json_schema_for, load_contract
-from tap_dativo_csv.reader import CSVOptions, CSVReadError, FileLayout, infer_kinds, inspect_file, merge_kinds
-from tap_dativo_csv.sources import SourceError, resolve_paths
-from tap_dativo_csv.streams import STRATEGIES, CSVFileStream, StreamPlan
+from tap_dativo_csv.convert import UNKNOWN, merge_kinds
+from tap_dativo_csv.reader import CSVOptions, CSVReadError, FileLayout, infer_kinds, inspect_file
+from tap_dativo_csv.s3 import S3Settings
+from tap_dativo_csv.settings import CONFIG_SCHEMA, METADATA_COLUMNS, csv_options, sample_rows
+from tap_dativo_csv.sources import SourceError, SourceFile, Sources
+from tap_dativo_csv.streams import CSVFileStream, StreamPlan
 
 if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream
-
-FILE_ENTRY = th.ObjectType(
-    th.Property("path", th.StringType, required=True, description="CSV file path or glob (`**` allowed)."),
-    th.Property("object", th.StringType, required=True, description="Stream name the file(s) feed."),
-    th.Property(
-        "asset",
-        th.StringType,
-        description="Path of an ODCS v3 contract YAML whose schema types the columns.",
-    ),
-    th.Property(
-        "primary_keys",
-        th.ArrayType(th.StringType),
-        description="Key columns of the stream; defaults to the contract's primaryKey properties.",
-    ),
-    th.Property(
-        "replication_key",
-        th.StringType,
-        description="Cursor column for the `replication_key` strategy (same for all files of an object).",
-    ),
-    additional_properties=False,
-)
-
-S3_CONNECTION = th.ObjectType(
-    th.Property("endpoint", th.StringType, description="S3 endpoint URL, e.g. http://127.0.0.1:8333."),
-    th.Property("bucket", th.StringType, description="Default bucket for `s3://` paths."),
-    th.Property("access_key_id", th.StringType, secret=True, description="S3 access key id."),
-    th.Property("secret_access_key", th.StringType, secret=True, description="S3 secret access key."),
-    th.Property("region", th.StringType, description="S3 region name."),
-    th.Property("path_style_access", th.BooleanType, description="Use path-style bucket addressing."),
-)
 
 
 class TapDativoCSV(Tap):
@@ -66,75 +38,9 @@ class TapDativoCSV(Tap):
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
 
-    config_jsonschema = th.PropertiesList(
-        th.Property(
-            "files",
-            th.ArrayType(FILE_ENTRY),
-            required=True,
-            description="Files to read: list of {path, object, asset?, primary_keys?, replication_key?}.",
-        ),
-        th.Property(
-            "incremental",
-            th.ObjectType(
-                th.Property(
-                    "strategy",
-                    th.StringType,
-                    default="file_modified_time",
-                    allowed_values=list(STRATEGIES),
-                    description=(
-                        "`file_modified_time` skips files whose mtime is unchanged since the last run; "
-                        "`replication_key` also emits only rows at or after the saved cursor of each "
-                        "file entry's `replication_key` column; `full_table` re-reads every file."
-                    ),
-                ),
-                th.Property(
-                    "lookback_days",
-                    th.IntegerType,
-                    default=0,
-                    description="Re-read files modified within this many days even if unchanged (0 = never).",
-                ),
-            ),
-            description="How runs after the first one pick the files to read.",
-        ),
-        th.Property(
-            "chunk_size",
-            th.IntegerType,
-            default=10000,
-            description="Rows read and converted per chunk; bounds memory for any file size.",
-        ),
-        th.Property("delimiter", th.StringType, default=",", description="Field delimiter (one character)."),
-        th.Property("quotechar", th.StringType, default='"', description="Quote character (one character)."),
-        th.Property("encoding", th.StringType, default="utf-8", description="Text encoding of the files."),
-        th.Property(
-            "header",
-            th.BooleanType,
-            default=True,
-            description="First row holds column names; without it columns come from the contract or column_N.",
-        ),
-        th.Property(
-            "null_values",
-            th.ArrayType(th.StringType),
-            default=[""],
-            description="Cell values read as null.",
-        ),
-        th.Property(
-            "infer_types",
-            th.BooleanType,
-            default=False,
-            description="Without a contract, infer integer/number/boolean columns from a sample (else strings).",
-        ),
-        th.Property(
-            "connection",
-            th.ObjectType(
-                th.Property(
-                    "s3",
-                    S3_CONNECTION,
-                    description="S3 settings as in Dativo job configs (declared; `s3://` reading not supported yet).",
-                )
-            ),
-            description="Connections to remote storage.",
-        ),
-    ).to_dict()
+    config_jsonschema = CONFIG_SCHEMA
+    #: Resolves and opens files (local and `s3://`); set by `discover_streams` from `connection.s3`.
+    sources: Sources
 
     # -- configuration helpers -----------------------------------------------------------------
 
@@ -143,29 +49,11 @@ class TapDativoCSV(Tap):
         raise ConfigValidationError(message, errors=[message])
 
     def csv_options(self) -> CSVOptions:
-        """CSV dialect and chunking from config, validated."""
-        cfg = self.config
-        options = CSVOptions(
-            delimiter=cfg.get("delimiter", ","),
-            quotechar=cfg.get("quotechar", '"'),
-            encoding=cfg.get("encoding", "utf-8"),
-            header=bool(cfg.get("header", True)),
-            null_values=tuple(cfg.get("null_values", [""])),
-            chunk_size=int(cfg.get("chunk_size", 10000)),
-        )
-        if len(options.delimiter) != 1:
-            self._fail(f"delimiter must be one character, got {options.delimiter!r}")
-        if len(options.quotechar) > 1:
-            self._fail(f"quotechar must be one character, got {options.quotechar!r}")
-        if options.chunk_size < 1:
-            self._fail(f"chunk_size must be at least 1, got {options.chunk_size}")
+        """CSV dialect and chunking from config, validated (with the other cross-setting checks)."""
+        options, problems = csv_options(self.config)
+        if problems:
+            self._fail("; ".join(problems))
         return options
-
-    def _check_incremental(self) -> None:
-        """Checks the JSON schema cannot express."""
-        incremental = self.config.get("incremental") or {}
-        if int(incremental.get("lookback_days") or 0) < 0:
-            self._fail("incremental.lookback_days must be 0 or more")
 
     # -- discovery -----------------------------------------------------------------------------
 
@@ -181,17 +69,54 @@ class TapDativoCSV(Tap):
         except ContractError as exc:
             self._fail(f"stream {name!r}: {exc}")
 
+    def _column_names(self, name: str, entries: list[dict]) -> list[str] | None:
+        """Given column names: the entries' `column_names` (which must agree), else the top-level one."""
+        given = {tuple(e["column_names"]) for e in entries if e.get("column_names")}
+        if len(given) > 1:
+            self._fail(f"stream {name!r}: files declare different column_names: {sorted(given)}")
+        names = list(given.pop()) if given else self.config.get("column_names")
+        return list(names) if names else None
+
+    def _inferred(
+        self, name: str, files: list[SourceFile], layouts: dict[str, FileLayout], options: CSVOptions
+    ) -> dict[str, str]:
+        """Column kinds inferred from the first `infer_sample_rows` rows of every file, widened."""
+        kinds: dict[str, str] = {}
+        rows = sample_rows(self.config)
+        for source in files:
+            try:
+                found = infer_kinds(
+                    source.path,
+                    lambda p=source.path: self.sources.open(p),
+                    options,
+                    layouts[source.path],
+                    rows,
+                )
+            except (CSVReadError, SourceError) as exc:
+                self._fail(f"stream {name!r}: {exc}")
+            for col, kind in found.items():
+                kinds[col] = merge_kinds(kinds[col], kind) if col in kinds else kind
+        return {col: ("string" if kind == UNKNOWN else kind) for col, kind in kinds.items()}
+
     def _plan(self, name: str, entries: list[dict], options: CSVOptions) -> StreamPlan:
         """Resolve files, read headers and decide column types for one stream."""
         contract = self._contract_for(name, entries)
+        given = self._column_names(name, entries)
         try:
-            files = resolve_paths([e["path"] for e in entries])
+            files = self.sources.resolve_all([e["path"] for e in entries])
             fixed = [c.name for c in contract.columns] if contract else None
-            layouts: dict[str, FileLayout] = {f.path: inspect_file(f.path, options, fixed) for f in files}
+            layouts: dict[str, FileLayout] = {
+                f.path: inspect_file(f.path, lambda p=f.path: self.sources.open(p), options, fixed, given)
+                for f in files
+            }
         except (SourceError, CSVReadError) as exc:
             self._fail(f"stream {name!r}: {exc}")
 
         header_cols = list(dict.fromkeys(c for layout in layouts.values() for c in layout.names))
+        metadata = bool(self.config.get("add_metadata_columns", False))
+        clash = [c for c in METADATA_COLUMNS if c in header_cols] if metadata else []
+        if clash:
+            self._fail(f"stream {name!r}: CSV columns {clash} clash with add_metadata_columns")
         specs: dict[str, ColumnSpec] = {}
         if contract:
             specs = {c.name: c for c in contract.columns}
@@ -205,24 +130,21 @@ class TapDativoCSV(Tap):
                     "stream %r: contract columns absent from the CSV (emitted as null): %s", name, absent
                 )
         elif self.config.get("infer_types", False):
-            kinds: dict[str, str] = {}
-            for source in files:
-                try:
-                    found = infer_kinds(source.path, options, layouts[source.path])
-                except CSVReadError as exc:
-                    self._fail(f"stream {name!r}: {exc}")
-                for col, kind in found.items():
-                    kinds[col] = merge_kinds(kinds[col], kind) if col in kinds else kind
+            kinds = self._inferred(name, files, layouts, options)
             specs = {c: ColumnSpec(c, kinds.get(c, "string")) for c in header_cols}
         else:
             specs = {c: ColumnSpec(c) for c in header_cols}
 
         keys = self._primary_keys(name, entries, contract, specs)
         cursor = self._replication_key(name, entries, specs)
-        schema = {
-            "type": "object",
-            "properties": {c.name: json_schema_for(c) for c in specs.values()},
-        }
+        properties = {c.name: json_schema_for(c) for c in specs.values()}
+        if metadata:
+            properties.update(
+                _sdc_source_file={"type": ["string", "null"]},
+                _sdc_source_lineno={"type": ["integer", "null"]},
+                _sdc_modified_at={"type": ["string", "null"], "format": "date-time"},
+            )
+        schema = {"type": "object", "properties": properties}
         return StreamPlan(
             name=name,
             files=tuple(files),
@@ -234,6 +156,8 @@ class TapDativoCSV(Tap):
             contract_path=contract.path if contract else None,
             replication_key=cursor,
             options=options,
+            sources=self.sources,
+            metadata_columns=metadata,
         )
 
     def _primary_keys(
@@ -284,8 +208,8 @@ class TapDativoCSV(Tap):
 
     def discover_streams(self) -> list[Stream]:
         """One stream per distinct `object`, in order of first appearance in `files`."""
-        self._check_incremental()
         options = self.csv_options()
+        self.sources = Sources(S3Settings.from_config(self.config))
         grouped: dict[str, list[dict]] = {}
         for entry in self.config.get("files") or []:
             grouped.setdefault(entry["object"], []).append(entry)

@@ -202,10 +202,20 @@ def test_about_json_lists_every_setting_with_description() -> None:
         "null_values",
         "infer_types",
         "connection",
+        "escapechar",
+        "skip_rows",
+        "column_names",
+        "on_bad_rows",
+        "infer_sample_rows",
+        "add_metadata_columns",
     }
     assert expected <= set(settings)
     assert about["settings"]["required"] == ["files"]
-    assert settings["connection"]["properties"]["s3"]["properties"]["secret_access_key"]["secret"] is True
+    s3 = settings["connection"]["properties"]["s3"]["properties"]
+    assert all(s3[k]["secret"] is True for k in ("access_key_id", "secret_access_key", "session_token"))
+    assert (
+        settings["on_bad_rows"]["default"] == "fail" and settings["add_metadata_columns"]["default"] is False
+    )
     assert settings["incremental"]["properties"]["strategy"]["default"] == "file_modified_time"
 
     def walk(props: dict[str, Any], prefix: str = "") -> None:
@@ -367,12 +377,10 @@ def test_malformed_csv_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_config_errors_are_clear(tmp_path: Path) -> None:
-    """Declared-but-unsupported s3:// paths and inconsistent settings fail with a clear message."""
+    """Unsupported schemes and inconsistent settings fail with a clear message."""
     data = write_csv(tmp_path / "a.csv", [["1"]], ["id"])
-    run = run_tap(tmp_path, {"files": [{"path": "s3://bucket/people/*.csv", "object": "a"}]}, check=False)
-    assert (
-        run.returncode != 0 and "s3://bucket/people/*.csv" in run.stderr and "not supported yet" in run.stderr
-    )
+    run = run_tap(tmp_path, {"files": [{"path": "gs://bucket/people/*.csv", "object": "a"}]}, check=False)
+    assert run.returncode != 0 and "gs://bucket/people/*.csv" in run.stderr and "not supported" in run.stderr
 
     run = run_tap(
         tmp_path, {"files": [{"path": str(data), "object": "a", "primary_keys": ["nope"]}]}, check=False

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
-from tap_dativo_csv.reader import CSVOptions, block_size_for, inspect_file, iter_records
+from tap_dativo_csv.reader import CSVOptions, ReadReport, inspect_file, iter_records
 
 try:  # tests/ is a rootdir-relative directory without __init__.py (pytest "prepend" import mode)
     from test_tap_dativo_csv import (
@@ -103,10 +104,17 @@ def test_chunked_reading_large_file(tmp_path: Path) -> None:
         tmp_path / "big.csv", [[str(i), f"v{i}", str(i % 7)] for i in range(rows)], ["id", "v", "m"]
     )
     options = CSVOptions(chunk_size=500)
-    assert block_size_for(str(data), 500) < data.stat().st_size
-    layout = inspect_file(str(data), options)
-    count = sum(1 for _ in iter_records(str(data), options, layout, {"id": "integer"}))
-    assert count == rows
+
+    def open_data() -> pa.NativeFile:
+        return pa.input_stream(str(data))
+
+    layout = inspect_file(str(data), open_data, options)
+    assert layout.block_size < data.stat().st_size
+    report = ReadReport()
+    count = sum(
+        1 for _ in iter_records(str(data), open_data, options, layout, {"id": "integer"}, report=report)
+    )
+    assert count == rows == report.rows
 
     config = {"files": [{"path": str(data), "object": "big"}], "chunk_size": 500, "infer_types": True}
     run = run_tap(tmp_path, config)
@@ -162,3 +170,27 @@ def test_replication_key_cursor(tmp_path: Path) -> None:
     run2 = run_tap(tmp_path, config, run1.final_state)
     assert [r["id"] for r in run2.records()] == [5, 7]
     assert run2.final_state["bookmarks"]["person"]["replication_key_value"] == "2025-01-08T23:00:00.000000Z"
+
+
+def test_replication_key_inferred_integer_and_timestamp(tmp_path: Path) -> None:
+    """Without a contract, infer_types types the cursor: integers compare as numbers (9 < 10)."""
+    data = write_csv(
+        tmp_path / "e.csv", [["8", "2025-01-01 00:00:00"], ["9", "2025-01-02 00:00:00"]], ["seq", "ts"]
+    )
+    set_mtime(data, time.time() - 600)
+    config: dict[str, Any] = {
+        "files": [{"path": str(data), "object": "e", "replication_key": "seq"}],
+        "incremental": {"strategy": "replication_key"},
+        "infer_types": True,
+    }
+    run1 = run_tap(tmp_path, config)
+    assert run1.final_state["bookmarks"]["e"]["replication_key_value"] == 9
+    assert "compared as text" not in run1.stderr
+    rows = [["8", "2025-01-01 00:00:00"], ["9", "2025-01-02 00:00:00"], ["10", "2025-01-03 00:00:00"]]
+    write_csv(data, rows, ["seq", "ts"])
+    assert [r["seq"] for r in run_tap(tmp_path, config, run1.final_state).records()] == [9, 10]
+
+    config["files"][0]["replication_key"] = "ts"
+    first = run_tap(tmp_path, config)
+    assert first.schema("e")["schema"]["properties"]["ts"]["format"] == "date-time"
+    assert first.final_state["bookmarks"]["e"]["replication_key_value"] == "2025-01-03T00:00:00.000000Z"

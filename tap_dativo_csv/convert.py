@@ -1,0 +1,176 @@
+"""Typing string columns: vectorised Arrow casts per chunk, per-value fallbacks, sample inference.
+
+A value that does not fit its declared type never aborts the file: it is emitted as the raw
+string (and reported by the reader with file, line and column) so the target's contract
+validation decides what to do with it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+UTC = datetime.timezone.utc
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+#: Inference never sees a value yet: the column widens to whatever another file says, else string.
+UNKNOWN = "null"
+
+
+# -- per-value fallbacks, used only when a whole chunk does not convert in Arrow ------------------
+
+
+def _py_integer(value: str) -> Any:
+    try:
+        return int(value.strip())
+    except ValueError:
+        return value
+
+
+def _py_number(value: str) -> Any:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return value
+    return number if math.isfinite(number) else None
+
+
+def _py_boolean(value: str) -> Any:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    return value
+
+
+def _py_date(value: str) -> Any:
+    try:
+        return datetime.date.fromisoformat(value.strip()).isoformat()
+    except ValueError:
+        return value
+
+
+def _py_timestamp(value: str) -> Any:
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return value
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_PY_CONVERTERS = {
+    "integer": _py_integer,
+    "number": _py_number,
+    "boolean": _py_boolean,
+    "date": _py_date,
+    "timestamp": _py_timestamp,
+}
+
+
+def _arrow_convert(column: pa.Array, kind: str) -> pa.Array:
+    """Vectorised conversion of a string column; raises when any value does not fit."""
+    if kind == "integer":
+        return pc.cast(column, pa.int64())
+    if kind == "number":
+        numbers = pc.cast(column, pa.float64())
+        return pc.if_else(pc.is_finite(numbers), numbers, pa.scalar(None, pa.float64()))
+    if kind == "boolean":
+        return pc.cast(column, pa.bool_())
+    if kind == "date":
+        return pc.cast(pc.cast(column, pa.date32()), pa.string())
+    if kind == "timestamp":
+        try:
+            stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
+        except pa.ArrowInvalid:
+            stamps = pc.assume_timezone(pc.cast(column, pa.timestamp("us")), "UTC")
+        return pc.strftime(stamps, format="%Y-%m-%dT%H:%M:%SZ")
+    return column
+
+
+#: (row index within the batch, column, raw value) of a cell that does not fit its type.
+BadCell = tuple[int, str, str]
+
+
+def convert_batch(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[list[dict[str, Any]], list[BadCell]]:
+    """Type one chunk of string columns; return JSON-ready records and the cells left raw."""
+    arrays: list[pa.Array] = []
+    fallbacks: dict[str, list[Any]] = {}
+    bad: list[BadCell] = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        kind = kinds.get(name, "string")
+        if kind == "string":
+            arrays.append(column)
+            continue
+        try:
+            arrays.append(_arrow_convert(column, kind))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            convert = _PY_CONVERTERS[kind]
+            values = [None if v is None else convert(v) for v in column.to_pylist()]
+            bad.extend((i, name, v) for i, v in enumerate(values) if isinstance(v, str))
+            fallbacks[name] = values
+            arrays.append(pa.nulls(len(column)))
+    records = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names).to_pylist()
+    for name, values in fallbacks.items():
+        for record, value in zip(records, values, strict=True):
+            record[name] = value
+    return records, bad
+
+
+# -- inference ----------------------------------------------------------------------------------
+
+
+def _fits(values: pa.Array, target: pa.DataType) -> bool:
+    try:
+        pc.cast(values, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def infer_kind(column: pa.Array) -> str:
+    """Kind of a sampled string column: integer, number, boolean (true/false only), date
+    (YYYY-MM-DD), timestamp (ISO 8601, all with or all without a UTC offset) or string.
+
+    Integers too large for 64 bits stay strings rather than becoming lossy floats. All-null
+    samples are UNKNOWN.
+    """
+    values = pc.utf8_trim_whitespace(column.drop_null())
+    if len(values) == 0:
+        return UNKNOWN
+    if _fits(values, pa.int64()):
+        return "integer"
+    if pc.all(pc.match_substring_regex(values, r"^[+-]?\d+$")).as_py():
+        return "string"
+    if _fits(values, pa.float64()):
+        return "number"
+    lowered = pc.utf8_lower(values)
+    if pc.all(pc.is_in(lowered, value_set=pa.array(["true", "false"]))).as_py():
+        return "boolean"
+    if _fits(values, pa.date32()):
+        return "date"
+    if _fits(values, pa.timestamp("us", tz="UTC")) or _fits(values, pa.timestamp("us")):
+        return "timestamp"
+    return "string"
+
+
+def merge_kinds(a: str, b: str) -> str:
+    """Widen two inferred kinds seen in different files of one stream."""
+    if a == b or b == UNKNOWN:
+        return a
+    if a == UNKNOWN:
+        return b
+    if {a, b} == {"integer", "number"}:
+        return "number"
+    if {a, b} == {"date", "timestamp"}:
+        return "timestamp"
+    return "string"

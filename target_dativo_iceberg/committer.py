@@ -8,7 +8,6 @@ metadata, after checking that this commit's id is not already on the branch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
     NamespaceAlreadyExistsError,
@@ -33,12 +32,14 @@ from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.update import RemoveSnapshotRefUpdate
 from pyiceberg.table.upsert_util import create_match_filter
 
+from target_dativo_iceberg.catalogs import catalog_endpoint, load_catalog_retrying
 from target_dativo_iceberg.config import Settings
 from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.evolution import EvolutionPlan, optional, plan_evolution
 from target_dativo_iceberg.markers import find_commit
 from target_dativo_iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
+from target_dativo_iceberg.retry import RetryPolicy, call_with_retries
 
 MAIN = "main"
 CONFLICT_ATTEMPTS = 10
@@ -78,11 +79,12 @@ class TableSpec:
 class Committer:
     """Creates tables and branches and commits Arrow batches to them."""
 
-    def __init__(self, settings: Settings, events: EventLog) -> None:
+    def __init__(self, settings: Settings, events: EventLog, retry: RetryPolicy | None = None) -> None:
         if settings.catalog_type == "none":
             raise ConfigError("catalog_type 'none' (Parquet files only) is not implemented yet")
         self.settings = settings
         self.events = events
+        self.retry = retry or RetryPolicy()
         self._catalog: Catalog | None = None
 
     @property
@@ -90,7 +92,7 @@ class Committer:
         """The catalog, loaded once per run."""
         if self._catalog is None:
             try:
-                self._catalog = self._load_catalog()
+                self._catalog = load_catalog_retrying(self.settings, self.events, self.retry)
             except Exception as exc:  # surface as a clear, redacted failure naming the endpoint
                 raise CommitError(
                     self.events.redact(
@@ -104,22 +106,6 @@ class Committer:
                 branch=self.settings.branch,
             )
         return self._catalog
-
-    def _load_catalog(self) -> Catalog:
-        """Load the catalog; a SQL catalog's first start may race other writers creating its tables."""
-        attempts = 10
-        for attempt in range(1, attempts + 1):
-            try:
-                return load_catalog(self.settings.catalog_name, **self.settings.catalog_load_properties())
-            except Exception as exc:
-                text = str(exc)
-                racing = any(
-                    m in text for m in ("already exists", "UniqueViolation", "IntegrityError", "is locked")
-                )
-                if not racing or attempt == attempts:
-                    raise
-                time.sleep(min(1.0, 0.1 * attempt) * (0.5 + random.random()))
-        raise AssertionError("unreachable")
 
     def warehouse_location(self, *parts: str) -> str | None:
         """`{warehouse}/{parts...}` for catalogs that accept explicit locations (not REST/Nessie)."""
@@ -137,8 +123,13 @@ class Committer:
         """
         catalog = self.catalog
         namespace, _ = identifier
-        with contextlib.suppress(NamespaceAlreadyExistsError):
+        try:
             catalog.create_namespace(namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        except Exception:  # a concurrent writer created it (SQL catalogs raise a unique violation)
+            if not catalog.namespace_exists(namespace):
+                raise
         created = False
         try:
             table = catalog.load_table(identifier)
@@ -247,7 +238,7 @@ class Committer:
 
     def branch_total_records(self, table: Table) -> int:
         """Rows on the branch head (from the snapshot summary; 0 when the branch is new)."""
-        snap = table.snapshot_by_name(self.settings.branch) or table.snapshot_by_name(MAIN)
+        snap = table.snapshot_by_name(self.settings.table_branch) or table.snapshot_by_name(MAIN)
         props = snap.summary.additional_properties if snap and snap.summary else {}
         return int(props.get("total-records", 0))
 
@@ -276,9 +267,45 @@ class Committer:
         refreshed table; before each retry the branch is searched for this commit's id, so a commit
         that did land (but whose response was lost) is never applied twice.
         """
-        branch = branch or self.settings.branch
+        branch = branch or self.settings.table_branch
         commit_id = str(uuid.uuid4())
         props = {**summary, "dativo.commit-id": commit_id}
+
+        def landed() -> int | None:  # idempotency: a commit whose response was lost may have landed
+            table.refresh()
+            return find_commit(table, branch, commit_id)
+
+        call_with_retries(
+            lambda: self._commit_attempts(
+                stream, table, incoming, build, props, branch, commit_id, upsert_keys, replace_all
+            ),
+            self.retry,
+            self.events,
+            f"commit to {'.'.join(table.name()[-2:])}",
+            endpoint=catalog_endpoint(self.settings.catalog_type, self.settings.catalog_load_properties()),
+            stream=stream,
+            before_retry=landed,
+        )
+        snapshot_id = find_commit(table, branch, commit_id)
+        if snapshot_id is None:
+            raise CommitError(
+                f"commit {commit_id} to {table.name()} is not on branch {branch!r} after committing"
+            )
+        return CommitResult(snapshot_id, commit_id, int(props.get("dativo.records", records)), branch)
+
+    def _commit_attempts(
+        self,
+        stream: str,
+        table: Table,
+        incoming: Schema,
+        build: DataBuilder,
+        props: dict[str, str],
+        branch: str,
+        commit_id: str,
+        upsert_keys: Sequence[str] | None,
+        replace_all: bool,
+    ) -> None:
+        """One commit with conflict retries (transient errors propagate to `call_with_retries`)."""
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 table.refresh()
@@ -302,6 +329,8 @@ class Committer:
             except DativoError:
                 raise
             except Exception as exc:
+                if self.retry.is_transient(exc):
+                    raise  # call_with_retries backs off, looks for the commit id, tries again
                 if not is_commit_conflict(exc) or attempt == CONFLICT_ATTEMPTS:
                     raise CommitError(self.events.redact(f"commit to {table.name()} failed: {exc}")) from exc
                 table.refresh()
@@ -311,12 +340,6 @@ class Committer:
                     "commit_retry", stream=stream, attempt=attempt, reason=self.events.redact(str(exc))
                 )
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-        snapshot_id = find_commit(table, branch, commit_id)
-        if snapshot_id is None:
-            raise CommitError(
-                f"commit {commit_id} to {table.name()} is not on branch {branch!r} after committing"
-            )
-        return CommitResult(snapshot_id, commit_id, int(props.get("dativo.records", records)), branch)
 
 
 def dedupe_last(data: pa.Table, keys: list[str]) -> pa.Table:

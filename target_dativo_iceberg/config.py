@@ -96,6 +96,12 @@ class Settings:
         )
 
     @property
+    def table_branch(self) -> str:
+        """The Iceberg table branch written. On Nessie the reference (in the catalog URI) already
+        separates tenants, and Nessie refuses Iceberg table branches, so tables are written on main."""
+        return "main" if self.catalog_type == "nessie" else self.branch
+
+    @property
     def default_namespace(self) -> str:
         """Namespace used when neither the setting nor a contract names one."""
         return self.namespace or sanitize_identifier(self.tenant_id)

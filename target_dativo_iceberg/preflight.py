@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from target_dativo_iceberg.catalogs import (
     catalog_endpoint,
@@ -240,7 +241,8 @@ def probe_target(settings: Settings, catalog: Any) -> tuple[str | None, dict[str
 
 
 def _probe_local(warehouse: str) -> str:
-    path = Path(urlsplit(warehouse).path if warehouse.startswith("file://") else warehouse).expanduser()
+    local = url2pathname(urlsplit(warehouse).path) if warehouse.startswith("file://") else warehouse
+    path = Path(local).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path, prefix=".dativo-preflight-") as probe:
         probe.write(b"dativo preflight")

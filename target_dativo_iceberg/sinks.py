@@ -177,11 +177,10 @@ class IcebergSink(BatchSink):
         if self.load_method == "overwrite":
             return None
         table = self.dativo.committer.existing_table(self.identifier)
-        found = stream_marker(table, self.dativo.settings.branch, self.stream_name) if table else None
+        found = stream_marker(table, self.dativo.settings.table_branch, self.stream_name) if table else None
         candidates = parse_marker(found[1]) if found else []
         if found is None or not candidates:
             return None
-        self._table = table
         self.base_state = found[0]
         return ReplayGuard(candidates)
 
@@ -276,9 +275,9 @@ class IcebergSink(BatchSink):
         options: dict[str, Any] = {"upsert_keys": self.upsert_keys}
         if self.load_method == "overwrite":
             if self.staging is None:
-                self.staging = f"{self.dativo.settings.branch}__overwrite_{self.dativo.run_id[:8]}"
+                self.staging = f"{self.dativo.settings.table_branch}__overwrite_{self.dativo.run_id[:8]}"
                 self._staging_base = self.dativo.committer.create_branch_from(
-                    table, self.staging, self.dativo.settings.branch
+                    table, self.staging, self.dativo.settings.table_branch
                 )
                 options["replace_all"] = True
             options["branch"] = self.staging
@@ -330,7 +329,7 @@ class IcebergSink(BatchSink):
         """overwrite: the stream ended; its staging branch replaces the branch's content atomically."""
         if self.staging is None or self._table is None or self._staging_base is None:
             return
-        branch = self.dativo.settings.branch
+        branch = self.dativo.settings.table_branch
         snapshot_id = self.dativo.committer.replace_branch(
             self._table, branch, self.staging, self._staging_base
         )
@@ -367,7 +366,7 @@ class IcebergSink(BatchSink):
             "dativo.stream": self.stream_name,
             "dativo.operation": f"activate-version {new_version}",
         }
-        branch = self.dativo.settings.branch
+        branch = self.dativo.settings.table_branch
         self.dativo.committer.ensure_branch(table, branch)
         if hard:
             table.delete(old, snapshot_properties=summary, branch=branch)

@@ -26,7 +26,9 @@ from target_dativo_iceberg.config import Settings, expand_env
 from target_dativo_iceberg.contracts import Contract, resolve_contracts
 from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.preflight import run_preflight
 from target_dativo_iceberg.replay import state_hash
+from target_dativo_iceberg.retry import RetryPolicy
 from target_dativo_iceberg.sinks import IcebergSink
 
 S3_SETTINGS = th.ObjectType(
@@ -64,7 +66,7 @@ class TargetDativoIceberg(Target):
         th.Property("catalog_type", th.StringType, default="sql",
                     allowed_values=["sql", "rest", "nessie", "glue", "hive", "none"],
                     description="Catalog kind: sql (SQLite/PostgreSQL), rest, nessie, glue, hive, or none."),
-        th.Property("catalog_uri", th.StringType, default="sqlite:///.local/iceberg/catalog.db",
+        th.Property("catalog_uri", th.StringType, default="sqlite:///.local/iceberg/catalog.db", secret=True,
                     description="SQLAlchemy URL (sql), REST catalog URL (rest) or Nessie base URL (nessie)."),
         th.Property("catalog_name", th.StringType, default="dativo", description="Name given to the catalog."),
         th.Property("catalog_properties", th.ObjectType(additional_properties=True),
@@ -114,7 +116,8 @@ class TargetDativoIceberg(Target):
         self.settings = Settings.from_config(self.config)
         self.run_id = str(uuid.uuid4())
         self.events = EventLog(self.settings.tenant_id, self.run_id, self.settings.secret_values())
-        self.committer = Committer(self.settings, self.events)
+        self.retry_policy = RetryPolicy.from_config(self.config.get("retry_config"))
+        self.committer = Committer(self.settings, self.events, self.retry_policy)
         self.validation_mode = str(self.config.get("schema_validation_mode") or "strict")
         self.contracts = self._load_contracts()
         self.rejected_total = 0
@@ -243,6 +246,7 @@ class TargetDativoIceberg(Target):
             load_method=self.settings.load_method,
         )
         try:
+            run_preflight(self.settings, self.events, self.retry_policy)
             self.listen(file_input)
         except BaseException as exc:
             self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))

@@ -524,3 +524,101 @@ def catalog_backend(request: pytest.FixtureRequest) -> CatalogBackend:
     server: SeaweedFS = request.getfixturevalue("seaweedfs")
     bucket = request.getfixturevalue("table_bucket")
     return CatalogBackend("rest", server.target_settings(bucket), s3=server.s3_connection())
+
+
+# --------------------------------------------------------------------------- Nessie (fake)
+
+NESSIE_MAIN_HASH = "2e1cfa82b035c26cbbbdae632cea070514eb8b773f616aaeaf668e2f0be8f10d"
+
+
+@dataclass
+class FakeNessie:
+    """An HTTP server following the part of Nessie's documented API the target uses.
+
+    Nessie cannot run on these machines. REST API v2: `GET /api/v2/trees/{ref}`,
+    `POST /api/v2/trees?name=&type=BRANCH` (body: source reference). Iceberg REST per reference:
+    `GET /iceberg/{ref}/v1/config` and `GET /iceberg/{ref}/v1/namespaces` (404 for an unknown ref).
+    """
+
+    url: str
+    refs: dict[str, str]
+    calls: list[tuple[str, str, Any]]
+
+
+def _nessie_handler(fake: FakeNessie) -> type:
+    from http.server import BaseHTTPRequestHandler
+    from urllib.parse import parse_qs, urlsplit
+
+    not_found = {"message": "not found", "status": 404, "errorCode": "REFERENCE_NOT_FOUND"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _reply(self, status: int, body: Any) -> None:
+            import json
+
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            fake.calls.append(("GET", self.path, None))
+            parts = urlsplit(self.path).path.split("/")
+            if parts[1:4] == ["api", "v2", "trees"] and len(parts) == 5 and parts[4] in fake.refs:
+                name = parts[4]
+                ref = {"type": "BRANCH", "name": name, "hash": fake.refs[name]}
+                return self._reply(200, {"reference": ref})
+            if parts[1:2] == ["iceberg"] and len(parts) >= 5 and parts[3] == "v1":
+                if parts[2] not in fake.refs:
+                    error = {
+                        "message": f"Named reference '{parts[2]}' not found",
+                        "type": "NotFound",
+                        "code": 404,
+                    }
+                    return self._reply(404, {"error": error})
+                if parts[4] == "config":
+                    return self._reply(200, {"defaults": {}, "overrides": {}})
+                if parts[4] == "namespaces":
+                    return self._reply(200, {"namespaces": []})
+            self._reply(404, not_found)
+
+        def do_POST(self) -> None:
+            import json
+
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            fake.calls.append(("POST", self.path, body))
+            url = urlsplit(self.path)
+            query = parse_qs(url.query)
+            if url.path != "/api/v2/trees" or query.get("type") != ["BRANCH"]:
+                return self._reply(400, {"message": "bad request"})
+            name = query["name"][0]
+            if name in fake.refs:
+                return self._reply(409, {"message": "exists", "errorCode": "REFERENCE_ALREADY_EXISTS"})
+            if fake.refs.get(body["name"]) != body["hash"]:
+                return self._reply(409, {"message": "hash mismatch", "errorCode": "REFERENCE_CONFLICT"})
+            fake.refs[name] = body["hash"]
+            self._reply(200, {"reference": {"type": "BRANCH", "name": name, "hash": body["hash"]}})
+
+    return Handler
+
+
+@pytest.fixture
+def fake_nessie() -> Iterator[FakeNessie]:
+    """A fake Nessie server on a free loopback port with only `main`."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    fake = FakeNessie(url="", refs={"main": NESSIE_MAIN_HASH}, calls=[])
+    server = ThreadingHTTPServer((LOOPBACK, 0), _nessie_handler(fake))
+    fake.url = f"http://{LOOPBACK}:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()

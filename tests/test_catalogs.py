@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from helpers import record, run_target, schema_msg, state
@@ -31,7 +28,7 @@ from target_dativo_iceberg.errors import ConfigError
 from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
 
 if TYPE_CHECKING:  # imported at run time inside the tests, after pytest loaded it as a plugin
-    from servers import CatalogBackend, SeaweedFS
+    from servers import CatalogBackend, FakeNessie, SeaweedFS
 
 pytest_plugins = ["servers"]
 
@@ -174,78 +171,23 @@ def test_glue_and_hive_pass_through() -> None:
     assert hive == {"type": "hive", "uri": "thrift://127.0.0.1:9083", "warehouse": "s3://lake/wh"}
 
 
-# --------------------------------------------------------------------------- Nessie (fake server)
+# --------------------------------------------------------------------------- Nessie (fake server, tests/servers.py)
 
 
-class FakeNessie(BaseHTTPRequestHandler):
-    """The part of Nessie's REST API v2 the target uses: GET /api/v2/trees/{ref}, POST /api/v2/trees."""
-
-    refs: dict[str, str] = {}
-    calls: list[tuple[str, str, Any]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        self.calls.append(("GET", self.path, None))
-        parts = urlsplit(self.path).path.split("/")
-        if parts[1:4] == ["api", "v2", "trees"] and len(parts) == 5 and parts[4] in self.refs:
-            name = parts[4]
-            return self._reply(200, {"reference": {"type": "BRANCH", "name": name, "hash": self.refs[name]}})
-        self._reply(404, {"message": "not found", "status": 404, "errorCode": "REFERENCE_NOT_FOUND"})
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.calls.append(("POST", self.path, body))
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        if url.path != "/api/v2/trees" or query.get("type") != ["BRANCH"]:
-            return self._reply(400, {"message": "bad request"})
-        name = query["name"][0]
-        if name in self.refs:
-            return self._reply(409, {"message": "exists", "errorCode": "REFERENCE_ALREADY_EXISTS"})
-        if self.refs.get(body["name"]) != body["hash"]:
-            return self._reply(409, {"message": "hash mismatch", "errorCode": "REFERENCE_CONFLICT"})
-        self.refs[name] = body["hash"]
-        self._reply(200, {"reference": {"type": "BRANCH", "name": name, "hash": body["hash"]}})
-
-
-@pytest.fixture
-def fake_nessie() -> Iterator[str]:
-    FakeNessie.refs = {"main": "2e1cfa82b035c26cbbbdae632cea070514eb8b773f616aaeaf668e2f0be8f10d"}
-    FakeNessie.calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeNessie)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_nessie_branch_created_from_main(fake_nessie: str) -> None:
-    main_hash = FakeNessie.refs["main"]
-    assert ensure_nessie_branch(f"{fake_nessie}/api/v1", "acme") is True
-    assert FakeNessie.refs["acme"] == main_hash
+def test_nessie_branch_created_from_main(fake_nessie: FakeNessie) -> None:
+    main_hash = fake_nessie.refs["main"]
+    assert ensure_nessie_branch(f"{fake_nessie.url}/api/v1", "acme") is True
+    assert fake_nessie.refs["acme"] == main_hash
     assert (
         "POST",
         "/api/v2/trees?name=acme&type=BRANCH",
         {"type": "BRANCH", "name": "main", "hash": main_hash},
-    ) in (FakeNessie.calls)
-    FakeNessie.calls.clear()
-    assert ensure_nessie_branch(fake_nessie, "acme") is False  # exists: one GET, nothing created
-    assert FakeNessie.calls == [("GET", "/api/v2/trees/acme", None)]
+    ) in (fake_nessie.calls)
+    fake_nessie.calls.clear()
+    assert ensure_nessie_branch(fake_nessie.url, "acme") is False  # exists: one GET, nothing created
+    assert fake_nessie.calls == [("GET", "/api/v2/trees/acme", None)]
     with pytest.raises(RuntimeError, match="source reference 'nope'"):
-        ensure_nessie_branch(fake_nessie, "other", from_ref="nope")
+        ensure_nessie_branch(fake_nessie.url, "other", from_ref="nope")
 
 
 # --------------------------------------------------------------------------- real catalogs

@@ -99,3 +99,34 @@ def record(stream: str, **values: Any) -> dict:
 def state(value: dict[str, Any]) -> dict:
     """A STATE message."""
     return {"type": "STATE", "value": value}
+
+
+#: SCHEMA properties of the examples/ person stream (as tap-dativo-csv would type it).
+PERSON_PROPS: dict[str, Any] = {
+    "id": {"type": ["integer", "null"]},
+    "email": {"type": ["string", "null"]},
+    "first_name": {"type": ["string", "null"]},
+    "last_name": {"type": ["string", "null"]},
+    "status": {"type": ["string", "null"]},
+    "age": {"type": ["integer", "null"]},
+    "country": {"type": ["string", "null"]},
+    "signup_date": {"type": ["string", "null"], "format": "date"},
+    "updated_at": {"type": ["string", "null"], "format": "date-time"},
+}
+
+
+def person(i: int, **overrides: Any) -> dict:
+    """A RECORD valid under examples/contracts/person.odcs.yaml, with `overrides` applied."""
+    values = {
+        "id": i,
+        "email": f"user{i}@example.com",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "status": "active",
+        "age": 30 + i,
+        "country": "NO" if i % 2 else "SE",
+        "signup_date": "2024-01-02",
+        "updated_at": "2025-01-01T12:00:00Z",
+    }
+    values.update(overrides)
+    return record("person", **values)

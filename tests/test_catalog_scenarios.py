@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from helpers import Run, record, run_target, schema_msg, state
+from helpers import PERSON_PROPS, Run, person, record, run_target, schema_msg, state
 
 from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
 
@@ -91,37 +91,13 @@ def test_schema_evolution_adds_a_column(tmp_path: Path, catalog_backend: Catalog
     ]
 
 
-def _person(i: int, **overrides: Any) -> dict:
-    values = {
-        "id": i,
-        "email": f"user{i}@example.com",
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "status": "active",
-        "age": 30 + i,
-        "country": "NO" if i % 2 else "SE",
-        "signup_date": "2024-01-02",
-        "updated_at": "2025-01-01T12:00:00Z",
-    }
-    values.update(overrides)
-    return record("person", **values)
-
-
 def test_contract_warn_mode_with_rejected_table(tmp_path: Path, catalog_backend: CatalogBackend) -> None:
-    strings = ("email", "first_name", "last_name", "status", "country")
-    props: dict[str, Any] = {name: {"type": ["string", "null"]} for name in strings}
-    props.update(
-        id={"type": ["integer", "null"]},
-        age={"type": ["integer", "null"]},
-        signup_date={"type": ["string", "null"], "format": "date"},
-        updated_at={"type": ["string", "null"], "format": "date-time"},
-    )
     messages = [
-        schema_msg("person", props, ["id"]),
-        _person(1),
-        _person(2, status="deleted", age=-1),
-        _person(3),
-        _person(4, email=None),
+        schema_msg("person", PERSON_PROPS, ["id"]),
+        person(1),
+        person(2, status="deleted", age=-1),
+        person(3),
+        person(4, email=None),
         state({"bookmarks": {"person": {"n": 4}}}),
     ]
     result = run(

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from helpers import BIN, Run, record, run_target, schema_msg, state
+from helpers import BIN, PERSON_PROPS, Run, person, record, run_target, schema_msg, state
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -22,28 +22,7 @@ if TYPE_CHECKING:
 pytest_plugins = ["servers"]
 
 PERSON = Path(__file__).resolve().parent.parent / "examples" / "contracts" / "person.odcs.yaml"
-PERSON_PROPS = {
-    name: {"type": ["string", "null"]}
-    for name in ("email", "first_name", "last_name", "status", "country", "signup_date", "updated_at")
-}
-PERSON_PROPS.update(id={"type": ["integer", "null"]}, age={"type": ["integer", "null"]})
 USERS = {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}}
-
-
-def person(i: int, **overrides: Any) -> dict:
-    values = {
-        "id": i,
-        "email": f"user{i}@example.com",
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "status": "active",
-        "age": 30,
-        "country": "NO",
-        "signup_date": "2024-01-02",
-        "updated_at": "2025-01-01T12:00:00Z",
-    }
-    values.update(overrides)
-    return record("person", **values)
 
 
 def messages() -> list[dict]:

@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from helpers import open_catalog, record, run_target, schema_msg, state
+from helpers import PERSON_PROPS, open_catalog, person, record, run_target, schema_msg, state
 
 from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
 
@@ -15,34 +15,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PERSON = ROOT / "examples" / "contracts" / "person.odcs.yaml"
 FLAT = ROOT / "tests" / "contracts" / "customers_flat.yaml"
 BROKEN = ROOT / "tests" / "contracts" / "broken_logical_type.odcs.yaml"
-
-PERSON_PROPS = {
-    "id": {"type": ["integer", "null"]},
-    "email": {"type": ["string", "null"]},
-    "first_name": {"type": ["string", "null"]},
-    "last_name": {"type": ["string", "null"]},
-    "status": {"type": ["string", "null"]},
-    "age": {"type": ["integer", "null"]},
-    "country": {"type": ["string", "null"]},
-    "signup_date": {"type": ["string", "null"], "format": "date"},
-    "updated_at": {"type": ["string", "null"], "format": "date-time"},
-}
-
-
-def person(i: int, **overrides: object) -> dict:
-    values = {
-        "id": i,
-        "email": f"user{i}@example.com",
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "status": "active",
-        "age": 30 + i,
-        "country": "NO" if i % 2 else "SE",
-        "signup_date": "2024-01-02",
-        "updated_at": "2025-01-01T12:00:00Z",
-    }
-    values.update(overrides)
-    return record("person", **values)
 
 
 def stream(*records: dict, props: dict | None = None) -> list[dict]:

@@ -8,27 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-
-try:  # tests/ is a rootdir-relative directory without __init__.py (pytest "prepend" import mode)
-    from test_tap_dativo_csv import (
-        CONTRACT_YAML,
-        HEADER,
-        bookmarks,
-        mtime_iso,
-        person_row,
-        run_tap,
-        write_csv,
-    )
-except ImportError:  # pragma: no cover - when tests/ becomes a package
-    from tests.test_tap_dativo_csv import (
-        CONTRACT_YAML,
-        HEADER,
-        bookmarks,
-        mtime_iso,
-        person_row,
-        run_tap,
-        write_csv,
-    )
+from test_tap_dativo_csv import (
+    CONTRACT_YAML,
+    HEADER,
+    bookmarks,
+    mtime_iso,
+    person_row,
+    run_tap,
+    write_csv,
+)
 
 
 def write_gz(path: Path, text: str) -> Path:

@@ -9,29 +9,17 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from test_tap_dativo_csv import (
+    CONTRACT_YAML,
+    bookmarks,
+    mtime_iso,
+    run_tap,
+    set_mtime,
+    write_csv,
+    write_people,
+)
 
 from tap_dativo_csv.reader import CSVOptions, ReadReport, inspect_file, iter_records
-
-try:  # tests/ is a rootdir-relative directory without __init__.py (pytest "prepend" import mode)
-    from test_tap_dativo_csv import (
-        CONTRACT_YAML,
-        bookmarks,
-        mtime_iso,
-        run_tap,
-        set_mtime,
-        write_csv,
-        write_people,
-    )
-except ImportError:  # pragma: no cover - when tests/ becomes a package
-    from tests.test_tap_dativo_csv import (
-        CONTRACT_YAML,
-        bookmarks,
-        mtime_iso,
-        run_tap,
-        set_mtime,
-        write_csv,
-        write_people,
-    )
 
 
 def test_incremental_file_modified_time(tmp_path: Path) -> None:

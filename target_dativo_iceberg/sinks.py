@@ -304,6 +304,7 @@ class IcebergSink(BatchSink):
         )
         self.tally_record_written(landed)
         self.dativo.rejected_total += len(rejected_rows)
+        self.dativo.records_committed += result.records
         self.first_pending_seq = None
         self.dativo.on_commit(covered_seq)
         self.segments.prune(self.dativo.emitted_seq)  # a crash from now on replays from that STATE

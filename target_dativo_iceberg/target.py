@@ -121,6 +121,7 @@ class TargetDativoIceberg(Target):
         self.validation_mode = str(self.config.get("schema_validation_mode") or "strict")
         self.contracts = self._load_contracts()
         self.rejected_total = 0
+        self.records_committed = 0
         self.quality_failures = 0  # warn mode: run-level contract checks that failed (exit 1)
         self.ending = False  # set at end of input: the next drain is the final one
         self.ingest_date = datetime.datetime.now(datetime.timezone.utc).date()
@@ -256,11 +257,12 @@ class TargetDativoIceberg(Target):
                 "job_finished",
                 status="partial",
                 exit_code=1,
+                records=self.records_committed,
                 records_rejected=self.rejected_total,
                 quality_failures=self.quality_failures,
             )
             return 1
-        self.events.emit("job_finished", status="success", exit_code=0)
+        self.events.emit("job_finished", status="success", exit_code=0, records=self.records_committed)
         return 0
 
     @classmethod

@@ -105,6 +105,7 @@ def test_types_branch_summary_and_state(tmp_path: Path) -> None:
                   "batch_written", "commit_success", "state_emitted", "job_finished"):  # fmt: skip
         assert event in names, event
     assert names.index("commit_success") < names.index("state_emitted")
+    assert run.events("job_finished")[-1]["records"] == 2
 
 
 def test_state_is_printed_only_for_committed_records(tmp_path: Path) -> None:

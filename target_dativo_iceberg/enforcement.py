@@ -136,6 +136,13 @@ class Enforcer:
             )
         return Outcome(result.table, result.valid_indices, result.rejected_rows(records), result)
 
+    def validate_arrow(self, table: pa.Table, first_position: int) -> Outcome | None:
+        """Hot path: a clean Arrow batch; None when it needs `validate` (any finding at all)."""
+        result = self.validator.validate_arrow(table, first_position)
+        if result is None:
+            return None
+        return Outcome(result.table, result.valid_indices, [], result)
+
     def finish(self, total_rows: int) -> list[QualityFailure]:
         """Object-level quality (rowCount …) over the table's rows; strict raises on failure."""
         failures = self.validator.finish(total_rows)

@@ -17,54 +17,108 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from target_dativo_iceberg.hotpath import joined_lines
 from target_dativo_iceberg.schema import json_default
 
 REPLAY_KEY = "dativo.replay"
-#: Record keys that legitimately differ between a run and its replay.
-_VOLATILE = (
-    "_sdc_received_at",
-    "_sdc_batched_at",
-    "_sdc_extracted_at",
-    "_sdc_sequence",
-    "_sdc_sync_started_at",
-)
+#: The envelope key that legitimately differs between a run and its replay (SDK taps stamp "now").
+_EXTRACTED = b'"time_extracted"'
+_EXTRACTED_RE = re.compile(rb'"time_extracted"\s*:\s*"[^"]*"')
+
+
+def line_bytes(line: bytes) -> bytes:
+    """What a RECORD line contributes to a digest: the line up to its `time_extracted` (SDK taps
+    write it last), or the line without it when the record comes after it; plus a newline."""
+    line = line.rstrip(b"\n")
+    head, found, tail = line.partition(_EXTRACTED)
+    if found and b'"record"' in tail:
+        head = _EXTRACTED_RE.sub(b"", line)
+    return head + b"\n"
 
 
 def record_bytes(record: dict[str, Any]) -> bytes:
-    """Canonical bytes of a record (sorted keys, volatile SDK metadata removed)."""
-    clean = {k: v for k, v in record.items() if k not in _VOLATILE}
-    return json.dumps(clean, sort_keys=True, default=json_default, separators=(",", ":")).encode()
+    """Digest bytes of a record that did not come from an input line: canonical JSON."""
+    return json.dumps(record, sort_keys=True, default=json_default, separators=(",", ":")).encode() + b"\n"
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    """Digest bytes of a BATCH file's rows: their Arrow IPC stream (same file content, same bytes)."""
+    table = table.replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def lines_bytes(lines: pa.Array) -> bytes:
+    """`line_bytes` of every line of an Arrow array of RECORD lines, joined, with array operations."""
+    parts = pc.split_pattern(lines, _EXTRACTED.decode(), max_splits=1)
+    tails = pc.list_flatten(pc.list_slice(parts, 1, 2))
+    if len(tails) and pc.any(pc.match_substring(tails, '"record"')).as_py():
+        return b"".join(line_bytes(line) for line in lines.to_pylist())
+    heads = pc.list_element(parts, 0).cast(pa.large_binary())
+    return joined_lines(heads).to_pybytes()
 
 
 @dataclass
 class SegmentLog:
-    """Digests of one stream's records per STATE segment (segment k: after STATE k, before k+1)."""
+    """Digests of one stream's records per STATE segment (segment k: after STATE k, before k+1).
+
+    Hot runs are digested on a background thread (`add_lines`: Arrow kernels and SHA-256 release the
+    GIL, so this overlaps with parsing); `marker` waits for them. One worker keeps the order.
+    """
 
     counts: dict[int, int] = field(default_factory=dict)
     hashers: dict[int, Any] = field(default_factory=dict)
+    pending: list[Future] = field(default_factory=list)
 
-    def add(self, seq: int, record: dict[str, Any]) -> None:
-        """Log a record that arrived after STATE number `seq`."""
+    def _hasher(self, seq: int) -> Any:
         if seq not in self.hashers:
             self.hashers[seq] = hashlib.sha256()
             self.counts[seq] = 0
-        self.hashers[seq].update(record_bytes(record))
-        self.counts[seq] += 1
+        return self.hashers[seq]
+
+    def add(self, seq: int, data: bytes, count: int = 1) -> None:
+        """Log `count` records (their digest bytes, `data`) that arrived after STATE number `seq`."""
+        self._settle()
+        self._hasher(seq).update(data)
+        self.counts[seq] += count
+
+    def add_lines(self, seq: int, lines: pa.Array) -> None:
+        """Log a run of RECORD lines (digested in the background)."""
+        hasher = self._hasher(seq)
+        self.counts[seq] += len(lines)
+        self.pending.append(_DIGESTER.submit(lambda: hasher.update(lines_bytes(lines))))
+
+    def _settle(self) -> None:
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
 
     def marker(self, from_seq: int) -> dict[str, Any]:
         """Count and combined digest of the records logged after STATE `from_seq`."""
+        self._settle()
         seqs = [s for s in sorted(self.counts) if s >= from_seq and self.counts[s]]
         combined = hashlib.sha256(b"".join(self.hashers[s].digest() for s in seqs)).hexdigest()
         return {"after": sum(self.counts[s] for s in seqs), "digest": combined}
 
     def prune(self, below: int) -> None:
         """Forget segments before STATE `below` (covered by a printed STATE: never replayed)."""
+        self._settle()
         for seq in [s for s in self.counts if s < below]:
             del self.counts[seq]
             del self.hashers[seq]
+
+
+_DIGESTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dativo-digest")
 
 
 def state_hash(state: Any) -> str:
@@ -95,19 +149,22 @@ class ReplayGuard:
     """
 
     candidates: list[Candidate]
-    held: list[dict[str, Any]] = field(default_factory=list)
+    held: list[Any] = field(default_factory=list)
+    count: int = 0  # records held
     log: SegmentLog = field(default_factory=SegmentLog)
     decided: bool = False
     first_state: str | None = None
     waiting: Candidate | None = None  # digest matched, its first STATE not seen yet
 
-    def offer(self, seq: int, record: dict[str, Any]) -> str:
-        """Take a record: "held" (undecided), "replay" (the held records are committed ones: drop
-        them), or "fresh" (not a replay: process the held records normally)."""
+    def offer(self, seq: int, item: Any, data: bytes, count: int = 1) -> str:
+        """Take `count` records (`item`: one record, or a BATCH file's rows, with digest bytes
+        `data`): "held" (undecided), "replay" (the held records are committed ones: drop them), or
+        "fresh" (not a replay: process them)."""
         self.waiting = None  # a record arrived before the awaited STATE: that candidate fails
-        self.held.append(record)
-        self.log.add(seq, record)
-        count = len(self.held)
+        self.held.append(item)
+        self.log.add(seq, data, count)
+        self.count += count
+        count = self.count
         for candidate in self.candidates:
             if candidate.after != count or self.log.marker(0)["digest"] != candidate.digest:
                 continue
@@ -131,7 +188,7 @@ class ReplayGuard:
             self.waiting = None
             if matched:
                 return self._decide("replay")
-            if len(self.held) >= max(c.after for c in self.candidates):
+            if self.count >= max(c.after for c in self.candidates):
                 return self._decide("fresh")
         return "held"
 

@@ -1,8 +1,10 @@
 """Per-stream behaviour: buffer a stream's records and commit them to its Iceberg table.
 
-A RECORD's path: Target._process_record_message → IcebergSink.process_record (buffered) →
-IcebergSink.process_batch → (contract: Enforcer.validate) → Committer.commit (Arrow + one Iceberg
-transaction) → Target.on_commit (emit the STATE this commit made safe).
+A RECORD's path: hotpath.BlockReader (stdin in blocks; runs of RECORD lines parsed by Arrow) →
+Intake.add_rows (buffered; record path: Intake.process_record) → IcebergSink.process_batch →
+Builders._hot_batch (Validator.validate_arrow; else Enforcer.validate on records) → Committer.commit
+on the commit thread (Arrow + one Iceberg transaction) → Target.on_commit (emit the STATE this
+commit made safe).
 
 A stream with a contract gets its table from the contract (types, required, identifier fields,
 partitions, properties); without one, from its Singer SCHEMA.
@@ -16,51 +18,34 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyiceberg.expressions import And, IsNull, LessThan, Or
 from pyiceberg.schema import Schema
-from pyiceberg.types import DateType, NestedField
+from pyiceberg.types import NestedField
 from singer_sdk.sinks import BatchSink
 
 from target_dativo_iceberg import faults
-from target_dativo_iceberg.committer import TableSpec, json_state
+from target_dativo_iceberg.builders import Builders, with_ingest_date
+from target_dativo_iceberg.committer import CommitResult, TableSpec, json_state
 from target_dativo_iceberg.config import sanitize_identifier
 from target_dativo_iceberg.contracts import contract_for_stream
 from target_dativo_iceberg.enforcement import REJECTED_SCHEMA, REJECTED_SUFFIX, Enforcer, rejected_table
 from target_dativo_iceberg.errors import ConfigError
-from target_dativo_iceberg.evolution import EvolutionPlan
+from target_dativo_iceberg.intake import Intake, Piece
 from target_dativo_iceberg.maintenance import expire_old_snapshots
 from target_dativo_iceberg.markers import stream_marker
-from target_dativo_iceberg.partitioning import INGEST_DATE, PartitionTerm, build_spec, parse_terms
+from target_dativo_iceberg.partitioning import build_spec, parse_terms
 from target_dativo_iceberg.replay import REPLAY_KEY, ReplayGuard, SegmentLog, parse_marker
-from target_dativo_iceberg.schema import ColumnKind, records_to_arrow, sanitize_name, singer_to_iceberg
-
-LOAD_METHODS = ("append-only", "upsert", "overwrite")
+from target_dativo_iceberg.schema import sanitize_name, singer_to_iceberg
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
     from target_dativo_iceberg.target import TargetDativoIceberg
 
-
-def with_ingest_date(schema: Schema, terms: list[PartitionTerm]) -> Schema:
-    """Add the target's `ingest_date` column (UTC date of the run) when a partition term uses it."""
-    if not any(t.column == INGEST_DATE for t in terms) or INGEST_DATE in schema.column_names:
-        return schema
-    field = NestedField(schema.highest_field_id + 1, INGEST_DATE, DateType(), required=False)
-    return Schema(*schema.fields, field, identifier_field_ids=schema.identifier_field_ids)
+LOAD_METHODS = ("append-only", "upsert", "overwrite")
 
 
-def fill_ingest_date(data: pa.Table, day: Any) -> pa.Table:
-    """Set `ingest_date` (if the table has it) to the run's date."""
-    index = data.schema.get_field_index(INGEST_DATE)
-    if index < 0:
-        return data
-    field = data.schema.field(index)
-    return data.set_column(index, field, pa.array([day] * data.num_rows, field.type))
-
-
-class IcebergSink(BatchSink):
+class IcebergSink(Intake, Builders, BatchSink):
     """Buffers one stream's records and appends each batch to its table on the branch."""
 
     MAX_SIZE_DEFAULT = 100_000
@@ -133,6 +118,17 @@ class IcebergSink(BatchSink):
         self.segments = SegmentLog()  # per-STATE-segment digests for the commit's replay marker
         self.base_state: dict[str, Any] | None = None  # the committed state a matched replay started from
         self.replay = self._replay_guard()
+        #: Record field → the Arrow type the hot path parses it as (else Arrow infers): Singer
+        #: string properties stay strings; contract decimals are parsed exactly (never via a float).
+        self.record_types: dict[str, pa.DataType | None] = {
+            name: pa.string() if _only_strings(prop) else None
+            for name, prop in (self.schema.get("properties") or {}).items()
+        }
+        if self.enforcer is not None:
+            validator = self.enforcer.validator
+            for key, arrow_field in zip(validator.keys, validator.arrow_schema, strict=True):
+                if pa.types.is_decimal(arrow_field.type):
+                    self.record_types[key] = arrow_field.type
         target.events.emit(
             "writer_initialized",
             stream=stream_name,
@@ -184,80 +180,36 @@ class IcebergSink(BatchSink):
         self.base_state = found[0]
         return ReplayGuard(candidates)
 
-    def process_record(self, record: dict, context: dict) -> None:
-        """Buffer the record; remember which STATE it follows so covered state can be computed.
-
-        While a replay check is armed, the first records are held back until it is known whether
-        they are exactly the ones the last run committed (see replay.py).
-        """
-        seq = self.dativo.state_seq
-        if self.first_pending_seq is None:
-            self.first_pending_seq = seq
-        guard = self.replay
-        if guard is not None and not guard.decided:
-            self._resolve(guard.offer(seq, record), context)
-            return
-        self.segments.add(seq, record)
-        context.setdefault("records", []).append(record)
-
-    def on_state(self, value_hash: str) -> None:
-        """A STATE arrived: it may complete (or refute) a pending replay check."""
-        if self.replay is not None and not self.replay.decided:
-            self._resolve(self.replay.on_state(value_hash), None)
-
-    def release_held(self) -> None:
-        """End of input with the replay check undecided: the held records are new, buffer them."""
-        if self.replay is not None and not self.replay.decided:
-            self.replay.decided = True
-            self._resolve("fresh", None)
-
-    def _resolve(self, verdict: str, context: dict | None) -> None:
-        """Act on a replay verdict: drop the held records (replay) or buffer them (fresh)."""
-        guard = self.replay
-        if guard is None or verdict not in ("replay", "fresh"):
-            return
-        held, guard.held = guard.held, []
-        self.segments = guard.log
-        if verdict == "replay":
-            self.dativo.events.emit("replay_skipped", stream=self.stream_name, records=len(held))
-            if context is None or not context.get("records"):
-                self.first_pending_seq = None
-            return
-        self.base_state = None
-        self.dativo.events.emit("replay_mismatch", stream=self.stream_name, records=len(held))
-        if not held:
-            return
-        if context is None:
-            context = self._get_context(held[0])
-            if self.current_size == 0:
-                self.tally_record_read(len(held))
-        context.setdefault("records", []).extend(held)
-
     # ------------------------------------------------------------------ committing
 
     def process_batch(self, context: dict) -> None:
         """Validate (with a contract), commit in one Iceberg transaction, then let the target emit STATE."""
-        records: list[dict[str, Any]] = context.get("records", [])
-        if not records:
+        pieces: list[Piece] = context.get("pieces", [])
+        count = sum(len(p) if isinstance(p, list) else p[1].num_rows for p in pieces)
+        if not count:
             return
+        self.dativo.join_commit()  # one commit in flight at a time: the previous one lands first
         first_position = self._position + 1
-        self._position += len(records)
+        self._position += count
         started = time.monotonic()
         rejected_rows: list[dict[str, Any]] = []
-        if self.enforcer is None:
+        hot = self._hot_batch(pieces, first_position)
+        if hot is not None:
+            build, landed = hot
+        elif self.enforcer is None:
+            records = self._records(pieces)
             build = self._schema_builder(records, first_position)
             landed = len(records)
         else:
+            records = self._records(pieces)
             outcome = self.enforcer.validate(records, first_position)
             rejected_rows = outcome.rejected
             chosen = [records[i] for i in outcome.valid_indices]
             build = self._contract_builder(outcome.valid, chosen)
             landed = outcome.valid.num_rows
-            if self.dativo.ending:
-                failures = self.enforcer.finish(
-                    self.dativo.committer.branch_total_records(self.table) + landed
-                )
-                self.dativo.quality_failures += len(failures)
+        if self.enforcer is not None and self.dativo.ending:
+            failures = self.enforcer.finish(self.dativo.committer.branch_total_records(self.table) + landed)
+            self.dativo.quality_failures += len(failures)
         covered_seq, covered_state = self.dativo.covered_state(self)
         if covered_seq == 0 and self.base_state is not None:
             covered_state = self.base_state
@@ -281,15 +233,37 @@ class IcebergSink(BatchSink):
                 )
                 options["replace_all"] = True
             options["branch"] = self.staging
-        faults.reached("before_commit")
-        result = self.dativo.committer.commit(
-            self.stream_name, table, self.spec.schema, build, landed, summary, **options
-        )
-        faults.reached("after_commit")
-        events = self.dativo.events
+        schema, committer, path = self.spec.schema, self.dativo.committer, "hot" if hot else "record"
+
+        def work() -> CommitResult:  # on the commit thread, while the next records are parsed
+            faults.reached("before_commit")
+            result = committer.commit(self.stream_name, table, schema, build, landed, summary, **options)
+            faults.reached("after_commit")
+            self._report(result, landed, len(rejected_rows), path, started)
+            self._expire(table)
+            return result
+
+        def done(result: CommitResult) -> None:  # back on the main thread, in input order
+            self.tally_record_written(landed)
+            self.dativo.rejected_total += len(rejected_rows)
+            self.dativo.records_committed += result.records
+            self.dativo.on_commit(covered_seq)
+            self.segments.prune(self.dativo.emitted_seq)  # a crash from now on replays from that STATE
+
+        self.first_pending_seq = None  # records arriving from now on belong to the next batch
+        self.dativo.submit_commit(covered_seq, work, done)
+
+    def _report(self, result: CommitResult, landed: int, rejected: int, path: str, started: float) -> None:
+        """batch_written and commit_success events."""
         ident = ".".join(self.identifier)
+        events = self.dativo.events
         events.emit(
-            "batch_written", stream=self.stream_name, table=ident, records=landed, rejected=len(rejected_rows)
+            "batch_written",
+            stream=self.stream_name,
+            table=ident,
+            records=landed,
+            rejected=rejected,
+            path=path,
         )
         events.emit(
             "commit_success",
@@ -299,16 +273,9 @@ class IcebergSink(BatchSink):
             snapshot_id=result.snapshot_id,
             commit_id=result.commit_id,
             records=result.records,
-            records_rejected=len(rejected_rows),
+            records_rejected=rejected,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
-        self.tally_record_written(landed)
-        self.dativo.rejected_total += len(rejected_rows)
-        self.dativo.records_committed += result.records
-        self.first_pending_seq = None
-        self.dativo.on_commit(covered_seq)
-        self.segments.prune(self.dativo.emitted_seq)  # a crash from now on replays from that STATE
-        self._expire(table)
 
     def _expire(self, table: Table) -> None:
         """Keep metadata small (commit latency flat); a failed expiry is reported, the data has landed."""
@@ -349,6 +316,7 @@ class IcebergSink(BatchSink):
         (`_sdc_deleted_at`). Buffered records are committed first: the SDK delivers this message before
         draining the records that preceded it."""
         self.dativo.drain_one(self)
+        self.dativo.join_commit()
         table = self.table
         table.refresh()
         if "_sdc_table_version" not in table.schema().column_names:
@@ -395,6 +363,7 @@ class IcebergSink(BatchSink):
 
     def finish_without_batch(self) -> None:
         """End of input with nothing buffered: object-level quality still holds over the table."""
+        self.dativo.join_commit()
         if self.enforcer is not None and self._table is not None:
             failures = self.enforcer.finish(self.dativo.committer.branch_total_records(self._table))
             self.dativo.quality_failures += len(failures)
@@ -415,49 +384,11 @@ class IcebergSink(BatchSink):
             rejected_summary,
         )
 
-    def _schema_builder(self, records: list[dict[str, Any]], first_position: int):  # noqa: ANN202
-        """Singer-schema path: convert records to the table's Arrow schema after evolution."""
-        stream_schema = self.stream_schema
-        required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
+    # ------------------------------------------------------------------ batches
 
-        def build(arrow_schema: pa.Schema, plan: EvolutionPlan) -> pa.Table:
-            kind = stream_schema.kind
-            if plan.into_string:
-                children = {
-                    src: (col, ColumnKind("string") if col in plan.into_string else ck)
-                    for src, (col, ck) in kind.children.items()
-                }
-                kind = ColumnKind("struct", children=children)
-            data = records_to_arrow(self.stream_name, records, kind, arrow_schema, first_position, required)
-            return fill_ingest_date(data, self.dativo.ingest_date)
 
-        return build
-
-    def _contract_builder(self, valid: pa.Table, records: list[dict[str, Any]]):  # noqa: ANN202
-        """Contract path: validated columns + target-added ones, aligned to the table's Arrow schema."""
-        extras: dict[str, pa.Array] = {}
-        sdc = self._sdc_fields()
-        if sdc:
-            sdc_kind = ColumnKind(
-                "struct",
-                children={s: v for s, v in self.stream_schema.kind.children.items() if s.startswith("_sdc_")},
-            )
-            sdc_schema = Schema(*sdc).as_arrow()
-            sdc_table = records_to_arrow(self.stream_name, records, sdc_kind, sdc_schema)
-            extras.update({name: sdc_table.column(name) for name in sdc_table.column_names})
-
-        def build(arrow_schema: pa.Schema, plan: EvolutionPlan) -> pa.Table:
-            arrays = []
-            for field in arrow_schema:
-                if field.name in valid.column_names:
-                    column = valid.column(field.name)
-                elif field.name in extras:
-                    column = extras[field.name]
-                else:
-                    column = pa.nulls(valid.num_rows, field.type)
-                arrays.append(pc.cast(column, field.type) if column.type != field.type else column)
-            return fill_ingest_date(
-                pa.Table.from_arrays(arrays, schema=arrow_schema), self.dativo.ingest_date
-            )
-
-        return build
+def _only_strings(prop: dict[str, Any]) -> bool:
+    """A JSON Schema property whose only non-null type is string (no anyOf, no format surprises)."""
+    types = prop.get("type")
+    kinds = {types} if isinstance(types, str) else set(types or [])
+    return kinds - {"null"} == {"string"} and "anyOf" not in prop

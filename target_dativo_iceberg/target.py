@@ -12,11 +12,14 @@ import json
 import sys
 import typing as t
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.target_base import Target
 
@@ -26,6 +29,7 @@ from target_dativo_iceberg.config import Settings, expand_env
 from target_dativo_iceberg.contracts import Contract, resolve_contracts
 from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.hotpath import BlockReader
 from target_dativo_iceberg.preflight import run_preflight
 from target_dativo_iceberg.replay import state_hash
 from target_dativo_iceberg.retry import RetryPolicy
@@ -49,6 +53,8 @@ class TargetDativoIceberg(Target):
     name = "target-dativo-iceberg"
     package_name = "dativo-ingest"
     default_sink_class = IcebergSink
+    message_reader_class = BlockReader
+    message_reader: BlockReader
     capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
         *Target.capabilities,
         PluginCapabilities.ACTIVATE_VERSION,
@@ -109,6 +115,9 @@ class TargetDativoIceberg(Target):
         ),
         th.Property("max_batch_age_seconds", th.NumberType, default=300,
                     description="Commit (and emit STATE) at least this often while records keep arriving."),
+        th.Property("hot_path", th.BooleanType, default=True,
+                    description="Parse RECORD runs of contract streams with Arrow (columnar). false: every record "
+                    "takes the SDK's per-record path (slower; same tables)."),
     ).to_dict()  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -130,6 +139,12 @@ class TargetDativoIceberg(Target):
         self.state_hashes: dict[int, str] = {}  # STATE number → value hash, for replay markers
         self._states: dict[int, dict] = {}
         self._emitted_seq = 0
+        self.message_reader.target = self
+        self.max_parallelism = 1  # sinks drain one at a time (the SDK default runs 8 in threads)
+        self._committer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dativo-commit")
+        self._inflight: tuple[Future, t.Callable[[Any], None]] | None = None
+        self._pinned: set[int] = set()  # STATE numbers an in-flight commit will report
+        self._hot: dict[str, IcebergSink | None] = {}  # stream → its sink when on the hot path
 
     def _load_contracts(self) -> dict[str, Contract]:
         """Resolve `assets`/`assets_dir` before any input is read: an invalid contract fails the run."""
@@ -160,9 +175,108 @@ class TargetDativoIceberg(Target):
             if sink.current_size == 0:
                 sink.finish_without_batch()
         super().process_endofpipe()
+        self.join_commit()
         for sink in sinks:
             sink.publish_overwrite()
         self._emit_state(self.state_seq)
+
+    # ------------------------------------------------------------------ hot path
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        super()._process_schema_message(message_dict)
+        self._hot.clear()  # sinks may have been replaced: decide again
+        for name, sink in self._sinks_active.items():
+            self._hot[name] = self._hot_decision(name, sink)
+
+    def _hot_decision(self, stream: str, sink: Any) -> IcebergSink | None:
+        """The stream's sink if its records can take the hot path; logs why not otherwise."""
+        reason = None
+        if not isinstance(sink, IcebergSink):
+            return None
+        if not self.config.get("hot_path", True):
+            reason = "hot_path is false"
+        elif sink.enforcer is None:
+            reason = "no contract (records are checked against the Singer schema one by one)"
+        elif sink.include_sdc_metadata_properties:
+            reason = "add_record_metadata is on"
+        elif self.config.get("flattening_enabled"):
+            reason = "flattening_enabled is on"
+        else:
+            maps = self.mapper.stream_maps.get(stream, [])
+            if (
+                len(maps) != 1
+                or not isinstance(maps[0], SameRecordTransform)
+                or maps[0].stream_alias != stream
+            ):
+                reason = "stream_maps apply to the stream"
+        self.events.emit("record_path", stream=stream, path="record" if reason else "hot", reason=reason)
+        return None if reason else sink
+
+    def hot_streams(self) -> bool:
+        """Whether any stream is on the hot path (else the reader goes line by line)."""
+        return any(sink is not None for sink in self._hot.values())
+
+    def hot_sink(self, stream: str) -> IcebergSink | None:
+        """The sink taking `stream`'s records on the hot path, if any."""
+        return self._hot.get(stream)
+
+    def record_hints(self) -> pa.StructType:
+        """Record fields parsed with a given type rather than inferred (Arrow would turn ISO-looking
+        text into timestamps, and decimals into floats); fields hot streams disagree on are inferred."""
+        hints: dict[str, pa.DataType | None] = {}
+        for sink in self._hot.values():
+            for name, kind in (sink.record_types if sink is not None else {}).items():
+                hints[name] = kind if hints.get(name, kind) == kind else None
+        return pa.struct([(name, kind) for name, kind in hints.items() if kind is not None])
+
+    def after_records(self) -> None:
+        """After a hot run: the SDK's batch-age drain, as after each record on the record path; and
+        a finished background commit reports (its STATE goes out) without waiting for the next one."""
+        if self._inflight is not None and self._inflight[0].done():
+            self.join_commit()
+        self._handle_max_record_age()
+
+    def on_idle(self) -> float | None:
+        """The input is silent: commit what is buffered once `max_batch_age_seconds` has passed
+        (the SDK checks only when records arrive), and report a finished background commit.
+        Returns the seconds until this is worth calling again (None: nothing pending)."""
+        if self._inflight is not None and self._inflight[0].done():
+            self.join_commit()
+        self._handle_max_record_age()
+        if self._inflight is not None:
+            return 0.1
+        sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
+        if not any(sink.current_size for sink in sinks) and self.state_seq <= self._emitted_seq:
+            return None
+        age = self._max_record_age_in_minutes * 60
+        return max(0.05, self._MAX_RECORD_AGE_IN_MINUTES * 60 - age)
+
+    # ------------------------------------------------------------------ commit pipeline
+
+    def submit_commit(
+        self, covered_seq: int, work: t.Callable[[], Any], done: t.Callable[[Any], None]
+    ) -> None:
+        """Run a sink's commit on the commit thread while the main thread reads on.
+
+        One commit is in flight at a time; `done` runs on the main thread once it landed (in input
+        order), and only then is the STATE it covers printed.
+        """
+        self.join_commit()
+        self._pinned.add(covered_seq)
+
+        def finish(result: Any) -> None:
+            self._pinned.discard(covered_seq)
+            done(result)
+
+        self._inflight = (self._committer_thread.submit(work), finish)
+
+    def join_commit(self) -> None:
+        """Wait for the commit in flight (if any) and report it; its failure is raised here."""
+        if self._inflight is None:
+            return
+        future, finish = self._inflight
+        self._inflight = None
+        finish(future.result())
 
     # ------------------------------------------------------------------ state
 
@@ -188,7 +302,8 @@ class TargetDativoIceberg(Target):
 
     def _pending_seqs(self) -> set[int]:
         sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
-        return {s.first_pending_seq for s in sinks if getattr(s, "first_pending_seq", None) is not None}
+        pending = {s.first_pending_seq for s in sinks if getattr(s, "first_pending_seq", None) is not None}
+        return pending | self._pinned
 
     def covered_state(self, committing: IcebergSink) -> tuple[int, dict | None]:
         """The newest STATE all of whose preceding records are committed once `committing` commits.
@@ -212,7 +327,8 @@ class TargetDativoIceberg(Target):
         return self._emitted_seq
 
     def _write_state_message(self, state: dict) -> None:
-        """Called by the SDK after a full drain: every record so far is committed."""
+        """Called by the SDK after a full drain: once the last commit lands, every record so far is."""
+        self.join_commit()
         self._emit_state(self.state_seq)
 
     def _emit_state(self, seq: int) -> None:

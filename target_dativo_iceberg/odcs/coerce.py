@@ -317,6 +317,8 @@ def _fast(inferred: pa.Array, values: list[Any], resolved: ResolvedType, arrow_t
                 inferred, bad = _screen(inferred, _NUMBER_RE)
         elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
             return _all_bad(inferred, arrow_type)
+        if pa.types.is_decimal(inferred.type):  # via text: Arrow's decimal → double cast can be 1 ulp off
+            inferred = pc.cast(pc.cast(inferred, pa.string()), pa.float64())
         as_double = pc.cast(inferred, pa.float64())
         out = pc.invert(pc.is_finite(as_double))  # NaN, ±inf
         if kind == "float":
@@ -396,3 +398,23 @@ def coerce_column(
     if bad is not None and not bad.true_count:
         bad = None
     return array, bad
+
+
+def coerce_arrow(
+    array: pa.Array, resolved: ResolvedType, arrow_type: pa.DataType
+) -> tuple[pa.Array, pa.Array | None] | None:
+    """Hot path: coerce a column Arrow parsed from JSON, whole-array only.
+
+    None when a value needs the one-at-a-time rules (the caller then takes the record path, so
+    both paths judge every value the same way).
+    """
+    if pa.types.is_null(array.type):
+        return pa.nulls(len(array), type=arrow_type), None
+    try:
+        result = _fast(array, [], resolved, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return None
+    if result is None:
+        return None
+    typed, bad = result
+    return typed, (bad if bad is not None and bad.true_count else None)

@@ -62,10 +62,10 @@ class IntKeys:
         self.extra.update(others)
         array = array[~self._present(array)] if self.levels or self.extra else array
         if array.size:
-            self.levels.append(np.unique(array))
+            self.levels.append(_sorted_unique(array))
             while len(self.levels) > 1 and self.levels[-2].size <= 2 * self.levels[-1].size:
                 newest = self.levels.pop()
-                self.levels[-1] = np.union1d(self.levels[-1], newest)
+                self.levels[-1] = _sorted_unique(np.concatenate((self.levels[-1], newest)))
         return self
 
 
@@ -78,3 +78,14 @@ def _split(keys: Iterable[Any]) -> tuple[np.ndarray, list[Any]]:
         ints = [v for v in values if type(v) is int and _INT64[0] <= v <= _INT64[1]]
         others = [v for v in values if not (type(v) is int and _INT64[0] <= v <= _INT64[1])]
         return np.fromiter(ints, dtype=np.int64, count=len(ints)), others
+
+
+def _sorted_unique(array: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (numpy 2's `unique` hashes, ~20x slower than a sort here)."""
+    ordered = np.sort(array)
+    if ordered.size < 2:
+        return ordered
+    keep = np.empty(ordered.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]

@@ -126,6 +126,27 @@ def convert_batch(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[list[di
     return records, bad
 
 
+def convert_arrow(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[pa.RecordBatch, list[BadCell]]:
+    """Type one chunk of string columns as Arrow (the BATCH path), without Python records.
+
+    A column with cells that do not fit its type stays text in this chunk (a Parquet column has one
+    type); the cells are reported like `convert_batch` does, and the target's contract coercion
+    types or rejects each value.
+    """
+    arrays: list[pa.Array] = []
+    bad: list[BadCell] = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        kind = kinds.get(name, "string")
+        try:
+            arrays.append(column if kind == "string" else _arrow_convert(column, kind))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            convert = _PY_CONVERTERS[kind]
+            values = [None if v is None else convert(v) for v in column.to_pylist()]
+            bad.extend((i, name, v) for i, v in enumerate(values) if isinstance(v, str))
+            arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names), bad
+
+
 # -- inference ----------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from tap_dativo_csv.convert import UNKNOWN, convert_batch, infer_kind, merge_kinds
+from tap_dativo_csv.convert import UNKNOWN, convert_arrow, convert_batch, infer_kind, merge_kinds
 
 _MIN_BLOCK = 64 * 1024
 #: pyarrow reads up to 32 blocks ahead of the parser (its background reader queue), so the block
@@ -370,3 +370,54 @@ def iter_records(
                 for record in records:
                     record.update(extra)
             yield from records
+
+
+def iter_arrow(
+    label: str,
+    open_stream: Opener,
+    options: CSVOptions,
+    layout: FileLayout,
+    kinds: dict[str, str],
+    fill: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    report: ReadReport | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """`iter_records` as Arrow record batches (BATCH messages): same columns, same values."""
+    if not layout.raw_names:
+        return
+    report = report if report is not None else ReadReport()
+    chunk = max(1, options.chunk_size)
+    for whole, all_numbers in _batches(label, open_stream, options, layout, report):
+        for offset in range(0, whole.num_rows, chunk):
+            batch, numbers = whole.slice(offset, chunk), all_numbers[offset : offset + chunk]
+            yield _typed_chunk(batch, numbers, kinds, fill, metadata, report)
+
+
+def _typed_chunk(
+    batch: pa.RecordBatch,
+    numbers: Sequence[int],
+    kinds: dict[str, str],
+    fill: Sequence[str],
+    metadata: dict[str, Any] | None,
+    report: ReadReport,
+) -> pa.RecordBatch:
+    typed, bad = convert_arrow(batch, kinds)
+    report.rows += typed.num_rows
+    for index, column, value in bad:
+        report.bad_cells += 1
+        if len(report.bad_cell_examples) < EXAMPLES:
+            report.bad_cell_examples.append(
+                f"line {numbers[index]} column {column!r} ({kinds.get(column)}): {value!r}"
+            )
+    arrays, names = list(typed.columns), list(typed.schema.names)
+    for name in fill:
+        arrays.append(pa.nulls(typed.num_rows))
+        names.append(name)
+    for name, value in (metadata or {}).items():
+        arrays.append(
+            pa.array(numbers, pa.int64())
+            if name == "_sdc_source_lineno"
+            else pa.array([value] * typed.num_rows)
+        )
+        names.append(name)
+    return pa.RecordBatch.from_arrays(arrays, names=names)

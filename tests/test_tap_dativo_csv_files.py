@@ -284,3 +284,36 @@ def test_setting_validation(tmp_path: Path) -> None:
     ):
         run = run_tap(tmp_path, {**base, **extra}, check=False)
         assert run.returncode != 0 and message in run.stderr, (extra, run.stderr[-500:])
+
+
+def test_batch_files_hold_the_rows_record_messages_carry(tmp_path: Path) -> None:
+    """BATCH (Parquet written from Arrow) and RECORD messages carry the same rows and metadata; a
+    cell that does not fit its inferred type leaves that column as text in its file, reported."""
+    rows = [person_row(i) for i in range(1, 121)]
+    rows[100][0] = "x101"  # after the inference sample: stays text
+    data = write_csv(tmp_path / "p.csv", rows, HEADER)
+    base = {"files": [{"path": str(data), "object": "person"}], "infer_types": True}
+    base |= {"infer_sample_rows": 50, "add_metadata_columns": True, "chunk_size": 50}
+    (tmp_path / "r").mkdir()
+    (tmp_path / "b").mkdir()
+    records = run_tap(tmp_path / "r", base).records()
+    batch_config = {
+        "encoding": {"format": "parquet", "compression": "none"},
+        "storage": {"root": (tmp_path / "batches").as_uri(), "prefix": "p-"},
+        "batch_size": 50,
+    }
+    run = run_tap(tmp_path / "b", {**base, "batch_config": batch_config})
+    manifests = [m["manifest"] for m in run.messages if m["type"] == "BATCH"]
+    assert [len(m) for m in manifests] == [1, 1, 1]  # 50 + 50 + 20 rows
+    tables = [pq.read_table(Path(m[0].removeprefix("file://"))) for m in manifests]
+    assert [t.num_rows for t in tables] == [50, 50, 20]
+    assert str(tables[0].schema.field("id").type) == "int64"
+    assert str(tables[2].schema.field("id").type) == "string"  # the misfit's chunk
+    from_batches = [row for table in tables for row in table.to_pylist()]
+    assert [r["id"] for r in from_batches[:3]] == [1, 2, 3] and from_batches[100]["id"] == "x101"
+    for got, want in zip(from_batches[:100], records[:100], strict=True):
+        assert got == want
+    assert {k: v for k, v in from_batches[110].items() if k != "id"} == {
+        k: v for k, v in records[110].items() if k != "id"
+    }
+    assert any("line 102 column 'id' (integer): 'x101'" in w for w in warnings(run.stderr))

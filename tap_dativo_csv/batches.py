@@ -1,0 +1,54 @@
+"""Parquet batch files written from Arrow (BATCH messages without Python records).
+
+Same file names, storage and compression handling as the SDK's `ParquetBatcher`, which builds
+every file with `pa.Table.from_pylist` from record dicts.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from uuid import uuid4
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from singer_sdk.helpers._batch import BatchConfig
+
+
+class ParquetBatchWriter:
+    """Collects record batches and writes one Parquet file per `batch_size` rows."""
+
+    def __init__(self, config: BatchConfig, tap_name: str, stream_name: str) -> None:
+        self.config = config
+        self.sync_id = f"{tap_name}--{stream_name}-{uuid4()}"
+        self.pending: list[pa.RecordBatch] = []
+        self.rows = 0
+        self.files = 0
+
+    def add(self, batch: pa.RecordBatch) -> t.Iterator[tuple[t.Any, list[str]]]:
+        """Buffer `batch`; yield (encoding, manifest) for each file that filled up."""
+        size = max(1, int(self.config.batch_size))
+        while batch.num_rows:
+            take = min(batch.num_rows, size - self.rows)
+            self.pending.append(batch.slice(0, take))
+            self.rows += take
+            batch = batch.slice(take)
+            if self.rows >= size:
+                yield from self.flush()
+
+    def flush(self) -> t.Iterator[tuple[t.Any, list[str]]]:
+        """Write what is buffered (if anything) as one file."""
+        if not self.rows:
+            return
+        table = pa.Table.from_batches(self.pending).combine_chunks()
+        self.pending, self.rows = [], 0
+        self.files += 1
+        encoding = self.config.encoding
+        filename = f"{self.config.storage.prefix or ''}{self.sync_id}={self.files}.parquet"
+        if encoding.compression == "gzip":
+            filename = f"{filename}.gz"
+        with self.config.storage.open(filename, "wb") as handle:
+            if encoding.compression == "gzip":
+                pq.write_table(table, handle, compression="gzip")
+            else:
+                pq.write_table(table, handle)
+        yield encoding, [self.config.storage.get_url(filename)]

@@ -77,8 +77,12 @@ _PY_CONVERTERS = {
 }
 
 
-def _arrow_convert(column: pa.Array, kind: str) -> pa.Array:
-    """Vectorised conversion of a string column; raises when any value does not fit."""
+def _arrow_convert(column: pa.Array, kind: str, typed_temporal: bool = False) -> pa.Array:
+    """Vectorised conversion of a string column; raises when any value does not fit.
+
+    Dates and timestamps become ISO text for JSON, or stay Arrow date32/timestamp[us, UTC] with
+    `typed_temporal` (Parquet batches: formatting a million timestamps as text costs seconds).
+    """
     if kind == "integer":
         return pc.cast(column, pa.int64())
     if kind == "number":
@@ -87,12 +91,15 @@ def _arrow_convert(column: pa.Array, kind: str) -> pa.Array:
     if kind == "boolean":
         return pc.cast(column, pa.bool_())
     if kind == "date":
-        return pc.cast(pc.cast(column, pa.date32()), pa.string())
+        dates = pc.cast(column, pa.date32())
+        return dates if typed_temporal else pc.cast(dates, pa.string())
     if kind == "timestamp":
         try:
             stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
         except pa.ArrowInvalid:
             stamps = pc.assume_timezone(pc.cast(column, pa.timestamp("us")), "UTC")
+        if typed_temporal:
+            return stamps
         return pc.strftime(stamps, format="%Y-%m-%dT%H:%M:%SZ")
     return column
 
@@ -127,7 +134,8 @@ def convert_batch(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[list[di
 
 
 def convert_arrow(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[pa.RecordBatch, list[BadCell]]:
-    """Type one chunk of string columns as Arrow (the BATCH path), without Python records.
+    """Type one chunk of string columns as Arrow (the BATCH path), without Python records; dates
+    and timestamps stay typed (date32, timestamp[us, UTC]) where RECORD messages carry ISO text.
 
     A column with cells that do not fit its type stays text in this chunk (a Parquet column has one
     type); the cells are reported like `convert_batch` does, and the target's contract coercion
@@ -138,7 +146,7 @@ def convert_arrow(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[pa.Reco
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
         kind = kinds.get(name, "string")
         try:
-            arrays.append(column if kind == "string" else _arrow_convert(column, kind))
+            arrays.append(column if kind == "string" else _arrow_convert(column, kind, typed_temporal=True))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             convert = _PY_CONVERTERS[kind]
             values = [None if v is None else convert(v) for v in column.to_pylist()]

@@ -3,6 +3,7 @@ metadata columns and SDK BATCH output."""
 
 from __future__ import annotations
 
+import datetime
 import gzip
 from pathlib import Path
 from typing import Any
@@ -309,7 +310,8 @@ def test_batch_files_hold_the_rows_record_messages_carry(tmp_path: Path) -> None
     assert [t.num_rows for t in tables] == [50, 50, 20]
     assert str(tables[0].schema.field("id").type) == "int64"
     assert str(tables[2].schema.field("id").type) == "string"  # the misfit's chunk
-    from_batches = [row for table in tables for row in table.to_pylist()]
+    assert str(tables[0].schema.field("seen_at").type) == "timestamp[us, tz=UTC]"  # typed, not text
+    from_batches = [{k: _as_json(v) for k, v in row.items()} for table in tables for row in table.to_pylist()]
     assert [r["id"] for r in from_batches[:3]] == [1, 2, 3] and from_batches[100]["id"] == "x101"
     for got, want in zip(from_batches[:100], records[:100], strict=True):
         assert got == want
@@ -317,3 +319,12 @@ def test_batch_files_hold_the_rows_record_messages_carry(tmp_path: Path) -> None
         k: v for k, v in records[110].items() if k != "id"
     }
     assert any("line 102 column 'id' (integer): 'x101'" in w for w in warnings(run.stderr))
+
+
+def _as_json(value: Any) -> Any:
+    """A Parquet batch value as the RECORD message writes it (dates and timestamps as ISO text)."""
+    if isinstance(value, datetime.datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return value

@@ -329,6 +329,11 @@ def _fast(inferred: pa.Array, values: list[Any], resolved: ResolvedType, arrow_t
             as_double = _null_where(as_double, out)
         return pc.cast(as_double, arrow_type, safe=False), bad
     if kind == "decimal":
+        if pa.types.is_floating(t):  # via the shortest round-trip text, as `_to_decimal` uses repr()
+            text = pc.cast(inferred, pa.string())
+            if pc.any(pc.match_substring_regex(text, "[eEnN]")).as_py():
+                return None  # exponents, nan, inf: one at a time
+            inferred, t, is_string = text, text.type, True
         if is_string:
             if pc.any(pc.match_substring(inferred, "e", ignore_case=True)).as_py():
                 return None  # Arrow's string → decimal cast overflows silently on large exponents

@@ -256,12 +256,15 @@ class Committer:
         branch: str | None = None,
         upsert_keys: Sequence[str] | None = None,
         replace_all: bool = False,
+        delete_keys: Sequence[str] | None = None,
     ) -> CommitResult:
         """Evolve the schema if needed and append the batch built by `build`, in one transaction.
 
         `upsert_keys`: the batch is deduplicated on the keys (last record wins) and rows with those
         keys are deleted first, in the same transaction. `replace_all`: every row on the branch is
-        deleted first (the first batch of an overwrite, on its staging branch).
+        deleted first (the first batch of an overwrite, on its staging branch). `delete_keys`:
+        deletion records (`_sdc_deleted_at` set, `hard_delete`) delete their key's rows instead of
+        landing (see `apply_deletions`).
 
         A conflict with a concurrent writer (another process committed first) is retried on a
         refreshed table; before each retry the branch is searched for this commit's id, so a commit
@@ -277,7 +280,16 @@ class Committer:
 
         call_with_retries(
             lambda: self._commit_attempts(
-                stream, table, incoming, build, props, branch, commit_id, upsert_keys, replace_all
+                stream,
+                table,
+                incoming,
+                build,
+                props,
+                branch,
+                commit_id,
+                upsert_keys,
+                replace_all,
+                delete_keys,
             ),
             self.retry,
             self.events,
@@ -304,6 +316,7 @@ class Committer:
         commit_id: str,
         upsert_keys: Sequence[str] | None,
         replace_all: bool,
+        delete_keys: Sequence[str] | None = None,
     ) -> None:
         """One commit with conflict retries (transient errors propagate to `call_with_retries`)."""
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
@@ -323,6 +336,8 @@ class Committer:
                             tx.delete(match, snapshot_properties=props, branch=branch)
                     if replace_all:
                         tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
+                    if delete_keys and DELETED_AT in data.column_names:
+                        data = apply_deletions(tx, data, list(delete_keys), props, branch)
                     props["dativo.records"] = str(data.num_rows)
                     tx.append(data, snapshot_properties=props, branch=branch)
                 break
@@ -340,6 +355,28 @@ class Committer:
                     "commit_retry", stream=stream, attempt=attempt, reason=self.events.redact(str(exc))
                 )
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+
+
+DELETED_AT = "_sdc_deleted_at"
+
+
+def apply_deletions(tx: Any, data: pa.Table, keys: list[str], props: dict[str, str], branch: str) -> pa.Table:
+    """Deletion records (`_sdc_deleted_at` set) delete their key's rows from the branch, in this
+    transaction, and the batch's own rows of that key up to the key's last deletion; rows after it
+    (a key re-inserted) land. Returns the rows to append."""
+    marked = data.column(DELETED_AT).is_valid()
+    if not pc.any(marked).as_py():
+        return data
+    index = pa.array(range(data.num_rows), pa.int64())
+    numbered = data.select(keys).append_column("__row", index).append_column("__deleted", marked)
+    deletions = numbered.filter(marked).group_by(keys, use_threads=False).aggregate([("__row", "max")])
+    tx.delete(create_match_filter(deletions.select(keys), keys), snapshot_properties=props, branch=branch)
+    joined = numbered.join(deletions, keys, join_type="left outer")
+    after = pc.or_kleene(
+        joined.column("__row_max").is_null(), pc.greater(joined["__row"], joined["__row_max"])
+    )
+    kept = joined.filter(pc.and_(after, pc.invert(joined.column("__deleted")))).column("__row")
+    return data.filter(pc.is_in(index, value_set=kept.combine_chunks()))
 
 
 def dedupe_last(data: pa.Table, keys: list[str]) -> pa.Table:

@@ -107,6 +107,17 @@ class IcebergSink(Intake, Builders, BatchSink):
                     f"stream {stream_name!r}: load_method upsert needs key_properties or a contract primaryKey"
                 )
             self.upsert_keys = list(keys)
+        #: hard_delete: deletion records (`_sdc_deleted_at` set) delete these keys' rows.
+        self.delete_keys: list[str] | None = None
+        if self.config.get("hard_delete") and self.include_sdc_metadata_properties:
+            keys = self.contract.identifier_columns() if self.contract else self.stream_schema.key_columns
+            self.delete_keys = list(keys) if keys else None
+            if not keys:
+                target.events.emit(
+                    "deletes_ignored",
+                    stream=stream_name,
+                    reason="hard_delete needs key_properties or a contract primaryKey; deletion records land as rows",
+                )
         #: overwrite: batches land on this staging branch until the stream ends, then replace `branch`.
         self.staging: str | None = None
         self._staging_base: int | None = None
@@ -224,7 +235,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         if rejected_rows:
             self._commit_rejected(rejected_rows, summary)
         table = self.table
-        options: dict[str, Any] = {"upsert_keys": self.upsert_keys}
+        options: dict[str, Any] = {"upsert_keys": self.upsert_keys, "delete_keys": self.delete_keys}
         if self.load_method == "overwrite":
             if self.staging is None:
                 self.staging = f"{self.dativo.settings.table_branch}__overwrite_{self.dativo.run_id[:8]}"

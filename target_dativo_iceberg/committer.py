@@ -8,6 +8,7 @@ metadata, after checking that this commit's id is not already on the branch.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import time
@@ -26,6 +27,7 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
 )
 from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.refs import SnapshotRefType
@@ -236,6 +238,26 @@ class Committer:
             tx._stage((RemoveSnapshotRefUpdate(ref_name=staging),), ())  # noqa: SLF001
         return staged.snapshot_id
 
+    def _append_files(
+        self, table: Table, files: Sequence[DataFile], props: dict[str, str], branch: str, replace_all: bool
+    ) -> None:
+        """One transaction: (overwrite: delete the branch's rows, then) a fast append of `files`."""
+        props["dativo.records"] = str(_records_in(files))
+        with table.transaction() as tx:
+            if replace_all:
+                tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
+            with tx.update_snapshot(snapshot_properties=props, branch=branch).fast_append() as append:
+                for data_file in files:
+                    append.append_data_file(data_file)
+
+    def needs_evolution(self, stream: str, table: Table, incoming: Schema) -> bool:
+        """Whether committing `incoming` would change the table's schema (no events emitted)."""
+        table.refresh()
+        plan = plan_evolution(
+            stream, table.schema(), incoming, EventLog(self.settings.tenant_id, "", [], io.StringIO())
+        )
+        return plan.union is not None or bool(plan.into_string)
+
     def branch_total_records(self, table: Table) -> int:
         """Rows on the branch head (from the snapshot summary; 0 when the branch is new)."""
         snap = table.snapshot_by_name(self.settings.table_branch) or table.snapshot_by_name(MAIN)
@@ -257,6 +279,7 @@ class Committer:
         upsert_keys: Sequence[str] | None = None,
         replace_all: bool = False,
         delete_keys: Sequence[str] | None = None,
+        data_files: Sequence[DataFile] | None = None,
     ) -> CommitResult:
         """Evolve the schema if needed and append the batch built by `build`, in one transaction.
 
@@ -264,7 +287,8 @@ class Committer:
         keys are deleted first, in the same transaction. `replace_all`: every row on the branch is
         deleted first (the first batch of an overwrite, on its staging branch). `delete_keys`:
         deletion records (`_sdc_deleted_at` set, `hard_delete`) delete their key's rows instead of
-        landing (see `apply_deletions`).
+        landing (see `apply_deletions`). `data_files`: the batch was already written to these files
+        (a long batch streamed by `RollingWriter`): they are appended instead of `build`'s table.
 
         A conflict with a concurrent writer (another process committed first) is retried on a
         refreshed table; before each retry the branch is searched for this commit's id, so a commit
@@ -290,6 +314,7 @@ class Committer:
                 upsert_keys,
                 replace_all,
                 delete_keys,
+                data_files,
             ),
             self.retry,
             self.events,
@@ -317,6 +342,7 @@ class Committer:
         upsert_keys: Sequence[str] | None,
         replace_all: bool,
         delete_keys: Sequence[str] | None = None,
+        data_files: Sequence[DataFile] | None = None,
     ) -> None:
         """One commit with conflict retries (transient errors propagate to `call_with_retries`)."""
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
@@ -324,6 +350,9 @@ class Committer:
                 table.refresh()
                 self.ensure_branch(table, branch)
                 plan = plan_evolution(stream, table.schema(), incoming, self.events)
+                if data_files is not None:
+                    self._append_files(table, data_files, props, branch, replace_all)
+                    break
                 with table.transaction() as tx:
                     if plan.union is not None:
                         with tx.update_schema() as update:
@@ -394,6 +423,10 @@ def dedupe_last(data: pa.Table, keys: list[str]) -> pa.Table:
         return data
     rows = pc.sort_indices(grouped["__row_max"])
     return data.take(pc.take(grouped["__row_max"], rows))
+
+
+def _records_in(files: Sequence[DataFile]) -> int:
+    return sum(f.record_count for f in files)
 
 
 def is_commit_conflict(exc: BaseException) -> bool:

@@ -67,6 +67,7 @@ class Settings:
     max_snapshots: int = 100
     add_record_metadata: bool = False
     max_batch_age_seconds: float = 300.0
+    parquet_target_size_mb: float = 150.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -93,6 +94,9 @@ class Settings:
             max_snapshots=int(cfg.get("max_snapshots", 100) if cfg.get("max_snapshots") is not None else 100),
             add_record_metadata=bool(cfg.get("add_record_metadata", False)),
             max_batch_age_seconds=float(cfg.get("max_batch_age_seconds") or 300),
+            parquet_target_size_mb=_positive(
+                cfg.get("parquet_target_size_mb"), "parquet_target_size_mb", 150.0
+            ),
         )
 
     @property
@@ -159,3 +163,16 @@ def _url_password(uri: str) -> str | None:
 def _is_secret_key(key: str) -> bool:
     lowered = key.lower().replace("-", "_")
     return any(s in lowered for s in (*SECRET_KEYS, "secret", "password"))
+
+
+def _positive(value: Any, name: str, default: float) -> float:
+    """A setting that must be a positive number (absent: `default`)."""
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = 0.0
+    if number <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return number

@@ -63,6 +63,10 @@ def _runs(rows: list[HeldRow]) -> list[tuple[pa.Array, pa.Table, int, int]]:
     return runs
 
 
+#: Rows buffered before a long batch (`batch_size_rows` above this) streams them to files.
+SPILL_ROWS = 100_000
+
+
 class Intake:
     """Buffering and the replay check of `IcebergSink` (a mixin: the sink supplies the state below)."""
 
@@ -72,6 +76,10 @@ class Intake:
     first_pending_seq: int | None
     base_state: dict[str, Any] | None
     stream_name: str
+    max_size: int
+    is_full: bool
+
+    def spill(self, context: dict) -> None: ...  # IcebergSink.spill
 
     def process_record(self, record: dict, context: dict) -> None:
         """Buffer the record; remember which STATE it follows so covered state can be computed.
@@ -90,6 +98,15 @@ class Intake:
             return
         self.segments.add(seq, data)
         _append_records(context, [record])
+        self._maybe_spill(context)
+
+    def _maybe_spill(self, context: dict) -> None:
+        """Batches longer than `SPILL_ROWS` stream each chunk to open Parquet files (bounded memory)."""
+        if self.max_size <= SPILL_ROWS:
+            return
+        pieces = context.get("pieces", [])
+        if sum(len(p) if isinstance(p, list) else p[1].num_rows for p in pieces) >= SPILL_ROWS:
+            self.spill(context)
 
     def add_rows(self, lines: pa.Array, records: pa.Table) -> None:
         """Hot path: buffer a run of this stream's rows (no STATE between them), draining when full."""
@@ -118,6 +135,8 @@ class Intake:
             start += take
             if self.is_full:
                 self.dativo.drain_one(self)
+            else:
+                self._maybe_spill(self._get_context({}))
 
     def process_batch_files(self, encoding: Any, files: Any) -> None:
         """BATCH message: each file's rows join the buffer in arrival order (a Parquet file as one

@@ -30,12 +30,14 @@ from target_dativo_iceberg.config import sanitize_identifier
 from target_dativo_iceberg.contracts import contract_for_stream
 from target_dativo_iceberg.enforcement import REJECTED_SCHEMA, REJECTED_SUFFIX, Enforcer, rejected_table
 from target_dativo_iceberg.errors import ConfigError
+from target_dativo_iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.intake import Intake, Piece
 from target_dativo_iceberg.maintenance import expire_old_snapshots
 from target_dativo_iceberg.markers import stream_marker
 from target_dativo_iceberg.partitioning import build_spec, parse_terms
 from target_dativo_iceberg.replay import REPLAY_KEY, ReplayGuard, SegmentLog, parse_marker
 from target_dativo_iceberg.schema import sanitize_name, singer_to_iceberg
+from target_dativo_iceberg.writer import RollingWriter
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -118,6 +120,9 @@ class IcebergSink(Intake, Builders, BatchSink):
                     stream=stream_name,
                     reason="hard_delete needs key_properties or a contract primaryKey; deletion records land as rows",
                 )
+        self._writer: RollingWriter | None = None  # open files of a long batch (see `spill`)
+        self._spilled_rejected: list[dict[str, Any]] = []
+        self._spill_ok: bool | None = None
         #: overwrite: batches land on this staging branch until the stream ends, then replace `branch`.
         self.staging: str | None = None
         self._staging_base: int | None = None
@@ -196,28 +201,18 @@ class IcebergSink(Intake, Builders, BatchSink):
     def process_batch(self, context: dict) -> None:
         """Validate (with a contract), commit in one Iceberg transaction, then let the target emit STATE."""
         pieces: list[Piece] = context.get("pieces", [])
-        count = sum(len(p) if isinstance(p, list) else p[1].num_rows for p in pieces)
-        if not count:
+        if not pieces and self._writer is None:
             return
         self.dativo.join_commit()  # one commit in flight at a time: the previous one lands first
-        first_position = self._position + 1
-        self._position += count
         started = time.monotonic()
-        rejected_rows: list[dict[str, Any]] = []
-        hot = self._hot_batch(pieces, first_position)
-        if hot is not None:
-            build, landed = hot
-        elif self.enforcer is None:
-            records = self._records(pieces)
-            build = self._schema_builder(records, first_position)
-            landed = len(records)
-        else:
-            records = self._records(pieces)
-            outcome = self.enforcer.validate(records, first_position)
-            rejected_rows = outcome.rejected
-            chosen = [records[i] for i in outcome.valid_indices]
-            build = self._contract_builder(outcome.valid, chosen)
-            landed = outcome.valid.num_rows
+        build, landed, rejected_rows, hot = self._validated(pieces)
+        files = None
+        if self._writer is not None:  # rows already streamed to open files: the rest joins them
+            if landed:
+                self._writer.write(build(self.table.schema().as_arrow(), EvolutionPlan()))
+            files = self._writer.finish()
+            landed, rejected_rows = self._writer.rows, self._spilled_rejected + rejected_rows
+            self._writer, self._spilled_rejected = None, []
         if self.enforcer is not None and self.dativo.ending:
             failures = self.enforcer.finish(self.dativo.committer.branch_total_records(self.table) + landed)
             self.dativo.quality_failures += len(failures)
@@ -235,7 +230,11 @@ class IcebergSink(Intake, Builders, BatchSink):
         if rejected_rows:
             self._commit_rejected(rejected_rows, summary)
         table = self.table
-        options: dict[str, Any] = {"upsert_keys": self.upsert_keys, "delete_keys": self.delete_keys}
+        options: dict[str, Any] = {
+            "upsert_keys": self.upsert_keys,
+            "delete_keys": self.delete_keys,
+            "data_files": files,
+        }
         if self.load_method == "overwrite":
             if self.staging is None:
                 self.staging = f"{self.dativo.settings.table_branch}__overwrite_{self.dativo.run_id[:8]}"
@@ -263,6 +262,51 @@ class IcebergSink(Intake, Builders, BatchSink):
 
         self.first_pending_seq = None  # records arriving from now on belong to the next batch
         self.dativo.submit_commit(covered_seq, work, done)
+
+    def _validated(self, pieces: list[Piece]):  # noqa: ANN202
+        """(builder, rows landing, rejected rows, hot?) of buffered pieces: validated as Arrow when
+        the whole batch allows, else record by record."""
+        count = sum(len(p) if isinstance(p, list) else p[1].num_rows for p in pieces)
+        if not count:
+            return (lambda schema, _plan: schema.empty_table()), 0, [], True
+        first_position = self._position + 1
+        self._position += count
+        hot = self._hot_batch(pieces, first_position)
+        if hot is not None:
+            return hot[0], hot[1], [], True
+        records = self._records(pieces)
+        if self.enforcer is None:
+            return self._schema_builder(records, first_position), len(records), [], False
+        outcome = self.enforcer.validate(records, first_position)
+        chosen = [records[i] for i in outcome.valid_indices]
+        return self._contract_builder(outcome.valid, chosen), outcome.valid.num_rows, outcome.rejected, False
+
+    def spill(self, context: dict) -> None:
+        """A long batch (`batch_size_rows` above `SPILL_ROWS`): validate what is buffered and stream it
+        into open Parquet files (rolled at `parquet_target_size_mb`), so memory holds one chunk; the
+        files are committed with the rest of the batch."""
+        if not self._can_spill():
+            return
+        pieces = context.get("pieces", [])
+        build, landed, rejected_rows, _ = self._validated(pieces)
+        if self._writer is None:
+            target = int(self.dativo.settings.parquet_target_size_mb * 1024 * 1024)
+            self._writer = RollingWriter(self.table, target)
+        if landed:
+            self._writer.write(build(self.table.schema().as_arrow(), EvolutionPlan()))
+        self._spilled_rejected.extend(rejected_rows)
+        context["pieces"] = []
+        faults.reached("after_spill")
+
+    def _can_spill(self) -> bool:
+        """Streaming into files needs a batch that never changes earlier rows (no upsert or deletion
+        records) and a table whose schema already matches (evolution commits with the data)."""
+        if self._spill_ok is None:
+            simple = self.load_method != "upsert" and self.delete_keys is None
+            self._spill_ok = simple and not self.dativo.committer.needs_evolution(
+                self.stream_name, self.table, self.spec.schema
+            )
+        return self._spill_ok
 
     def _report(self, result: CommitResult, landed: int, rejected: int, path: str, started: float) -> None:
         """batch_written and commit_success events."""

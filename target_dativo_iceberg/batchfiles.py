@@ -23,15 +23,17 @@ class BatchFileError(DativoError):
 
 def read_batch_file(
     path: str, encoding: Any, config: BatchConfig | None, stream: str
-) -> pa.Table | list[dict[str, Any]]:
-    """One batch file: an Arrow table (Parquet) or the records (JSONL)."""
+) -> tuple[pa.Table, bytes] | list[dict[str, Any]]:
+    """One batch file: an Arrow table and the file's bytes (Parquet: the bytes are what replay
+    digests, cheaper than re-serialising the rows), or the records (JSONL)."""
     head, tail = StorageTarget.split_url(path)
     storage = config.storage if config else None
     storage = storage or StorageTarget.from_url(head)
     try:
         with storage.open(tail, mode="rb") as file:
             if encoding.format == BatchFileFormat.PARQUET:
-                return pq.read_table(file)
+                raw = file.read()
+                return pq.read_table(pa.BufferReader(raw)), raw
             if encoding.format == BatchFileFormat.JSONL:
                 if encoding.compression == "gzip":
                     with gzip_open(file) as unzipped:

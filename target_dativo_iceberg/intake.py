@@ -19,7 +19,6 @@ from target_dativo_iceberg.replay import (
     SegmentLog,
     line_bytes,
     record_bytes,
-    table_bytes,
 )
 
 if TYPE_CHECKING:
@@ -149,17 +148,18 @@ class Intake:
                     self.tally_record_read()
                     self.process_record(record, self._get_context(record))
                 continue
+            table, raw = data
             if self.first_pending_seq is None:
                 self.first_pending_seq = seq
-            piece = (None, data)
+            piece = (None, table)
             guard = self.replay
             if guard is not None and not guard.decided:
-                self._resolve(guard.offer(seq, piece, table_bytes(data), data.num_rows), None)
+                self._resolve(guard.offer(seq, piece, raw, table.num_rows), None)
                 continue
-            self.segments.add(seq, table_bytes(data), data.num_rows)
+            self.segments.add_async(seq, raw, table.num_rows)
             self._get_context({}).setdefault("pieces", []).append(piece)
-            self.tally_record_read(data.num_rows)
-            self.record_counter_metric.increment(data.num_rows)
+            self.tally_record_read(table.num_rows)
+            self.record_counter_metric.increment(table.num_rows)
         self.dativo.drain_one(self)
 
     def on_state(self, value_hash: str) -> None:

@@ -49,15 +49,6 @@ def record_bytes(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, default=json_default, separators=(",", ":")).encode() + b"\n"
 
 
-def table_bytes(table: pa.Table) -> bytes:
-    """Digest bytes of a BATCH file's rows: their Arrow IPC stream (same file content, same bytes)."""
-    table = table.replace_schema_metadata(None)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
 def lines_bytes(lines: pa.Array) -> bytes:
     """`line_bytes` of every line of an Arrow array of RECORD lines, joined, with array operations."""
     parts = pc.split_pattern(lines, _EXTRACTED.decode(), max_splits=1)
@@ -97,6 +88,12 @@ class SegmentLog:
         hasher = self._hasher(seq)
         self.counts[seq] += len(lines)
         self.pending.append(_DIGESTER.submit(lambda: hasher.update(lines_bytes(lines))))
+
+    def add_async(self, seq: int, data: bytes, count: int) -> None:
+        """`add`, hashed in the background (a BATCH file's bytes)."""
+        hasher = self._hasher(seq)
+        self.counts[seq] += count
+        self.pending.append(_DIGESTER.submit(hasher.update, data))
 
     def _settle(self) -> None:
         pending, self.pending = self.pending, []

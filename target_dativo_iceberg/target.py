@@ -145,6 +145,7 @@ class TargetDativoIceberg(Target):
         self._inflight: tuple[Future, t.Callable[[Any], None]] | None = None
         self._pinned: set[int] = set()  # STATE numbers an in-flight commit will report
         self._hot: dict[str, IcebergSink | None] = {}  # stream → its sink when on the hot path
+        self._announced: dict[str, Any] = {}  # stream → the sink whose path was logged
 
     def _load_contracts(self) -> dict[str, Contract]:
         """Resolve `assets`/`assets_dir` before any input is read: an invalid contract fails the run."""
@@ -209,7 +210,9 @@ class TargetDativoIceberg(Target):
                 or maps[0].stream_alias != stream
             ):
                 reason = "stream_maps apply to the stream"
-        self.events.emit("record_path", stream=stream, path="record" if reason else "hot", reason=reason)
+        if self._announced.get(stream) is not sink:  # once per sink, not on every SCHEMA message
+            self._announced[stream] = sink
+            self.events.emit("record_path", stream=stream, path="record" if reason else "hot", reason=reason)
         return None if reason else sink
 
     def hot_streams(self) -> bool:

@@ -270,3 +270,30 @@ def test_a_silent_tap_still_gets_its_batch_committed_and_state_printed(tmp_path:
         proc.wait(timeout=120)
     assert proc.returncode == 0
     assert len(pyiceberg_rows(open_catalog(tmp_path).load_table("lab.things"), "acme")) == 10
+
+
+def test_interleaved_streams_hot_and_record_path_land_in_order(tmp_path: Path) -> None:
+    """One RECORD run mixing a contract stream (hot) and a stream without contract (record path)."""
+    contract = tmp_path / "things.yaml"
+    _contract(contract, ["string"], [True])
+    messages: list[dict[str, Any]] = [
+        schema_msg("things", {"rid": {"type": "integer"}, "c0": {"type": "string"}}, ["rid"]),
+        schema_msg("plain", {"id": {"type": "integer"}, "note": {"type": ["string", "null"]}}, ["id"]),
+    ]
+    for i in range(1, 301):
+        messages.append(record("things", rid=i, c0=f"t{i}"))
+        if i % 3 == 0:
+            messages.append(record("plain", id=i, note="ü" * (i % 5)))
+        if i % 100 == 0:
+            messages.append(state({"bookmarks": {"n": i}}))
+    run = run_target(tmp_path, messages, assets={"things": str(contract)}, batch_size_rows=70)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert {e["stream"]: e["path"] for e in run.events("record_path")} == {"things": "hot", "plain": "record"}
+    assert run.states[-1] == {"bookmarks": {"n": 300}}
+    catalog = open_catalog(tmp_path)
+    things = catalog.load_table("lab.things")
+    plain = catalog.load_table("acme.plain")
+    assert sorted(r["rid"] for r in pyiceberg_rows(things, "acme")) == list(range(1, 301))
+    assert duckdb_rows(plain, "acme", "SELECT count(*), sum(id), max(length(note)) FROM t") == [
+        (100, sum(range(3, 301, 3)), 4)
+    ]

@@ -285,6 +285,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         """A long batch (`batch_size_rows` above `SPILL_ROWS`): validate what is buffered and stream it
         into open Parquet files (rolled at `parquet_target_size_mb`), so memory holds one chunk; the
         files are committed with the rest of the batch."""
+        self.dativo.join_commit()  # the commit thread may be using this table object
         if not self._can_spill():
             return
         pieces = context.get("pieces", [])

@@ -8,7 +8,10 @@ in memory and `.gz` objects are decompressed on the fly.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime
+import gc
 import re
 import typing as t
 from collections.abc import Iterator, Mapping
@@ -169,7 +172,18 @@ class S3Store:
                 kwargs["scheme"], kwargs["endpoint_override"] = (scheme, host) if sep else ("https", scheme)
                 kwargs["endpoint_override"] = kwargs["endpoint_override"].rstrip("/")
             self._fs = pa_fs.S3FileSystem(**kwargs)
+            atexit.register(self._release)  # runs before pyarrow's own S3 finalizer (LIFO)
         return self._fs
+
+    def _release(self) -> None:
+        """Drop the filesystem and finalize S3 before the interpreter tears down: a live
+        S3FileSystem at exit can abort the process after a successful sync (apache/arrow#41087)."""
+        self._fs = None
+        gc.collect()
+        from pyarrow import fs as pa_fs
+
+        with contextlib.suppress(Exception):
+            pa_fs.finalize_s3()
 
     # -- listing -------------------------------------------------------------------------------
 

@@ -79,6 +79,17 @@ class ReadReport:
     bad_cells: int = 0
     bad_cell_examples: list[str] = field(default_factory=list)
 
+    def note_bad_cells(
+        self, bad: Sequence[tuple[int, str, Any]], numbers: Sequence[int], kinds: dict[str, str]
+    ) -> None:
+        """Count cells left untyped (row index within `numbers`) and keep the first examples."""
+        for index, column, value in bad:
+            self.bad_cells += 1
+            if len(self.bad_cell_examples) < EXAMPLES:
+                self.bad_cell_examples.append(
+                    f"line {numbers[index]} column {column!r} ({kinds.get(column)}): {value!r}"
+                )
+
 
 def block_size_for(sample: bytes, chunk_size: int) -> int:
     """Bytes per pyarrow block so one block holds about `chunk_size` rows, from a sample of the file.
@@ -356,12 +367,7 @@ def iter_records(
         for offset in range(0, batch.num_rows, chunk):
             records, bad = convert_batch(batch.slice(offset, chunk), kinds)
             report.rows += len(records)
-            for index, column, value in bad:
-                report.bad_cells += 1
-                if len(report.bad_cell_examples) < EXAMPLES:
-                    report.bad_cell_examples.append(
-                        f"line {numbers[offset + index]} column {column!r} ({kinds.get(column)}): {value!r}"
-                    )
+            report.note_bad_cells(bad, numbers[offset : offset + chunk], kinds)
             if metadata:
                 for record, number in zip(records, numbers[offset : offset + len(records)], strict=True):
                     record.update(extra)
@@ -403,12 +409,7 @@ def _typed_chunk(
 ) -> pa.RecordBatch:
     typed, bad = convert_arrow(batch, kinds)
     report.rows += typed.num_rows
-    for index, column, value in bad:
-        report.bad_cells += 1
-        if len(report.bad_cell_examples) < EXAMPLES:
-            report.bad_cell_examples.append(
-                f"line {numbers[index]} column {column!r} ({kinds.get(column)}): {value!r}"
-            )
+    report.note_bad_cells(bad, numbers, kinds)
     arrays, names = list(typed.columns), list(typed.schema.names)
     for name in fill:
         arrays.append(pa.nulls(typed.num_rows))

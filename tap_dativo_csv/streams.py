@@ -128,8 +128,19 @@ class CSVFileStream(Stream):
 
     def get_records(self, context: Context | None) -> t.Iterable[Record]:
         """Yield records of every file that needs reading, then bookmark it."""
-        now = datetime.datetime.now(tz=UTC)
         keep = self._cursor_filter(context)
+        for source, state in self._files_to_read():
+            count = 0
+            report = ReadReport()
+            for record in self._read(source, report):
+                if keep is None or keep(record):
+                    count += 1
+                    yield record
+            self._bookmark(source, state, report, count)
+
+    def _files_to_read(self) -> t.Iterator[tuple[SourceFile, dict]]:
+        """The files that need reading (changed, or in the lookback window), with their state."""
+        now = datetime.datetime.now(tz=UTC)
         for source in self.plan.files:
             state = self.file_state(source)
             if not self.needs_read(source, state, now):
@@ -138,17 +149,15 @@ class CSVFileStream(Stream):
                 )
                 continue
             self.logger.info("Reading %s (last_modified %s)", source.path, source.last_modified)
-            count = 0
-            report = ReadReport()
-            for record in self._read(source, report):
-                if keep is None or keep(record):
-                    count += 1
-                    yield record
-            state["path"] = source.path
-            state["last_modified"] = source.last_modified
-            self.state_manager.is_flushed = False
-            self._log_report(source, report)
-            self.logger.info("Emitted %d records from %s", count, source.path)
+            yield source, state
+
+    def _bookmark(self, source: SourceFile, state: dict, report: ReadReport, count: int) -> None:
+        """A file was read completely (and its rows sent): bookmark it and report what was odd."""
+        state["path"] = source.path
+        state["last_modified"] = source.last_modified
+        self.state_manager.is_flushed = False
+        self._log_report(source, report)
+        self.logger.info("Emitted %d records from %s", count, source.path)
 
     def get_batches(
         self, batch_config: BatchConfig, context: Context | None = None
@@ -162,25 +171,13 @@ class CSVFileStream(Stream):
         if batch_config.encoding.format != BatchFileFormat.PARQUET or self.replication_key:
             yield from super().get_batches(batch_config, context)
             return
-        now = datetime.datetime.now(tz=UTC)
         writer = ParquetBatchWriter(batch_config, self.tap_name, self.name)
-        for source in self.plan.files:
-            state = self.file_state(source)
-            if not self.needs_read(source, state, now):
-                self.logger.info(
-                    "Skipping unchanged file %s (last_modified %s)", source.path, source.last_modified
-                )
-                continue
-            self.logger.info("Reading %s (last_modified %s)", source.path, source.last_modified)
+        for source, state in self._files_to_read():
             report = ReadReport()
             for batch in self._read_arrow(source, report):
                 yield from writer.add(batch)
             yield from writer.flush()  # a file's rows are all sent before it is bookmarked
-            state["path"] = source.path
-            state["last_modified"] = source.last_modified
-            self.state_manager.is_flushed = False
-            self._log_report(source, report)
-            self.logger.info("Emitted %d records from %s", report.rows, source.path)
+            self._bookmark(source, state, report, report.rows)
 
     def _read_arrow(self, source: SourceFile, report: ReadReport) -> t.Iterator[pa.RecordBatch]:
         plan = self.plan

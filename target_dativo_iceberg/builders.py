@@ -56,6 +56,25 @@ class Builders:
     enforcer: Enforcer | None
     stream_schema: StreamSchema
     stream_name: str
+    _position: int  # records of the stream seen so far (error messages name positions)
+
+    def _validated(self, pieces: list[Piece]):  # noqa: ANN202
+        """(builder, rows landing, rejected rows, hot?) of buffered pieces: validated as Arrow when
+        the whole batch allows, else record by record."""
+        count = sum(len(p) if isinstance(p, list) else p[1].num_rows for p in pieces)
+        if not count:
+            return (lambda schema, _plan: schema.empty_table()), 0, [], True
+        first_position = self._position + 1
+        self._position += count
+        hot = self._hot_batch(pieces, first_position)
+        if hot is not None:
+            return hot[0], hot[1], [], True
+        records = self._records(pieces)
+        if self.enforcer is None:
+            return self._schema_builder(records, first_position), len(records), [], False
+        outcome = self.enforcer.validate(records, first_position)
+        chosen = [records[i] for i in outcome.valid_indices]
+        return self._contract_builder(outcome.valid, chosen), outcome.valid.num_rows, outcome.rejected, False
 
     def _records(self, pieces: list[Piece]) -> list[dict[str, Any]]:
         """The batch as record dicts (the record path), parsing hot pieces' lines like the SDK does."""

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -42,6 +41,7 @@ from target_dativo_iceberg.evolution import EvolutionPlan, optional, plan_evolut
 from target_dativo_iceberg.markers import find_commit
 from target_dativo_iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
 from target_dativo_iceberg.retry import RetryPolicy, call_with_retries
+from target_dativo_iceberg.rows import DELETED_AT, apply_deletions, dedupe_last
 
 MAIN = "main"
 CONFLICT_ATTEMPTS = 10
@@ -384,45 +384,6 @@ class Committer:
                     "commit_retry", stream=stream, attempt=attempt, reason=self.events.redact(str(exc))
                 )
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-
-
-DELETED_AT = "_sdc_deleted_at"
-
-
-def apply_deletions(tx: Any, data: pa.Table, keys: list[str], props: dict[str, str], branch: str) -> pa.Table:
-    """Deletion records (`_sdc_deleted_at` set) delete their key's rows from the branch, in this
-    transaction, and the batch's own rows of that key up to the key's last deletion; rows after it
-    (a key re-inserted) land. Returns the rows to append."""
-    marked = data.column(DELETED_AT).is_valid()
-    if not pc.any(marked).as_py():
-        return data
-    index = pa.array(range(data.num_rows), pa.int64())
-    numbered = data.select(keys).append_column("__row", index).append_column("__deleted", marked)
-    deletions = numbered.filter(marked).group_by(keys, use_threads=False).aggregate([("__row", "max")])
-    tx.delete(create_match_filter(deletions.select(keys), keys), snapshot_properties=props, branch=branch)
-    joined = numbered.join(deletions, keys, join_type="left outer")
-    after = pc.or_kleene(
-        joined.column("__row_max").is_null(), pc.greater(joined["__row"], joined["__row_max"])
-    )
-    kept = joined.filter(pc.and_(after, pc.invert(joined.column("__deleted")))).column("__row")
-    return data.filter(pc.is_in(index, value_set=kept.combine_chunks()))
-
-
-def dedupe_last(data: pa.Table, keys: list[str]) -> pa.Table:
-    """Keep the last row per key (input order), the upsert rule for duplicates within a batch."""
-    if data.num_rows < 2:
-        return data
-    index = pa.array(range(data.num_rows), pa.int64())
-    grouped = (
-        data.select(keys)
-        .append_column("__row", index)
-        .group_by(keys, use_threads=False)
-        .aggregate([("__row", "max")])
-    )
-    if grouped.num_rows == data.num_rows:
-        return data
-    rows = pc.sort_indices(grouped["__row_max"])
-    return data.take(pc.take(grouped["__row_max"], rows))
 
 
 def _records_in(files: Sequence[DataFile]) -> int:

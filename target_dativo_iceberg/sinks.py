@@ -12,13 +12,11 @@ partitions, properties); without one, from its Singer SCHEMA.
 
 from __future__ import annotations
 
-import datetime
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from pyiceberg.expressions import And, IsNull, LessThan, Or
 from pyiceberg.schema import Schema
 from pyiceberg.types import NestedField
 from singer_sdk.sinks import BatchSink
@@ -36,6 +34,7 @@ from target_dativo_iceberg.maintenance import expire_old_snapshots
 from target_dativo_iceberg.markers import stream_marker
 from target_dativo_iceberg.partitioning import build_spec, parse_terms
 from target_dativo_iceberg.replay import REPLAY_KEY, ReplayGuard, SegmentLog, parse_marker
+from target_dativo_iceberg.rows import retire_versions
 from target_dativo_iceberg.schema import sanitize_name, singer_to_iceberg
 from target_dativo_iceberg.writer import RollingWriter
 
@@ -263,24 +262,6 @@ class IcebergSink(Intake, Builders, BatchSink):
         self.first_pending_seq = None  # records arriving from now on belong to the next batch
         self.dativo.submit_commit(covered_seq, work, done)
 
-    def _validated(self, pieces: list[Piece]):  # noqa: ANN202
-        """(builder, rows landing, rejected rows, hot?) of buffered pieces: validated as Arrow when
-        the whole batch allows, else record by record."""
-        count = sum(len(p) if isinstance(p, list) else p[1].num_rows for p in pieces)
-        if not count:
-            return (lambda schema, _plan: schema.empty_table()), 0, [], True
-        first_position = self._position + 1
-        self._position += count
-        hot = self._hot_batch(pieces, first_position)
-        if hot is not None:
-            return hot[0], hot[1], [], True
-        records = self._records(pieces)
-        if self.enforcer is None:
-            return self._schema_builder(records, first_position), len(records), [], False
-        outcome = self.enforcer.validate(records, first_position)
-        chosen = [records[i] for i in outcome.valid_indices]
-        return self._contract_builder(outcome.valid, chosen), outcome.valid.num_rows, outcome.rejected, False
-
     def spill(self, context: dict) -> None:
         """A long batch (`batch_size_rows` above `SPILL_ROWS`): validate what is buffered and stream it
         into open Parquet files (rolled at `parquet_target_size_mb`), so memory holds one chunk; the
@@ -384,7 +365,6 @@ class IcebergSink(Intake, Builders, BatchSink):
             )
             return
         hard = bool(self.config.get("hard_delete", False))
-        old = Or(LessThan("_sdc_table_version", new_version), IsNull("_sdc_table_version"))
         summary = {
             "dativo.run-id": self.dativo.run_id,
             "dativo.tenant": self.dativo.settings.tenant_id,
@@ -393,22 +373,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         }
         branch = self.dativo.settings.table_branch
         self.dativo.committer.ensure_branch(table, branch)
-        if hard:
-            table.delete(old, snapshot_properties=summary, branch=branch)
-        else:
-            live = And(old, IsNull("_sdc_deleted_at"))
-            snap = table.snapshot_by_name(branch)
-            rows = table.scan(row_filter=live, snapshot_id=snap.snapshot_id).to_arrow() if snap else None
-            if rows is not None and rows.num_rows:
-                index = rows.schema.get_field_index("_sdc_deleted_at")
-                now = pa.array(
-                    [datetime.datetime.now(datetime.timezone.utc)] * rows.num_rows,
-                    rows.schema.field(index).type,
-                )
-                marked = rows.set_column(index, rows.schema.field(index), now)
-                with table.transaction() as tx:
-                    tx.delete(live, snapshot_properties=summary, branch=branch)
-                    tx.append(marked, snapshot_properties=summary, branch=branch)
+        retire_versions(table, branch, new_version, hard, summary)
         self.dativo.events.emit(
             "version_activated",
             stream=self.stream_name,

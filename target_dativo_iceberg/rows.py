@@ -1,0 +1,70 @@
+"""Row operations on a branch: upsert's last-record-wins, deletion records, ACTIVATE_VERSION."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import And, IsNull, LessThan, Or
+from pyiceberg.table import Table
+from pyiceberg.table.upsert_util import create_match_filter
+
+DELETED_AT = "_sdc_deleted_at"
+
+
+def apply_deletions(tx: Any, data: pa.Table, keys: list[str], props: dict[str, str], branch: str) -> pa.Table:
+    """Deletion records (`_sdc_deleted_at` set) delete their key's rows from the branch, in this
+    transaction, and the batch's own rows of that key up to the key's last deletion; rows after it
+    (a key re-inserted) land. Returns the rows to append."""
+    marked = data.column(DELETED_AT).is_valid()
+    if not pc.any(marked).as_py():
+        return data
+    index = pa.array(range(data.num_rows), pa.int64())
+    numbered = data.select(keys).append_column("__row", index).append_column("__deleted", marked)
+    deletions = numbered.filter(marked).group_by(keys, use_threads=False).aggregate([("__row", "max")])
+    tx.delete(create_match_filter(deletions.select(keys), keys), snapshot_properties=props, branch=branch)
+    joined = numbered.join(deletions, keys, join_type="left outer")
+    after = pc.or_kleene(
+        joined.column("__row_max").is_null(), pc.greater(joined["__row"], joined["__row_max"])
+    )
+    kept = joined.filter(pc.and_(after, pc.invert(joined.column("__deleted")))).column("__row")
+    return data.filter(pc.is_in(index, value_set=kept.combine_chunks()))
+
+
+def dedupe_last(data: pa.Table, keys: list[str]) -> pa.Table:
+    """Keep the last row per key (input order), the upsert rule for duplicates within a batch."""
+    if data.num_rows < 2:
+        return data
+    index = pa.array(range(data.num_rows), pa.int64())
+    grouped = (
+        data.select(keys)
+        .append_column("__row", index)
+        .group_by(keys, use_threads=False)
+        .aggregate([("__row", "max")])
+    )
+    if grouped.num_rows == data.num_rows:
+        return data
+    rows = pc.sort_indices(grouped["__row_max"])
+    return data.take(pc.take(grouped["__row_max"], rows))
+
+
+def retire_versions(table: Table, branch: str, new_version: int, hard: bool, summary: dict[str, str]) -> None:
+    """ACTIVATE_VERSION: rows of older table versions (`_sdc_table_version` lower, or null) are
+    deleted (`hard`) or get `_sdc_deleted_at` set (rewritten in one transaction)."""
+    old = Or(LessThan("_sdc_table_version", new_version), IsNull("_sdc_table_version"))
+    if hard:
+        table.delete(old, snapshot_properties=summary, branch=branch)
+        return
+    live = And(old, IsNull(DELETED_AT))
+    snap = table.snapshot_by_name(branch)
+    rows = table.scan(row_filter=live, snapshot_id=snap.snapshot_id).to_arrow() if snap else None
+    if rows is None or not rows.num_rows:
+        return
+    index = rows.schema.get_field_index(DELETED_AT)
+    field = rows.schema.field(index)
+    now = pa.array([datetime.datetime.now(datetime.timezone.utc)] * rows.num_rows, field.type)
+    with table.transaction() as tx:
+        tx.delete(live, snapshot_properties=summary, branch=branch)
+        tx.append(rows.set_column(index, field, now), snapshot_properties=summary, branch=branch)

@@ -172,8 +172,10 @@ class BlockReader(GenericSingerReader[str]):
         whole = None
         target = self.target
         only_states = all(m.get("type") == "STATE" for m in messages.values())
-        if target is not None and target.hot_streams() and only_states and len(others) < n:
+        tried = target is not None and target.hot_streams() and only_states and len(others) < n
+        if tried:
             whole = self._parse(lines.filter(maybe_record) if others else lines)
+        retry = not (tried and whole is None and not others)  # one run that just failed: no second try
         start = offset = 0
         for index in [*others, n]:
             if index > start:
@@ -181,7 +183,7 @@ class BlockReader(GenericSingerReader[str]):
                 part = (
                     None if whole is None else (whole[0].slice(offset, count), whole[1].slice(offset, count))
                 )
-                self._records(lines.slice(start, count), callbacks, stats, part)
+                self._records(lines.slice(start, count), callbacks, stats, part, retry)
                 offset += count
             if index < n:
                 self._message(messages[index], lines[index].as_py(), callbacks, stats)
@@ -208,10 +210,11 @@ class BlockReader(GenericSingerReader[str]):
         callbacks: dict,
         stats: Counter[str],
         parsed: tuple[pa.Array, pa.Table] | None = None,
+        parse: bool = True,
     ) -> None:
         """A run of (probable) RECORD lines: parsed as one Arrow table when every stream in it is hot."""
         target = self.target
-        if parsed is None and target is not None and target.hot_streams():
+        if parsed is None and parse and target is not None and target.hot_streams():
             parsed = self._parse(lines)
         if parsed is None:
             for line in lines.to_pylist():

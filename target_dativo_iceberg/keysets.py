@@ -52,6 +52,16 @@ class IntKeys:
             found |= np.fromiter((k in self.extra for k in array.tolist()), dtype=bool, count=array.size)
         return found
 
+    def isdisjoint_sorted(self, keys: np.ndarray) -> bool:
+        """No key of the distinct int64 array `keys` is in the set."""
+        return not self._present(keys).any()
+
+    def add_sorted(self, keys: np.ndarray) -> None:
+        """Add distinct int64 keys known to be absent (checked with `isdisjoint_sorted`)."""
+        if keys.size:
+            self.levels.append(keys)
+            self._compact()
+
     def isdisjoint(self, keys: Iterable[Any]) -> bool:
         """No key of `keys` is in the set."""
         array, others = _split(keys)
@@ -63,10 +73,14 @@ class IntKeys:
         array = array[~self._present(array)] if self.levels or self.extra else array
         if array.size:
             self.levels.append(_sorted_unique(array))
-            while len(self.levels) > 1 and self.levels[-2].size <= 2 * self.levels[-1].size:
-                newest = self.levels.pop()
-                self.levels[-1] = _sorted_unique(np.concatenate((self.levels[-1], newest)))
+            self._compact()
         return self
+
+    def _compact(self) -> None:
+        """Merge the newest levels while they are of similar size (few levels to search)."""
+        while len(self.levels) > 1 and self.levels[-2].size <= 2 * self.levels[-1].size:
+            newest = self.levels.pop()
+            self.levels[-1] = _sorted_unique(np.concatenate((self.levels[-1], newest)))
 
 
 def _split(keys: Iterable[Any]) -> tuple[np.ndarray, list[Any]]:
@@ -89,3 +103,13 @@ def _sorted_unique(array: np.ndarray) -> np.ndarray:
     keep[0] = True
     np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
     return ordered[keep]
+
+
+def sorted_keys(column: Any) -> np.ndarray | None:
+    """The non-null values of an integer Arrow column as a sorted int64 array, or None when a value
+    repeats (a duplicate within the batch)."""
+    values = column.drop_null().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    ordered = np.sort(values)
+    if ordered.size > 1 and bool((ordered[1:] == ordered[:-1]).any()):
+        return None
+    return ordered

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from target_dativo_iceberg.contracts import Contract
-from target_dativo_iceberg.keysets import IntKeys
+from target_dativo_iceberg.keysets import IntKeys, sorted_keys
 from target_dativo_iceberg.odcs.checks import check_masks, field_masks
 from target_dativo_iceberg.odcs.coerce import coerce_arrow, coerce_column
 from target_dativo_iceberg.odcs.fields import bind_source_key
@@ -293,8 +293,7 @@ class Validator:
                 return lists[0]
             return [None if None in key else key for key in zip(*lists, strict=True)]
 
-        rejecting = [(g, values(g)) for g in self.groups if g.reject]
-        if rejecting and not self._all_new(rejecting):
+        if not self._all_new_arrays([g for g in self.groups if g.reject], typed_columns, values):
             return None  # a duplicate: the record path names it
         flags = [False] * n
         for group in self.groups:
@@ -306,6 +305,25 @@ class Validator:
         self.records_valid += n
         result_table = pa.Table.from_arrays(typed_columns, schema=self.arrow_schema)
         return BatchResult(result_table, list(range(n)), [], n, first_position, [])
+
+    def _all_new_arrays(self, groups: list[_Group], typed: list[pa.Array], values: Any) -> bool:
+        """`_all_new` for the hot path: integer keys are checked and claimed as numpy arrays (no
+        Python object per key); other keys as Python values."""
+        arrays: list[tuple[_Group, Any]] = []
+        others: list[tuple[_Group, list[Any]]] = []
+        for group in groups:
+            if isinstance(group.seen, IntKeys):
+                keys = sorted_keys(typed[group.columns[0]])
+                if keys is None or not group.seen.isdisjoint_sorted(keys):
+                    return False
+                arrays.append((group, keys))
+            else:
+                others.append((group, values(group)))
+        if others and not self._all_new(others):
+            return False
+        for group, keys in arrays:
+            group.seen.add_sorted(keys)  # type: ignore[union-attr]
+        return True
 
     @staticmethod
     def _count_duplicates(group: _Group, keys: list[Any], flags: list[bool]) -> None:

@@ -49,14 +49,15 @@ def record_bytes(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, default=json_default, separators=(",", ":")).encode() + b"\n"
 
 
-def lines_bytes(lines: pa.Array) -> bytes:
-    """`line_bytes` of every line of an Arrow array of RECORD lines, joined, with array operations."""
+def lines_bytes(lines: pa.Array) -> bytes | pa.Buffer:
+    """`line_bytes` of every line of an Arrow array of RECORD lines, joined, with array operations
+    (an Arrow buffer: hashlib reads it in place, no copy into a Python bytes object)."""
     parts = pc.split_pattern(lines, _EXTRACTED.decode(), max_splits=1)
     tails = pc.list_flatten(pc.list_slice(parts, 1, 2))
     if len(tails) and pc.any(pc.match_substring(tails, '"record"')).as_py():
         return b"".join(line_bytes(line) for line in lines.to_pylist())
     heads = pc.list_element(parts, 0).cast(pa.large_binary())
-    return joined_lines(heads).to_pybytes()
+    return joined_lines(heads)
 
 
 @dataclass

@@ -65,6 +65,7 @@ COLUMNS: dict[str, tuple[dict[str, Any], st.SearchStrategy]] = {
         _weighted(st.dates().map(lambda d: d.isoformat()), st.just("2024-13-01")),
     ),
     "object": ({}, _weighted(st.dictionaries(TEXT, NESTED, max_size=3), st.lists(NESTED, max_size=3))),
+    "array": ({}, _weighted(st.lists(NESTED, max_size=3), st.dictionaries(TEXT, NESTED, max_size=3))),
 }
 
 

@@ -42,6 +42,7 @@ from target_dativo_iceberg.markers import find_commit
 from target_dativo_iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
 from target_dativo_iceberg.retry import RetryPolicy, call_with_retries
 from target_dativo_iceberg.rows import DELETED_AT, apply_deletions, dedupe_last
+from target_dativo_iceberg.writer import MB, append_table, fast_append
 
 MAIN = "main"
 CONFLICT_ATTEMPTS = 10
@@ -246,9 +247,7 @@ class Committer:
         with table.transaction() as tx:
             if replace_all:
                 tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
-            with tx.update_snapshot(snapshot_properties=props, branch=branch).fast_append() as append:
-                for data_file in files:
-                    append.append_data_file(data_file)
+            fast_append(tx, files, props, branch)
 
     def needs_evolution(self, stream: str, table: Table, incoming: Schema) -> bool:
         """Whether committing `incoming` would change the table's schema (no events emitted)."""
@@ -368,7 +367,8 @@ class Committer:
                     if delete_keys and DELETED_AT in data.column_names:
                         data = apply_deletions(tx, data, list(delete_keys), props, branch)
                     props["dativo.records"] = str(data.num_rows)
-                    tx.append(data, snapshot_properties=props, branch=branch)
+                    target_bytes = int(self.settings.parquet_target_size_mb * MB)
+                    append_table(tx, table.io, data, props, branch, target_bytes)
                 break
             except DativoError:
                 raise

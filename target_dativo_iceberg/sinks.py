@@ -273,7 +273,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         build, landed, rejected_rows, _ = self._validated(pieces)
         if self._writer is None:
             target = int(self.dativo.settings.parquet_target_size_mb * 1024 * 1024)
-            self._writer = RollingWriter(self.table, target)
+            self._writer = RollingWriter(self.table.metadata, self.table.io, target)
         if landed:
             self._writer.write(build(self.table.schema().as_arrow(), EvolutionPlan()))
         self._spilled_rejected.extend(rejected_rows)

@@ -1,22 +1,31 @@
 """Parquet data files rolled at `parquet_target_size_mb` of compressed bytes on disk.
 
-pyiceberg sizes files by Arrow bytes (`write.target-file-size-bytes`), 3-10x off the Parquet size,
-and writes a whole batch at once. `RollingWriter` keeps one open Parquet file per partition,
-streams each chunk into it as row groups (so a long batch never sits in memory), starts a new file
-once the bytes written reach the target, and hands the finished files to the commit as Iceberg
-`DataFile`s (a fast append in the batch's transaction).
+Every data file the target commits is written here (pyiceberg's `append` would size files by
+Arrow bytes, `write.target-file-size-bytes`, 3-10x off the Parquet size). `RollingWriter` keeps one
+open Parquet file per partition, streams each chunk into it as row groups (so a long batch never
+sits in memory), starts a new file once the bytes written reach the target, and hands the finished
+files to the commit as Iceberg `DataFile`s (a fast append in the batch's transaction).
+
+Dictionary encoding is chosen per column from a sample of the first rows of each file: a column of
+mostly distinct values (ids, emails, timestamps, measures) is written plain. Arrow would otherwise
+build a dictionary for it until the 2 MB dictionary page limit and then fall back, which cost ~30%
+of the write time and left files ~25% larger on the benchmark stream.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.io import FileIO
 from pyiceberg.io.pyarrow import (
     FileFormatFactory,
     ParquetFormatWriter,
+    _check_pyarrow_schema_compatible,
     _determine_partitions,
     _to_requested_schema,
     pyarrow_to_schema,
@@ -24,11 +33,43 @@ from pyiceberg.io.pyarrow import (
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.partitioning import PartitionKey
 from pyiceberg.schema import sanitize_column_names
-from pyiceberg.table import Table
+from pyiceberg.table import Transaction
 from pyiceberg.table.locations import load_location_provider
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.typedef import Record
 
 MB = 1024 * 1024
+#: Rows sampled per file to choose the dictionary-encoded columns.
+DICTIONARY_SAMPLE_ROWS = 10_000
+#: A column whose sample is more distinct than this (distinct / non-null values) is written plain.
+DICTIONARY_MAX_DISTINCT = 0.5
+
+
+def dictionary_columns(data: pa.Table) -> bool | list[str]:
+    """The columns worth dictionary-encoding (True: all, when a nested column is present)."""
+    if any(pa.types.is_nested(f.type) for f in data.schema):
+        return True
+    sample = data.slice(0, DICTIONARY_SAMPLE_ROWS)
+    chosen = []
+    for name, column in zip(sample.column_names, sample.columns, strict=True):
+        values = len(column) - column.null_count
+        if values and pc.count_distinct(column).as_py() > DICTIONARY_MAX_DISTINCT * values:
+            continue
+        chosen.append(name)
+    return chosen
+
+
+class _ParquetWriter(ParquetFormatWriter):
+    """pyiceberg's Parquet writer (table properties, field ids, statistics) with dictionary
+    encoding limited to the columns where it pays."""
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._parquet_writer_kwargs = {
+                **self._parquet_writer_kwargs,
+                "use_dictionary": dictionary_columns(table),
+            }
+        super().write(table)
 
 
 @dataclass
@@ -41,11 +82,11 @@ class _OpenFile:
 
 
 class RollingWriter:
-    """Data files of one table (at its current schema and spec) for one commit."""
+    """Data files of one table (at the schema and spec of `metadata`) for one commit."""
 
-    def __init__(self, table: Table, target_bytes: int) -> None:
-        self.metadata = table.metadata
-        self.io = table.io
+    def __init__(self, metadata: TableMetadata, io: FileIO, target_bytes: int) -> None:
+        self.metadata = metadata
+        self.io = io
         self.target_bytes = max(1, target_bytes)
         schema = self.metadata.schema()
         sanitized = sanitize_column_names(schema)
@@ -94,7 +135,7 @@ class RollingWriter:
         name = f"00000-{self._count}-{self.write_id}.parquet"
         path = self.locations.new_data_location(data_file_name=name, partition_key=key)
         output_file = self.io.new_output(path)
-        writer = ParquetFormatWriter(output_file, self.file_schema, self.metadata.properties)
+        writer = _ParquetWriter(output_file, self.file_schema, self.metadata.properties)
         opened = _OpenFile(path, None, writer, key)
         self._open[slot] = opened
         return opened
@@ -122,3 +163,27 @@ class RollingWriter:
         for slot in list(self._open):
             self._close(slot)
         return self.files
+
+
+def append_table(
+    tx: Transaction, io: FileIO, data: pa.Table, props: dict[str, str], branch: str, target_bytes: int
+) -> None:
+    """`Transaction.append` with the files written by `RollingWriter` (sized on disk, dictionary
+    encoding where it pays). An empty batch still makes a snapshot, as pyiceberg's does."""
+    metadata = tx.table_metadata
+    _check_pyarrow_schema_compatible(
+        metadata.schema(), provided_schema=data.schema, format_version=metadata.format_version
+    )
+    files: list[DataFile] = []
+    if data.num_rows:
+        writer = RollingWriter(metadata, io, target_bytes)
+        writer.write(data)
+        files = writer.finish()
+    fast_append(tx, files, props, branch)
+
+
+def fast_append(tx: Transaction, files: Sequence[DataFile], props: dict[str, str], branch: str) -> None:
+    """Register written data files on `branch` in the transaction (one snapshot with `props`)."""
+    with tx.update_snapshot(snapshot_properties=props, branch=branch).fast_append() as append:
+        for data_file in files:
+            append.append_data_file(data_file)

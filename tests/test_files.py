@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import open_catalog, run_target
+import pyarrow.parquet as pq
+from helpers import PERSON_PROPS, open_catalog, person, run_target, schema_msg, singer_lines
 
 from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
 
@@ -24,6 +25,7 @@ schema:
       - {name: payload, logicalType: string, required: true}
 """
 ROWS = 250_000
+PERSON_CONTRACT = Path(__file__).parents[1] / "examples/contracts/person.odcs.yaml"
 
 
 def _stream(path: Path) -> None:
@@ -38,18 +40,19 @@ def _stream(path: Path) -> None:
                 out.write(json.dumps({"type": "STATE", "value": {"n": i}}) + "\n")
 
 
-def _run(root: Path, **config: object) -> list:
+def _run(root: Path, batch_size_rows: int = 1_000_000, **config: object) -> list:
     root.mkdir(parents=True, exist_ok=True)
     (root / "events.yaml").write_text(CONTRACT)
     _stream(root / "in.jsonl")
     assets = {"events": str(root / "events.yaml")}
     run = run_target(
-        root, (root / "in.jsonl").read_text(), assets=assets, batch_size_rows=1_000_000, **config
+        root, (root / "in.jsonl").read_text(), assets=assets, batch_size_rows=batch_size_rows, **config
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.states[-1] == {"n": ROWS}
     commits = run.events("commit_success")
-    assert len(commits) == 1 and commits[0]["records"] == ROWS  # one commit for the whole batch
+    assert sum(c["records"] for c in commits) == ROWS
+    assert len(commits) == -(-ROWS // batch_size_rows)  # one commit per batch
     return commits
 
 
@@ -66,6 +69,28 @@ def test_files_roll_at_the_target_size_on_disk(tmp_path: Path) -> None:
     assert duckdb_rows(table, "acme", "SELECT count(*), count(DISTINCT id), max(id) FROM t") == [
         (ROWS, ROWS, ROWS)
     ]
+
+
+def test_dictionary_encoding_only_where_values_repeat(tmp_path: Path) -> None:
+    """Columns of mostly distinct values are written plain, repeating ones dictionary-encoded; both
+    readers get the rows back."""
+    messages = [schema_msg("person", PERSON_PROPS, ["id"])]
+    messages += [person(i, age=30 + i % 50) for i in range(1, 3001)]
+    run = run_target(tmp_path, singer_lines(messages), assets={"person": str(PERSON_CONTRACT)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = open_catalog(tmp_path).load_table("crm.person")
+    files = table.inspect.files(snapshot_id=table.snapshot_by_name("acme").snapshot_id).to_pylist()
+    assert len(files) == 2 and sum(f["record_count"] for f in files) == 3000  # partitioned by country
+    for data_file in files:
+        row_group = pq.ParquetFile(data_file["file_path"].removeprefix("file://")).metadata.row_group(0)
+        columns = [row_group.column(i) for i in range(row_group.num_columns)]
+        dictionary = {c.path_in_schema for c in columns if "RLE_DICTIONARY" in c.encodings}
+        assert {"country", "status", "first_name", "age", "signup_date"} <= dictionary, columns
+        assert not {"id", "email"} & dictionary, columns
+    assert duckdb_rows(table, "acme", "SELECT count(DISTINCT email), count(DISTINCT country) FROM t") == [
+        (3000, 2)
+    ]
+    assert sorted(r["id"] for r in pyiceberg_rows(table, "acme")) == list(range(1, 3001))
 
 
 def test_partitioned_long_batch_rolls_per_partition(tmp_path: Path) -> None:

@@ -25,8 +25,12 @@ class ParquetBatchWriter:
         self.files = 0
 
     def add(self, batch: pa.RecordBatch) -> t.Iterator[tuple[t.Any, list[str]]]:
-        """Buffer `batch`; yield (encoding, manifest) for each file that filled up."""
+        """Buffer `batch`; yield (encoding, manifest) for each file that filled up. A chunk typed
+        differently (a misfit column kept as text or float) starts a file of its own: a Parquet
+        file has one schema."""
         size = max(1, int(self.config.batch_size))
+        if self.pending and batch.schema != self.pending[0].schema:
+            yield from self.flush()
         while batch.num_rows:
             take = min(batch.num_rows, size - self.rows)
             self.pending.append(batch.slice(0, take))

@@ -7,6 +7,7 @@ target's job, so everything beyond types, `required` and `primaryKey` is ignored
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ class ColumnSpec:
     name: str
     kind: str = "string"
     required: bool = False
+    #: (precision, scale) of a `number` column whose physicalType is decimal(p, s): BATCH files
+    #: carry it as an exact decimal (RECORD messages carry JSON numbers).
+    decimal: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,18 @@ def _kind_of(prop: dict[str, Any], path: str) -> str:
     return kind
 
 
+_DECIMAL = re.compile(r"^\s*(?:decimal|numeric|number|dec)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)\s*$", re.I)
+
+
+def _decimal_of(prop: dict[str, Any], kind: str) -> tuple[int, int] | None:
+    """(precision, scale) from a physicalType like `decimal(12,2)` of a number column."""
+    match = _DECIMAL.match(str(prop.get("physicalType") or ""))
+    if kind != "number" or not match:
+        return None
+    precision, scale = int(match.group(1)), int(match.group(2) or 0)
+    return (precision, scale) if 1 <= precision <= 38 and scale <= precision else None
+
+
 def load_contract(path: str, object_name: str) -> Contract:
     """Read an ODCS v3 YAML file and extract the column types for one stream."""
     file = Path(path).expanduser()
@@ -131,7 +147,10 @@ def load_contract(path: str, object_name: str) -> Contract:
         name = prop.get("name")
         if not name:
             raise ContractError(f"contract {path}: property #{index + 1} has no name")
-        columns.append(ColumnSpec(str(name), _kind_of(prop, path), bool(prop.get("required", False))))
+        kind = _kind_of(prop, path)
+        columns.append(
+            ColumnSpec(str(name), kind, bool(prop.get("required", False)), decimal=_decimal_of(prop, kind))
+        )
         if prop.get("primaryKey"):
             keyed.append((int(prop.get("primaryKeyPosition") or 10_000), index, str(name)))
     if not columns:

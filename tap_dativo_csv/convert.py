@@ -133,9 +133,22 @@ def convert_batch(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[list[di
     return records, bad
 
 
-def convert_arrow(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[pa.RecordBatch, list[BadCell]]:
+def _exact_decimal(column: pa.Array, precision: int, scale: int) -> pa.Array:
+    """Decimal text → decimal128(precision, scale), exactly (never via a float); raises when a
+    value does not fit. Exponents go the float way: Arrow's cast can overflow on them silently."""
+    if pc.any(pc.match_substring(column, "e", ignore_case=True)).as_py():
+        raise pa.ArrowInvalid("exponent notation")
+    return pc.cast(column, pa.decimal128(precision, scale))
+
+
+def convert_arrow(
+    batch: pa.RecordBatch, kinds: dict[str, str], decimals: dict[str, tuple[int, int]] | None = None
+) -> tuple[pa.RecordBatch, list[BadCell]]:
     """Type one chunk of string columns as Arrow (the BATCH path), without Python records; dates
-    and timestamps stay typed (date32, timestamp[us, UTC]) where RECORD messages carry ISO text.
+    and timestamps stay typed (date32, timestamp[us, UTC]) where RECORD messages carry ISO text,
+    and contract decimals (`decimals`: column → precision, scale) are exact where RECORD messages
+    carry floats. A decimal column with a value that does not fit is typed as float64 in that chunk
+    (the target's contract coercion judges each value, as for RECORD messages).
 
     A column with cells that do not fit its type stays text in this chunk (a Parquet column has one
     type); the cells are reported like `convert_batch` does, and the target's contract coercion
@@ -145,6 +158,13 @@ def convert_arrow(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[pa.Reco
     bad: list[BadCell] = []
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
         kind = kinds.get(name, "string")
+        exact = (decimals or {}).get(name) if kind == "number" else None
+        if exact is not None:
+            try:
+                arrays.append(_exact_decimal(column, *exact))
+                continue
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass  # typed as a number below
         try:
             arrays.append(column if kind == "string" else _arrow_convert(column, kind, typed_temporal=True))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -387,8 +387,10 @@ def iter_arrow(
     fill: Sequence[str] = (),
     metadata: dict[str, Any] | None = None,
     report: ReadReport | None = None,
+    decimals: dict[str, tuple[int, int]] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """`iter_records` as Arrow record batches (BATCH messages): same columns, same values."""
+    """`iter_records` as Arrow record batches (BATCH messages): same columns, same values (contract
+    decimals exact, where RECORD messages carry JSON numbers)."""
     if not layout.raw_names:
         return
     report = report if report is not None else ReadReport()
@@ -396,7 +398,7 @@ def iter_arrow(
     for whole, all_numbers in _batches(label, open_stream, options, layout, report):
         for offset in range(0, whole.num_rows, chunk):
             batch, numbers = whole.slice(offset, chunk), all_numbers[offset : offset + chunk]
-            yield _typed_chunk(batch, numbers, kinds, fill, metadata, report)
+            yield _typed_chunk(batch, numbers, kinds, fill, metadata, report, decimals)
 
 
 def _typed_chunk(
@@ -406,8 +408,9 @@ def _typed_chunk(
     fill: Sequence[str],
     metadata: dict[str, Any] | None,
     report: ReadReport,
+    decimals: dict[str, tuple[int, int]] | None = None,
 ) -> pa.RecordBatch:
-    typed, bad = convert_arrow(batch, kinds)
+    typed, bad = convert_arrow(batch, kinds, decimals)
     report.rows += typed.num_rows
     report.note_bad_cells(bad, numbers, kinds)
     arrays, names = list(typed.columns), list(typed.schema.names)

@@ -34,6 +34,8 @@ class StreamPlan:
     columns: tuple[str, ...]
     kinds: dict[str, str]
     schema: dict[str, t.Any]
+    #: Contract decimal columns → (precision, scale), typed exactly in Parquet BATCH files.
+    decimals: dict[str, tuple[int, int]] = field(default_factory=dict)
     primary_keys: tuple[str, ...] = ()
     contract_path: str | None = None
     replication_key: str | None = None
@@ -185,7 +187,9 @@ class CSVFileStream(Stream):
         metadata = self._sdc_values(source)
         fill = [c for c in plan.columns if c not in layout.names]
         opener = lambda: plan.sources.open(source.path)  # noqa: E731
-        return iter_arrow(source.path, opener, plan.options, layout, plan.kinds, fill, metadata, report)
+        return iter_arrow(
+            source.path, opener, plan.options, layout, plan.kinds, fill, metadata, report, plan.decimals
+        )
 
     def _sdc_values(self, source: SourceFile) -> dict[str, t.Any] | None:
         if not self.plan.metadata_columns:

@@ -152,6 +152,7 @@ class TapDativoCSV(Tap):
             columns=tuple(specs),
             kinds={c.name: c.kind for c in specs.values()},
             schema=schema,
+            decimals={c.name: c.decimal for c in specs.values() if c.decimal},
             primary_keys=keys,
             contract_path=contract.path if contract else None,
             replication_key=cursor,

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 from helpers import Run, open_catalog, target_config
 
 from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
@@ -122,3 +123,72 @@ def test_batches_replayed_after_a_crash_are_skipped(tmp_path: Path, bin_dir: Pat
     table = open_catalog(tmp_path).load_table("crm.person")
     rows = pyiceberg_rows(table, "acme")
     assert len(rows) == 2500 and len({r["id"] for r in rows}) == 2500
+
+
+LEDGER = """
+apiVersion: v3.0.2
+kind: DataContract
+id: 0b6f3c4e-0000-4000-8000-0000000000d1
+name: ledger
+version: 1.0.0
+status: active
+domain: fin
+schema:
+  - name: ledger
+    properties:
+      - {name: id, logicalType: integer, physicalType: bigint, required: true, primaryKey: true}
+      - {name: amount, logicalType: number, physicalType: "decimal(38,10)", required: true}
+"""
+
+
+def test_batch_files_carry_contract_decimals_exactly(tmp_path: Path, bin_dir: Path) -> None:
+    """Decimals beyond a float's 15-17 digits land digit for digit through Parquet BATCH files; a
+    chunk with a value the column cannot hold (11 decimals) goes in a file of its own, as floats,
+    and the target rejects just that value (warn mode)."""
+    (tmp_path / "ledger.yaml").write_text(LEDGER)
+    amounts = {i: f"{i}{i:07d}12345678901.{i:010d}" for i in range(1, 251)}
+    amounts[150] = "1.23456789012"  # scale 11 > 10: lossy
+    (tmp_path / "ledger.csv").write_text("id,amount\n" + "".join(f"{i},{a}\n" for i, a in amounts.items()))
+    config = {
+        "files": [
+            {"path": str(tmp_path / "ledger.csv"), "object": "ledger", "asset": str(tmp_path / "ledger.yaml")}
+        ],
+        "chunk_size": 100,
+        "batch_config": {
+            "encoding": {"format": "parquet", "compression": "none"},
+            "storage": {"root": (tmp_path / "batches").as_uri(), "prefix": "ledger-"},
+            "batch_size": 1000,
+        },
+    }
+    (tmp_path / "tap.json").write_text(json.dumps(config))
+    out = subprocess.run(
+        [str(bin_dir / "tap-dativo-csv"), "--config", str(tmp_path / "tap.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+    files = [json.loads(line)["manifest"][0] for line in out.splitlines() if '"BATCH"' in line]
+    types = [str(pq.read_schema(f.removeprefix("file://")).field("amount").type) for f in files]
+    assert types == ["decimal128(38, 10)", "double", "decimal128(38, 10)"]  # rows 1-100, 101-200, 201-250
+
+    cfg = tmp_path / "target.json"
+    assets = {"ledger": str(tmp_path / "ledger.yaml")}
+    cfg.write_text(json.dumps(target_config(tmp_path, assets=assets, schema_validation_mode="warn")))
+    run = subprocess.run(
+        [str(bin_dir / "target-dativo-iceberg"), "--config", str(cfg)],
+        input=out,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr[-3000:]  # partial: one value rejected
+    table = open_catalog(tmp_path).load_table("fin.ledger")
+    landed = {r["id"]: r["amount"] for r in pyiceberg_rows(table, "acme")}
+    exact = {i: a for i, a in amounts.items() if 1 <= i <= 100 or 201 <= i <= 250}
+    assert {i: str(landed[i]) for i in exact} == exact  # digit for digit
+    assert 150 not in landed and len(landed) == 249
+    got = duckdb_rows(table, "acme", "SELECT CAST(amount AS VARCHAR) FROM t WHERE id IN (7, 250) ORDER BY id")
+    assert got == [(amounts[7],), (amounts[250],)]
+    rejected = pyiceberg_rows(open_catalog(tmp_path).load_table("fin.ledger__rejected"), "acme")
+    assert len(rejected) == 1 and json.loads(rejected[0]["_record"])["id"] == 150

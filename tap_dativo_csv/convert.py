@@ -108,8 +108,12 @@ def _arrow_convert(column: pa.Array, kind: str, typed_temporal: bool = False) ->
 BadCell = tuple[int, str, str]
 
 
-def convert_batch(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[list[dict[str, Any]], list[BadCell]]:
-    """Type one chunk of string columns; return JSON-ready records and the cells left raw."""
+def typed_batch(
+    batch: pa.RecordBatch, kinds: dict[str, str]
+) -> tuple[pa.RecordBatch, dict[str, list[Any]], list[BadCell]]:
+    """Type one chunk of string columns for RECORD messages, as Arrow. A column with cells that do
+    not fit its type is all null here; its per-value conversions (raw text where a cell does not
+    fit) are returned as `fallbacks`, with the bad cells."""
     arrays: list[pa.Array] = []
     fallbacks: dict[str, list[Any]] = {}
     bad: list[BadCell] = []
@@ -126,11 +130,22 @@ def convert_batch(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[list[di
             bad.extend((i, name, v) for i, v in enumerate(values) if isinstance(v, str))
             fallbacks[name] = values
             arrays.append(pa.nulls(len(column)))
-    records = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names).to_pylist()
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names), fallbacks, bad
+
+
+def as_records(batch: pa.RecordBatch, fallbacks: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """JSON-ready records of a typed chunk, with the fallback values of its misfit columns."""
+    records = batch.to_pylist()
     for name, values in fallbacks.items():
         for record, value in zip(records, values, strict=True):
             record[name] = value
-    return records, bad
+    return records
+
+
+def convert_batch(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[list[dict[str, Any]], list[BadCell]]:
+    """Type one chunk of string columns; return JSON-ready records and the cells left raw."""
+    typed, fallbacks, bad = typed_batch(batch, kinds)
+    return as_records(typed, fallbacks), bad
 
 
 def _exact_decimal(column: pa.Array, precision: int, scale: int) -> pa.Array:

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from tap_dativo_csv.convert import UNKNOWN, convert_arrow, convert_batch, infer_kind, merge_kinds
+from tap_dativo_csv.convert import UNKNOWN, as_records, convert_arrow, infer_kind, merge_kinds, typed_batch
 
 _MIN_BLOCK = 64 * 1024
 #: pyarrow reads up to 32 blocks ahead of the parser (its background reader queue), so the block
@@ -128,7 +128,7 @@ def _parse_options(options: CSVOptions, handler: Callable[[Any], str] | None = N
 
 
 def _as_strings(options: CSVOptions, raw_names: Sequence[str]) -> pa_csv.ConvertOptions:
-    """Read every column as nullable string; typing happens per chunk in `convert_batch`."""
+    """Read every column as nullable string; typing happens per chunk in `typed_batch`."""
     return pa_csv.ConvertOptions(
         column_types={name: pa.string() for name in raw_names},
         null_values=list(options.null_values),
@@ -340,6 +340,36 @@ def infer_kinds(
     return kinds
 
 
+def iter_record_chunks(
+    label: str,
+    open_stream: Opener,
+    options: CSVOptions,
+    layout: FileLayout,
+    kinds: dict[str, str],
+    fill: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+    report: ReadReport | None = None,
+) -> Iterator[tuple[pa.RecordBatch, dict[str, list[Any]]]]:
+    """Typed chunks of one file for RECORD messages, at most `chunk_size` rows each: the Arrow
+    columns (dates and timestamps as ISO text) and the fallback values of misfit columns.
+
+    `fill` names stream columns this file lacks (null, so every record of a stream has the same
+    keys). With `metadata` (constant `_sdc_*` values) each row also gets `_sdc_source_lineno`.
+    `report` collects skipped rows and cells left untyped.
+    """
+    if not layout.raw_names:
+        return
+    report = report if report is not None else ReadReport()
+    chunk = max(1, options.chunk_size)
+    for whole, all_numbers in _batches(label, open_stream, options, layout, report):
+        for offset in range(0, whole.num_rows, chunk):
+            batch, numbers = whole.slice(offset, chunk), all_numbers[offset : offset + chunk]
+            typed, fallbacks, bad = typed_batch(batch, kinds)
+            report.rows += typed.num_rows
+            report.note_bad_cells(bad, numbers, kinds)
+            yield _with_extra(typed, numbers, fill, metadata), fallbacks
+
+
 def iter_records(
     label: str,
     open_stream: Opener,
@@ -350,32 +380,11 @@ def iter_records(
     metadata: dict[str, Any] | None = None,
     report: ReadReport | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield typed records of one file, at most `chunk_size` rows converted at a time.
-
-    `fill` names stream columns this file lacks (emitted as null so every record of a stream has
-    the same keys). With `metadata` (constant `_sdc_*` values) each record also gets
-    `_sdc_source_lineno`. `report` collects skipped rows and cells left untyped.
-    """
-    if not layout.raw_names:
-        return
-    report = report if report is not None else ReadReport()
-    extra = dict.fromkeys(fill)
-    if metadata:
-        extra.update(metadata)
-    chunk = max(1, options.chunk_size)
-    for batch, numbers in _batches(label, open_stream, options, layout, report):
-        for offset in range(0, batch.num_rows, chunk):
-            records, bad = convert_batch(batch.slice(offset, chunk), kinds)
-            report.rows += len(records)
-            report.note_bad_cells(bad, numbers[offset : offset + chunk], kinds)
-            if metadata:
-                for record, number in zip(records, numbers[offset : offset + len(records)], strict=True):
-                    record.update(extra)
-                    record["_sdc_source_lineno"] = number
-            elif extra:
-                for record in records:
-                    record.update(extra)
-            yield from records
+    """Typed records of one file (`iter_record_chunks` row by row)."""
+    for batch, fallbacks in iter_record_chunks(
+        label, open_stream, options, layout, kinds, fill, metadata, report
+    ):
+        yield from as_records(batch, fallbacks)
 
 
 def iter_arrow(
@@ -413,6 +422,15 @@ def _typed_chunk(
     typed, bad = convert_arrow(batch, kinds, decimals)
     report.rows += typed.num_rows
     report.note_bad_cells(bad, numbers, kinds)
+    return _with_extra(typed, numbers, fill, metadata)
+
+
+def _with_extra(
+    typed: pa.RecordBatch, numbers: Sequence[int], fill: Sequence[str], metadata: dict[str, Any] | None
+) -> pa.RecordBatch:
+    """`typed` plus the null columns of `fill` and the `_sdc_*` metadata columns."""
+    if not fill and not metadata:
+        return typed
     arrays, names = list(typed.columns), list(typed.schema.names)
     for name in fill:
         arrays.append(pa.nulls(typed.num_rows))

@@ -12,7 +12,15 @@ from singer_sdk.helpers._batch import BatchConfig, BatchFileFormat
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_dativo_csv.batches import ParquetBatchWriter
-from tap_dativo_csv.reader import CSVOptions, FileLayout, ReadReport, iter_arrow, iter_records
+from tap_dativo_csv.reader import (
+    CSVOptions,
+    FileLayout,
+    ReadReport,
+    iter_arrow,
+    iter_record_chunks,
+    iter_records,
+)
+from tap_dativo_csv.records import ArrowRecords
 from tap_dativo_csv.settings import STRATEGIES
 from tap_dativo_csv.sources import SourceFile, Sources, parse_timestamp
 
@@ -44,7 +52,7 @@ class StreamPlan:
     metadata_columns: bool = False
 
 
-class CSVFileStream(Stream):
+class CSVFileStream(ArrowRecords, Stream):
     """Reads every file of a stream in path order; unchanged files are skipped by their mtime.
 
     State: `bookmarks.<stream>.partitions[]`, one SDK partition per file with context `{"path"}`,
@@ -182,14 +190,7 @@ class CSVFileStream(Stream):
             self._bookmark(source, state, report, report.rows)
 
     def _read_arrow(self, source: SourceFile, report: ReadReport) -> t.Iterator[pa.RecordBatch]:
-        plan = self.plan
-        layout = plan.layouts[source.path]
-        metadata = self._sdc_values(source)
-        fill = [c for c in plan.columns if c not in layout.names]
-        opener = lambda: plan.sources.open(source.path)  # noqa: E731
-        return iter_arrow(
-            source.path, opener, plan.options, layout, plan.kinds, fill, metadata, report, plan.decimals
-        )
+        return iter_arrow(*self._reader_args(source, report), self.plan.decimals)
 
     def _sdc_values(self, source: SourceFile) -> dict[str, t.Any] | None:
         if not self.plan.metadata_columns:
@@ -202,20 +203,18 @@ class CSVFileStream(Stream):
 
     def _read(self, source: SourceFile, report: ReadReport) -> t.Iterator[Record]:
         """Typed records of one file, with the `_sdc_*` columns when configured."""
+        return iter_records(*self._reader_args(source, report))
+
+    def _read_chunks(self, source: SourceFile, report: ReadReport) -> t.Iterator[tuple[pa.RecordBatch, dict]]:
+        """`_read` as typed Arrow chunks (for `ArrowRecords`)."""
+        return iter_record_chunks(*self._reader_args(source, report))
+
+    def _reader_args(self, source: SourceFile, report: ReadReport) -> tuple[t.Any, ...]:
         plan = self.plan
         layout = plan.layouts[source.path]
         fill = [c for c in plan.columns if c not in layout.names]
-        metadata = self._sdc_values(source)
-        return iter_records(
-            source.path,
-            lambda: plan.sources.open(source.path),
-            plan.options,
-            layout,
-            plan.kinds,
-            fill,
-            metadata,
-            report,
-        )
+        opener = lambda: plan.sources.open(source.path)  # noqa: E731
+        return (source.path, opener, plan.options, layout, plan.kinds, fill, self._sdc_values(source), report)
 
     def _log_report(self, source: SourceFile, report: ReadReport) -> None:
         """One warning per problem kind and file: the count and the first examples."""

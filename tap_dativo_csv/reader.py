@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
-from tap_dativo_csv.convert import UNKNOWN, as_records, convert_arrow, infer_kind, merge_kinds, typed_batch
+from tap_dativo_csv.convert import UNKNOWN, infer_kind, merge_kinds
 
 _MIN_BLOCK = 64 * 1024
 #: pyarrow reads up to 32 blocks ahead of the parser (its background reader queue), so the block
@@ -279,7 +279,7 @@ class _Lines:
         return out
 
 
-def _batches(
+def read_batches(
     label: str, open_stream: Opener, options: CSVOptions, layout: FileLayout, report: ReadReport
 ) -> Iterator[tuple[pa.RecordBatch, Sequence[int]]]:
     """String batches of a file with the row number of every row; malformed rows fail or are skipped."""
@@ -327,7 +327,7 @@ def infer_kinds(
     if not layout.raw_names:
         return {}
     count = 0
-    batches = _batches(label, open_stream, options, layout, ReadReport())
+    batches = read_batches(label, open_stream, options, layout, ReadReport())
     for batch, _ in batches:
         batch = batch.slice(0, sample_rows - count)
         count += batch.num_rows
@@ -338,108 +338,3 @@ def infer_kinds(
             break
     batches.close()
     return kinds
-
-
-def iter_record_chunks(
-    label: str,
-    open_stream: Opener,
-    options: CSVOptions,
-    layout: FileLayout,
-    kinds: dict[str, str],
-    fill: Sequence[str] = (),
-    metadata: dict[str, Any] | None = None,
-    report: ReadReport | None = None,
-) -> Iterator[tuple[pa.RecordBatch, dict[str, list[Any]]]]:
-    """Typed chunks of one file for RECORD messages, at most `chunk_size` rows each: the Arrow
-    columns (dates and timestamps as ISO text) and the fallback values of misfit columns.
-
-    `fill` names stream columns this file lacks (null, so every record of a stream has the same
-    keys). With `metadata` (constant `_sdc_*` values) each row also gets `_sdc_source_lineno`.
-    `report` collects skipped rows and cells left untyped.
-    """
-    if not layout.raw_names:
-        return
-    report = report if report is not None else ReadReport()
-    chunk = max(1, options.chunk_size)
-    for whole, all_numbers in _batches(label, open_stream, options, layout, report):
-        for offset in range(0, whole.num_rows, chunk):
-            batch, numbers = whole.slice(offset, chunk), all_numbers[offset : offset + chunk]
-            typed, fallbacks, bad = typed_batch(batch, kinds)
-            report.rows += typed.num_rows
-            report.note_bad_cells(bad, numbers, kinds)
-            yield _with_extra(typed, numbers, fill, metadata), fallbacks
-
-
-def iter_records(
-    label: str,
-    open_stream: Opener,
-    options: CSVOptions,
-    layout: FileLayout,
-    kinds: dict[str, str],
-    fill: Sequence[str] = (),
-    metadata: dict[str, Any] | None = None,
-    report: ReadReport | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Typed records of one file (`iter_record_chunks` row by row)."""
-    for batch, fallbacks in iter_record_chunks(
-        label, open_stream, options, layout, kinds, fill, metadata, report
-    ):
-        yield from as_records(batch, fallbacks)
-
-
-def iter_arrow(
-    label: str,
-    open_stream: Opener,
-    options: CSVOptions,
-    layout: FileLayout,
-    kinds: dict[str, str],
-    fill: Sequence[str] = (),
-    metadata: dict[str, Any] | None = None,
-    report: ReadReport | None = None,
-    decimals: dict[str, tuple[int, int]] | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """`iter_records` as Arrow record batches (BATCH messages): same columns, same values (contract
-    decimals exact, where RECORD messages carry JSON numbers)."""
-    if not layout.raw_names:
-        return
-    report = report if report is not None else ReadReport()
-    chunk = max(1, options.chunk_size)
-    for whole, all_numbers in _batches(label, open_stream, options, layout, report):
-        for offset in range(0, whole.num_rows, chunk):
-            batch, numbers = whole.slice(offset, chunk), all_numbers[offset : offset + chunk]
-            yield _typed_chunk(batch, numbers, kinds, fill, metadata, report, decimals)
-
-
-def _typed_chunk(
-    batch: pa.RecordBatch,
-    numbers: Sequence[int],
-    kinds: dict[str, str],
-    fill: Sequence[str],
-    metadata: dict[str, Any] | None,
-    report: ReadReport,
-    decimals: dict[str, tuple[int, int]] | None = None,
-) -> pa.RecordBatch:
-    typed, bad = convert_arrow(batch, kinds, decimals)
-    report.rows += typed.num_rows
-    report.note_bad_cells(bad, numbers, kinds)
-    return _with_extra(typed, numbers, fill, metadata)
-
-
-def _with_extra(
-    typed: pa.RecordBatch, numbers: Sequence[int], fill: Sequence[str], metadata: dict[str, Any] | None
-) -> pa.RecordBatch:
-    """`typed` plus the null columns of `fill` and the `_sdc_*` metadata columns."""
-    if not fill and not metadata:
-        return typed
-    arrays, names = list(typed.columns), list(typed.schema.names)
-    for name in fill:
-        arrays.append(pa.nulls(typed.num_rows))
-        names.append(name)
-    for name, value in (metadata or {}).items():
-        arrays.append(
-            pa.array(numbers, pa.int64())
-            if name == "_sdc_source_lineno"
-            else pa.array([value] * typed.num_rows)
-        )
-        names.append(name)
-    return pa.RecordBatch.from_arrays(arrays, names=names)

@@ -12,14 +12,8 @@ from singer_sdk.helpers._batch import BatchConfig, BatchFileFormat
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_dativo_csv.batches import ParquetBatchWriter
-from tap_dativo_csv.reader import (
-    CSVOptions,
-    FileLayout,
-    ReadReport,
-    iter_arrow,
-    iter_record_chunks,
-    iter_records,
-)
+from tap_dativo_csv.chunks import iter_arrow, iter_record_chunks, iter_records
+from tap_dativo_csv.reader import CSVOptions, FileLayout, ReadReport
 from tap_dativo_csv.records import ArrowRecords
 from tap_dativo_csv.settings import STRATEGIES
 from tap_dativo_csv.sources import SourceFile, Sources, parse_timestamp

@@ -2,7 +2,7 @@
 
 The SDK reads a line, parses it into Python objects and walks it through per-record bookkeeping;
 at ~10 fields that caps a target near 40k records/s before any validation. Here stdin is read in
-8 MB blocks, split into lines by Arrow, and every run of RECORD lines between two other messages
+blocks of up to 8 MB (`stdin.read_blocks`), split into lines by Arrow, and every run of RECORD lines between two other messages
 (SCHEMA, STATE, BATCH, ACTIVATE_VERSION, handled by the SDK's handlers in input order) is parsed by
 pyarrow's JSON reader in one call, using both cores. Each stream's rows then go to its sink as an
 Arrow slice together with the raw lines (kept for the record path and for replay digests).
@@ -16,13 +16,9 @@ stream on the record path — goes line by line through the SDK's handlers, exac
 from __future__ import annotations
 
 import json
-import os
-import select
-import stat
 import sys
 import typing as t
 from collections import Counter
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,79 +27,13 @@ from singer_sdk.singerlib.encoding.base import GenericSingerReader, SingerMessag
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
+from target_dativo_iceberg.stdin import read_blocks
+
 if t.TYPE_CHECKING:
     from target_dativo_iceberg.target import TargetDativoIceberg
 
-BLOCK_BYTES = 8 << 20
 PARSE_BLOCK_BYTES = 1 << 20  # pyarrow.json block: several per run so both cores parse
 RECORD = SingerMessageType.RECORD
-
-
-def read_blocks(
-    stream: Any, size: int = BLOCK_BYTES, idle: t.Callable[[], float | None] | None = None
-) -> t.Iterator[bytes]:
-    """Blocks of whole lines from a binary or text stream.
-
-    From a pipe, a block is what the tap has written so far (up to `size`): a slow tap's records
-    are handled without waiting for 8 MB to arrive. While the pipe is silent, `idle` is called
-    (time-based commits); it returns how long to wait before calling it again (None: until input).
-    """
-    source = getattr(stream, "buffer", stream)
-    fd = _pipe_fd(source)
-    if fd is None:
-        yield from _read_file(source, size)
-        return
-    carry = b""
-    while True:
-        chunk = _read_pipe(fd, size, idle)
-        if not chunk:
-            if carry:
-                yield carry
-            return
-        data = carry + chunk
-        cut = data.rfind(b"\n") + 1
-        carry = data[cut:]
-        if cut:
-            yield data[:cut]
-
-
-def _read_file(source: Any, size: int) -> t.Iterator[bytes]:
-    while True:
-        block = source.read(size)
-        if not block:
-            return
-        if isinstance(block, str):
-            block = block.encode()
-        if not block.endswith(b"\n"):
-            rest = source.readline()
-            block += rest.encode() if isinstance(rest, str) else rest
-        yield block
-
-
-def _pipe_fd(source: Any) -> int | None:
-    """The file descriptor of a pipe or socket (stdin is read only here, so Python's buffer is empty)."""
-    try:
-        fd = source.fileno()
-        return None if stat.S_ISREG(os.fstat(fd).st_mode) else fd
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def _read_pipe(fd: int, size: int, idle: t.Callable[[], float | None] | None) -> bytes:
-    """Up to `size` bytes: wait for input (calling `idle` meanwhile), then read what is there."""
-    while not select.select([fd], [], [], idle() if idle else None)[0]:
-        pass
-    parts: list[bytes] = []
-    total = 0
-    while total < size:
-        chunk = os.read(fd, min(size - total, 1 << 20))
-        if not chunk:
-            break
-        parts.append(chunk)
-        total += len(chunk)
-        if not select.select([fd], [], [], 0)[0]:
-            break
-    return b"".join(parts)
 
 
 def split_lines(block: bytes) -> pa.Array:

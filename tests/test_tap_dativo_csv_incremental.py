@@ -19,7 +19,8 @@ from test_tap_dativo_csv import (
     write_people,
 )
 
-from tap_dativo_csv.reader import CSVOptions, ReadReport, inspect_file, iter_records
+from tap_dativo_csv.chunks import iter_records
+from tap_dativo_csv.reader import CSVOptions, ReadReport, inspect_file
 
 
 def test_incremental_file_modified_time(tmp_path: Path) -> None:

@@ -98,10 +98,27 @@ def _arrow_convert(column: pa.Array, kind: str, typed_temporal: bool = False) ->
             stamps = pc.cast(column, pa.timestamp("us", tz="UTC"))
         except pa.ArrowInvalid:
             stamps = pc.assume_timezone(pc.cast(column, pa.timestamp("us")), "UTC")
-        if typed_temporal:
-            return stamps
-        return pc.strftime(stamps, format="%Y-%m-%dT%H:%M:%SZ")
+        return stamps if typed_temporal else iso_utc(stamps)
     return column
+
+
+_DAY_US = 86_400_000_000
+
+
+def iso_utc(stamps: pa.Array) -> pa.Array:
+    """timestamp[us, UTC] → `YYYY-MM-DDTHH:MM:SS.ffffffZ`, what `strftime("%Y-%m-%dT%H:%M:%SZ")`
+    writes, ~2.5x faster: the date and the time of day are cast to text separately (strftime was
+    half the tap's time writing RECORD messages)."""
+    micros = pc.cast(stamps, pa.int64())
+    days = pc.divide(micros, _DAY_US)  # truncates toward zero: floor it for times before 1970
+    rest = pc.subtract(micros, pc.multiply(days, _DAY_US))
+    before = pc.less(rest, 0)
+    days = pc.if_else(before, pc.subtract(days, 1), days)
+    rest = pc.if_else(before, pc.add(rest, _DAY_US), rest)
+    date = pc.cast(pc.cast(pc.cast(days, pa.int32()), pa.date32()), pa.string())
+    return pc.binary_join_element_wise(
+        date, "T", pc.cast(pc.cast(rest, pa.time64("us")), pa.string()), "Z", ""
+    )
 
 
 #: (row index within the batch, column, raw value) of a cell that does not fit its type.

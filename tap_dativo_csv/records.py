@@ -124,6 +124,7 @@ class ArrowRecords:
                 for batch, fallbacks in self._read_chunks(source, report):
                     written = self._write_chunk(batch, fallbacks, written, counter)
                     count += batch.num_rows
+                    pa.default_memory_pool().release_unused()  # this chunk's buffers, to the OS
                 self._bookmark(source, state, report, count)
             self._finalize_state(self.get_context_state(None))  # type: ignore[attr-defined]
         self._finalize_state(self.stream_state)  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ from singer_sdk.singerlib.encoding.base import GenericSingerReader, SingerMessag
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
+from target_dativo_iceberg.memory import release_unused
 from target_dativo_iceberg.stdin import read_blocks
 
 if t.TYPE_CHECKING:
@@ -83,6 +84,7 @@ class BlockReader(GenericSingerReader[str]):
         idle = self.target.on_idle if self.target is not None else None
         for block in read_blocks(file_input or sys.stdin, idle=idle):
             self._block(block, callbacks, stats)
+            release_unused()
         return stats
 
     def _block(self, block: bytes, callbacks: dict, stats: Counter[str]) -> None:

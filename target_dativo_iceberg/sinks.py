@@ -32,6 +32,7 @@ from target_dativo_iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.intake import Intake, Piece
 from target_dativo_iceberg.maintenance import expire_old_snapshots
 from target_dativo_iceberg.markers import stream_marker
+from target_dativo_iceberg.memory import release_unused
 from target_dativo_iceberg.partitioning import build_spec, parse_terms
 from target_dativo_iceberg.replay import REPLAY_KEY, ReplayGuard, SegmentLog, parse_marker
 from target_dativo_iceberg.rows import retire_versions
@@ -247,6 +248,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         def work() -> CommitResult:  # on the commit thread, while the next records are parsed
             faults.reached("before_commit")
             result = committer.commit(self.stream_name, table, schema, build, landed, summary, **options)
+            release_unused()  # the batch's Arrow buffers and Parquet pages, freed on this thread
             faults.reached("after_commit")
             self._report(result, landed, len(rejected_rows), path, started)
             self._expire(table)

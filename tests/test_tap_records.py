@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from singer_sdk.singerlib.json import serialize_json
 from test_tap_dativo_csv import CONTRACT_YAML, HEADER, ROOT, person_row, run_tap, write_csv
 
+from tap_dativo_csv.convert import iso_utc
 from tap_dativo_csv.jsonlines import record_lines
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=10)
@@ -56,6 +58,12 @@ def test_record_lines_are_what_simplejson_writes(data: Any) -> None:
             message["version"] = version
         message["time_extracted"] = "2026-12-01T10:00:00.123456+00:00"
         assert line == serialize_json(message)
+
+
+@given(st.lists(st.none() | st.integers(-62_135_596_800_000_000, 253_402_300_799_999_999), max_size=50))
+def test_iso_utc_writes_what_strftime_writes(micros: list[int | None]) -> None:
+    stamps = pa.array(micros, pa.timestamp("us", tz="UTC"))  # years 1 to 9999
+    assert iso_utc(stamps).to_pylist() == pc.strftime(stamps, format="%Y-%m-%dT%H:%M:%SZ").to_pylist()
 
 
 def test_unsupported_column_types_are_left_to_the_sdk() -> None:

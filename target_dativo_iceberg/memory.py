@@ -1,0 +1,18 @@
+"""Handing freed Arrow memory back to the OS between blocks and commits.
+
+pyarrow's default pool (mimalloc) keeps pages freed by a thread cached for that thread's next
+allocations: with a block parsed, validated and dropped every few milliseconds on one thread and
+Parquet files written on another, the target held ~80 MB more at its peak than it used (~480 vs
+~400 MB on the 1M-record benchmark stream). Asking the pool to release what it holds once per
+block and per commit costs nothing measurable. (Arrow's jemalloc pool returns memory by itself
+but parsed 10-30% slower; in the tap it also aborted ~2% of runs at exit.)
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+
+def release_unused() -> None:
+    """Return the calling thread's cached free Arrow memory to the OS."""
+    pa.default_memory_pool().release_unused()

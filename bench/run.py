@@ -492,7 +492,13 @@ def _floor_phases(stdout: Path) -> dict[str, Any]:
 def run_case(case: Case, inputs: generate.Inputs, args: argparse.Namespace) -> Result:
     """Measure one case in a fresh scratch directory; check what it produced; clean up."""
     scratch = Path(tempfile.mkdtemp(prefix=f"bench-{case.id}-", dir=args.tmp))
-    ctx = Context(scratch, inputs, args.target_config, args.tap_batch_size, args.py_spy)
+    ctx = Context(
+        scratch,
+        inputs,
+        args.target_config,
+        args.tap_batch_size,
+        args.py_spy.resolve() if args.py_spy else None,
+    )
     try:
         argv = case.command(ctx)
         load = os.getloadavg()[0]

@@ -1,5 +1,6 @@
 """Typed chunks of one CSV file, at most `chunk_size` rows each: for RECORD messages (Arrow columns
-with dates and timestamps as ISO text, or Python records) and for Parquet BATCH files (dates,
+with dates and timestamps as ISO text; `convert.as_records` makes Python records of them) and for
+Parquet BATCH files (dates,
 timestamps and contract decimals typed). Both read the file through `reader.read_batches`.
 """
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tap_dativo_csv.convert import as_records, convert_arrow, typed_batch
+from tap_dativo_csv.convert import convert_arrow, typed_batch
 from tap_dativo_csv.reader import CSVOptions, FileLayout, Opener, ReadReport, read_batches
 
 
@@ -31,34 +32,12 @@ def iter_record_chunks(
     keys). With `metadata` (constant `_sdc_*` values) each row also gets `_sdc_source_lineno`.
     `report` collects skipped rows and cells left untyped.
     """
-    if not layout.raw_names:
-        return
     report = report if report is not None else ReadReport()
-    chunk = max(1, options.chunk_size)
-    for whole, all_numbers in read_batches(label, open_stream, options, layout, report):
-        for offset in range(0, whole.num_rows, chunk):
-            batch, numbers = whole.slice(offset, chunk), all_numbers[offset : offset + chunk]
-            typed, fallbacks, bad = typed_batch(batch, kinds)
-            report.rows += typed.num_rows
-            report.note_bad_cells(bad, numbers, kinds)
-            yield _with_extra(typed, numbers, fill, metadata), fallbacks
-
-
-def iter_records(
-    label: str,
-    open_stream: Opener,
-    options: CSVOptions,
-    layout: FileLayout,
-    kinds: dict[str, str],
-    fill: Sequence[str] = (),
-    metadata: dict[str, Any] | None = None,
-    report: ReadReport | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Typed records of one file (`iter_record_chunks` row by row)."""
-    for batch, fallbacks in iter_record_chunks(
-        label, open_stream, options, layout, kinds, fill, metadata, report
-    ):
-        yield from as_records(batch, fallbacks)
+    for batch, numbers in _chunks(label, open_stream, options, layout, report):
+        typed, fallbacks, bad = typed_batch(batch, kinds)
+        report.rows += typed.num_rows
+        report.note_bad_cells(bad, numbers, kinds)
+        yield _with_extra(typed, numbers, fill, metadata), fallbacks
 
 
 def iter_arrow(
@@ -72,16 +51,23 @@ def iter_arrow(
     report: ReadReport | None = None,
     decimals: dict[str, tuple[int, int]] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """`iter_records` as Arrow record batches (BATCH messages): same columns, same values (contract
-    decimals exact, where RECORD messages carry JSON numbers)."""
+    """`iter_record_chunks` for Parquet BATCH files: same columns, same values, but dates and
+    timestamps typed and contract decimals exact (RECORD messages carry text and JSON numbers)."""
+    report = report if report is not None else ReadReport()
+    for batch, numbers in _chunks(label, open_stream, options, layout, report):
+        yield _typed_chunk(batch, numbers, kinds, fill, metadata, report, decimals)
+
+
+def _chunks(
+    label: str, open_stream: Opener, options: CSVOptions, layout: FileLayout, report: ReadReport
+) -> Iterator[tuple[pa.RecordBatch, Sequence[int]]]:
+    """The file's string columns in slices of at most `chunk_size` rows, with their line numbers."""
     if not layout.raw_names:
         return
-    report = report if report is not None else ReadReport()
     chunk = max(1, options.chunk_size)
     for whole, all_numbers in read_batches(label, open_stream, options, layout, report):
         for offset in range(0, whole.num_rows, chunk):
-            batch, numbers = whole.slice(offset, chunk), all_numbers[offset : offset + chunk]
-            yield _typed_chunk(batch, numbers, kinds, fill, metadata, report, decimals)
+            yield whole.slice(offset, chunk), all_numbers[offset : offset + chunk]
 
 
 def _typed_chunk(

@@ -12,7 +12,8 @@ from singer_sdk.helpers._batch import BatchConfig, BatchFileFormat
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_dativo_csv.batches import ParquetBatchWriter
-from tap_dativo_csv.chunks import iter_arrow, iter_record_chunks, iter_records
+from tap_dativo_csv.chunks import iter_arrow, iter_record_chunks
+from tap_dativo_csv.convert import as_records
 from tap_dativo_csv.reader import CSVOptions, FileLayout, ReadReport
 from tap_dativo_csv.records import ArrowRecords
 from tap_dativo_csv.settings import STRATEGIES
@@ -197,7 +198,8 @@ class CSVFileStream(ArrowRecords, Stream):
 
     def _read(self, source: SourceFile, report: ReadReport) -> t.Iterator[Record]:
         """Typed records of one file, with the `_sdc_*` columns when configured."""
-        return iter_records(*self._reader_args(source, report))
+        for batch, fallbacks in self._read_chunks(source, report):
+            yield from as_records(batch, fallbacks)
 
     def _read_chunks(self, source: SourceFile, report: ReadReport) -> t.Iterator[tuple[pa.RecordBatch, dict]]:
         """`_read` as typed Arrow chunks (for `ArrowRecords`)."""

@@ -17,33 +17,36 @@ CONTRACT = EXAMPLES / "contracts" / "person.odcs.yaml"
 PEOPLE = EXAMPLES / "data" / "people.csv"
 
 
+def _run_tap(root: Path, bin_dir: Path, config: dict[str, Any]) -> str:
+    """The tap's Singer output for `config` (written to root/tap.json)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "tap.json").write_text(json.dumps(config))
+    command = [str(bin_dir / "tap-dativo-csv"), "--config", str(root / "tap.json")]
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=300).stdout
+
+
+def _batch_config(root: Path, prefix: str, size: int | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "encoding": {"format": "parquet", "compression": "none"},
+        "storage": {"root": (root / "batches").as_uri(), "prefix": prefix},
+    }
+    return config if size is None else {**config, "batch_size": size}
+
+
 def _tap_output(root: Path, bin_dir: Path, batch: bool) -> str:
     """The tap's Singer output for examples/data/people.csv (RECORDs, or BATCH messages)."""
     config: dict[str, Any] = {
         "files": [{"path": str(PEOPLE), "object": "person", "asset": str(CONTRACT), "primary_keys": ["id"]}]
     }
     if batch:
-        config["batch_config"] = {
-            "encoding": {"format": "parquet", "compression": "none"},
-            "storage": {"root": (root / "batches").as_uri(), "prefix": "person-"},
-            "batch_size": 1000,
-        }
-    path = root / "tap.json"
-    root.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config))
-    proc = subprocess.run(
-        [str(bin_dir / "tap-dativo-csv"), "--config", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return proc.stdout
+        config["batch_config"] = _batch_config(root, "person-", 1000)
+    return _run_tap(root, bin_dir, config)
 
 
-def _target(root: Path, bin_dir: Path, text: str, **config: Any) -> Run:
+def _target(root: Path, bin_dir: Path, text: str, assets: dict[str, str] | None = None, **config: Any) -> Run:
     cfg = root / "target.json"
-    cfg.write_text(json.dumps(target_config(root, assets={"person": str(CONTRACT)}, **config)))
+    assets = assets or {"person": str(CONTRACT)}
+    cfg.write_text(json.dumps(target_config(root, assets=assets, **config)))
     proc = subprocess.run(
         [str(bin_dir / "target-dativo-iceberg"), "--config", str(cfg)],
         input=text,
@@ -88,18 +91,9 @@ def test_parquet_batches_are_validated_against_the_contract(tmp_path: Path, bin_
     bad.write_text("\n".join(lines) + "\n")
     config = {
         "files": [{"path": str(bad), "object": "person", "asset": str(CONTRACT)}],
-        "batch_config": {
-            "encoding": {"format": "parquet", "compression": "none"},
-            "storage": {"root": (tmp_path / "batches").as_uri(), "prefix": "person-"},
-        },
+        "batch_config": _batch_config(tmp_path, "person-"),
     }
-    (tmp_path / "tap.json").write_text(json.dumps(config))
-    out = subprocess.run(
-        [str(bin_dir / "tap-dativo-csv"), "--config", str(tmp_path / "tap.json")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = _run_tap(tmp_path, bin_dir, config)
     run = _target(tmp_path, bin_dir, out)
     assert run.returncode == 2
     assert "stream 'person'" in run.stderr and "email" in run.stderr and "record 5" in run.stderr
@@ -154,34 +148,15 @@ def test_batch_files_carry_contract_decimals_exactly(tmp_path: Path, bin_dir: Pa
             {"path": str(tmp_path / "ledger.csv"), "object": "ledger", "asset": str(tmp_path / "ledger.yaml")}
         ],
         "chunk_size": 100,
-        "batch_config": {
-            "encoding": {"format": "parquet", "compression": "none"},
-            "storage": {"root": (tmp_path / "batches").as_uri(), "prefix": "ledger-"},
-            "batch_size": 1000,
-        },
+        "batch_config": _batch_config(tmp_path, "ledger-", 1000),
     }
-    (tmp_path / "tap.json").write_text(json.dumps(config))
-    out = subprocess.run(
-        [str(bin_dir / "tap-dativo-csv"), "--config", str(tmp_path / "tap.json")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    ).stdout
+    out = _run_tap(tmp_path, bin_dir, config)
     files = [json.loads(line)["manifest"][0] for line in out.splitlines() if '"BATCH"' in line]
     types = [str(pq.read_schema(f.removeprefix("file://")).field("amount").type) for f in files]
     assert types == ["decimal128(38, 10)", "double", "decimal128(38, 10)"]  # rows 1-100, 101-200, 201-250
 
-    cfg = tmp_path / "target.json"
     assets = {"ledger": str(tmp_path / "ledger.yaml")}
-    cfg.write_text(json.dumps(target_config(tmp_path, assets=assets, schema_validation_mode="warn")))
-    run = subprocess.run(
-        [str(bin_dir / "target-dativo-iceberg"), "--config", str(cfg)],
-        input=out,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = _target(tmp_path, bin_dir, out, assets, schema_validation_mode="warn")
     assert run.returncode == 1, run.stderr[-3000:]  # partial: one value rejected
     table = open_catalog(tmp_path).load_table("fin.ledger")
     landed = {r["id"]: r["amount"] for r in pyiceberg_rows(table, "acme")}

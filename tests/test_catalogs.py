@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from helpers import record, run_target, schema_msg, state
+from procs import wait_until
 
 from target_dativo_iceberg.catalogs import (
     catalog_properties,
@@ -315,7 +316,14 @@ def test_seaweedfs_restart_keeps_tables(tmp_path: Path, seaweedfs: SeaweedFS, ta
     seaweedfs.start()
     assert seaweedfs.pid not in (None, pid)
     table = CatalogBackend("rest", settings).open_catalog(tmp_path).load_table("acme.users")
-    assert sorted(r["id"] for r in pyiceberg_rows(table, "acme")) == [1, 2]
+    rows: list[Any] = []
+
+    def readable() -> bool:  # a restarted volume server can answer 500 for a moment (warm-up)
+        rows[:] = pyiceberg_rows(table, "acme")
+        return True
+
+    wait_until(readable, 30, "reading acme.users after the restart", lambda: None)
+    assert sorted(r["id"] for r in rows) == [1, 2]
 
 
 @pytest.mark.parametrize("backend", ["postgres", "rest"])

@@ -99,13 +99,14 @@ class ArrowRecords:
         self, context: Context | None = None, *, write_messages: bool = True
     ) -> t.Generator[dict, t.Any, t.Any]:
         reason = None if write_messages and self.selected else "records are not written"
+        reason = reason or ("a partition context is given" if context is not None else None)
         reason = reason or self.per_record_reason()
         self.logger.info(
             "stream %s: RECORD messages %s",
             self.name,
             f"written record by record ({reason})" if reason else "written from Arrow chunks",
         )
-        if reason or context is not None:
+        if reason:
             yield from super()._sync_records(context, write_messages=write_messages)  # type: ignore[misc]
             return
         self._sync_chunks()

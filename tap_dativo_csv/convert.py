@@ -142,12 +142,17 @@ def typed_batch(
         try:
             arrays.append(_arrow_convert(column, kind))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            convert = _PY_CONVERTERS[kind]
-            values = [None if v is None else convert(v) for v in column.to_pylist()]
-            bad.extend((i, name, v) for i, v in enumerate(values) if isinstance(v, str))
-            fallbacks[name] = values
+            fallbacks[name] = _per_value(column, name, kind, bad)
             arrays.append(pa.nulls(len(column)))
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names), fallbacks, bad
+
+
+def _per_value(column: pa.Array, name: str, kind: str, bad: list[BadCell]) -> list[Any]:
+    """A column Arrow could not type, converted value by value; the cells left raw go to `bad`."""
+    convert = _PY_CONVERTERS[kind]
+    values = [None if v is None else convert(v) for v in column.to_pylist()]
+    bad.extend((i, name, v) for i, v in enumerate(values) if isinstance(v, str))
+    return values
 
 
 def as_records(batch: pa.RecordBatch, fallbacks: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -157,12 +162,6 @@ def as_records(batch: pa.RecordBatch, fallbacks: dict[str, list[Any]]) -> list[d
         for record, value in zip(records, values, strict=True):
             record[name] = value
     return records
-
-
-def convert_batch(batch: pa.RecordBatch, kinds: dict[str, str]) -> tuple[list[dict[str, Any]], list[BadCell]]:
-    """Type one chunk of string columns; return JSON-ready records and the cells left raw."""
-    typed, fallbacks, bad = typed_batch(batch, kinds)
-    return as_records(typed, fallbacks), bad
 
 
 def _exact_decimal(column: pa.Array, precision: int, scale: int) -> pa.Array:
@@ -183,7 +182,7 @@ def convert_arrow(
     (the target's contract coercion judges each value, as for RECORD messages).
 
     A column with cells that do not fit its type stays text in this chunk (a Parquet column has one
-    type); the cells are reported like `convert_batch` does, and the target's contract coercion
+    type); the cells are reported like `typed_batch` does, and the target's contract coercion
     types or rejects each value.
     """
     arrays: list[pa.Array] = []
@@ -200,9 +199,7 @@ def convert_arrow(
         try:
             arrays.append(column if kind == "string" else _arrow_convert(column, kind, typed_temporal=True))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            convert = _PY_CONVERTERS[kind]
-            values = [None if v is None else convert(v) for v in column.to_pylist()]
-            bad.extend((i, name, v) for i, v in enumerate(values) if isinstance(v, str))
+            _per_value(column, name, kind, bad)
             arrays.append(column)
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names), bad
 

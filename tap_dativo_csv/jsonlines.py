@@ -77,10 +77,11 @@ def fragment(column: pa.Array) -> pa.Array | None:
 
 
 def record_lines(
-    batch: pa.RecordBatch, stream: str, time_extracted: str, version: int | None = None
+    batch: pa.RecordBatch, stream: str, time_extracted: str, version: int | None = None, end: str = ""
 ) -> pa.Array | None:
-    """One RECORD line per row (no newline), as `SimpleSingerWriter` would write it; None when a
-    column's type has no vectorised rendering (the caller then takes the SDK's per-record way)."""
+    """One RECORD line per row, as `SimpleSingerWriter` would write it, each followed by `end`;
+    None when a column's type has no vectorised rendering (the caller then takes the SDK's
+    per-record way)."""
     parts: list[t.Any] = ['{"type":"RECORD","stream":' + encode_basestring_ascii(stream) + ',"record":{']
     for index, (name, column) in enumerate(zip(batch.schema.names, batch.columns, strict=True)):
         text = fragment(column)
@@ -88,7 +89,7 @@ def record_lines(
             return None
         parts += [("," if index else "") + encode_basestring_ascii(name) + ":", text]
     tail = "}" if version is None else f'}},"version":{int(version)}'
-    parts.append(tail + ',"time_extracted":' + encode_basestring_ascii(time_extracted) + "}")
+    parts.append(tail + ',"time_extracted":' + encode_basestring_ascii(time_extracted) + "}" + end)
     if batch.num_columns == 0:
         return pa.array([parts[0] + parts[-1]] * batch.num_rows, pa.string())
     return pc.binary_join_element_wise(*parts, "")

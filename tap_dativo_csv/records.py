@@ -16,7 +16,6 @@ import sys
 import typing as t
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.encoding import SimpleSingerWriter
@@ -32,11 +31,12 @@ if t.TYPE_CHECKING:
 
 
 def write_lines(lines: pa.Array) -> None:
-    """Write message lines to stdout after whatever the SDK's writer has buffered there."""
-    joined = pc.binary_join_element_wise(lines, "\n", "")
-    _, offsets, data = joined.buffers()
-    ends = pa.Array.from_buffers(pa.int32(), len(joined) + 1, [None, offsets])
-    text = memoryview(data)[: ends[len(joined)].as_py()]
+    """Write newline-terminated message lines (a string array) to stdout as one block, after
+    whatever the SDK's writer has buffered there: the array's data buffer, read in place."""
+    _, offsets_buffer, data = lines.buffers()
+    offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset)
+    start, stop = offsets[0].as_py(), offsets[len(lines)].as_py()
+    text = memoryview(data)[start:stop]
     sys.stdout.flush()
     binary = getattr(sys.stdout, "buffer", None)
     if binary is None:  # a text-only stdout (redirected in-process)
@@ -136,15 +136,16 @@ class ArrowRecords:
         stream, as the SDK does); returns the stream's records written so far."""
         lines = None
         if not fallbacks:
-            lines = record_lines(batch, self.name, utc_now().isoformat(sep="T"), self._stream_version)
-        records = as_records(batch, fallbacks) if lines is None else None
+            now = utc_now().isoformat(sep="T")
+            lines = record_lines(batch, self.name, now, self._stream_version, end="\n")
+        records = as_records(batch, fallbacks) if lines is None else []
         start, total, every = 0, batch.num_rows, self.STATE_MSG_FREQUENCY
         while start < total:
             take = min(total - start, every - written % every)
             if lines is not None:
                 write_lines(lines.slice(start, take))
             else:
-                for record in (records or [])[start : start + take]:
+                for record in records[start : start + take]:
                     self._write_record_message(record)  # type: ignore[attr-defined]
             self.state_manager.is_flushed = False
             counter.increment(take)

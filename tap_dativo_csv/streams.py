@@ -12,7 +12,7 @@ from singer_sdk.helpers._batch import BatchConfig, BatchFileFormat
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_dativo_csv.batches import ParquetBatchWriter
-from tap_dativo_csv.chunks import iter_arrow, iter_record_chunks
+from tap_dativo_csv.chunks import FileRead, iter_arrow, iter_record_chunks
 from tap_dativo_csv.convert import as_records
 from tap_dativo_csv.reader import CSVOptions, FileLayout, ReadReport
 from tap_dativo_csv.records import ArrowRecords
@@ -185,7 +185,7 @@ class CSVFileStream(ArrowRecords, Stream):
             self._bookmark(source, state, report, report.rows)
 
     def _read_arrow(self, source: SourceFile, report: ReadReport) -> t.Iterator[pa.RecordBatch]:
-        return iter_arrow(*self._reader_args(source, report), self.plan.decimals)
+        return iter_arrow(self._file_read(source, report), self.plan.decimals)
 
     def _sdc_values(self, source: SourceFile) -> dict[str, t.Any] | None:
         if not self.plan.metadata_columns:
@@ -203,14 +203,21 @@ class CSVFileStream(ArrowRecords, Stream):
 
     def _read_chunks(self, source: SourceFile, report: ReadReport) -> t.Iterator[tuple[pa.RecordBatch, dict]]:
         """`_read` as typed Arrow chunks (for `ArrowRecords`)."""
-        return iter_record_chunks(*self._reader_args(source, report))
+        return iter_record_chunks(self._file_read(source, report))
 
-    def _reader_args(self, source: SourceFile, report: ReadReport) -> tuple[t.Any, ...]:
+    def _file_read(self, source: SourceFile, report: ReadReport) -> FileRead:
         plan = self.plan
         layout = plan.layouts[source.path]
-        fill = [c for c in plan.columns if c not in layout.names]
-        opener = lambda: plan.sources.open(source.path)  # noqa: E731
-        return (source.path, opener, plan.options, layout, plan.kinds, fill, self._sdc_values(source), report)
+        return FileRead(
+            label=source.path,
+            open_stream=lambda: plan.sources.open(source.path),
+            options=plan.options,
+            layout=layout,
+            kinds=plan.kinds,
+            fill=[c for c in plan.columns if c not in layout.names],
+            metadata=self._sdc_values(source),
+            report=report,
+        )
 
     def _log_report(self, source: SourceFile, report: ReadReport) -> None:
         """One warning per problem kind and file: the count and the first examples."""

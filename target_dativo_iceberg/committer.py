@@ -42,7 +42,7 @@ from target_dativo_iceberg.markers import find_commit
 from target_dativo_iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
 from target_dativo_iceberg.retry import RetryPolicy, call_with_retries
 from target_dativo_iceberg.rows import DELETED_AT, apply_deletions, dedupe_last
-from target_dativo_iceberg.writer import MB, append_table, fast_append
+from target_dativo_iceberg.writer import append_table, fast_append
 
 MAIN = "main"
 CONFLICT_ATTEMPTS = 10
@@ -367,8 +367,7 @@ class Committer:
                     if delete_keys and DELETED_AT in data.column_names:
                         data = apply_deletions(tx, data, list(delete_keys), props, branch)
                     props["dativo.records"] = str(data.num_rows)
-                    target_bytes = int(self.settings.parquet_target_size_mb * MB)
-                    append_table(tx, table.io, data, props, branch, target_bytes)
+                    append_table(tx, table.io, data, props, branch, self.settings.parquet_target_bytes)
                 break
             except DativoError:
                 raise

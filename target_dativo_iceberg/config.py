@@ -69,6 +69,11 @@ class Settings:
     max_batch_age_seconds: float = 300.0
     parquet_target_size_mb: float = 150.0
 
+    @property
+    def parquet_target_bytes(self) -> int:
+        """`parquet_target_size_mb` in bytes: where `writer.RollingWriter` starts a new file."""
+        return int(self.parquet_target_size_mb * 1024 * 1024)
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
         """Build settings from the SDK's validated config dict."""

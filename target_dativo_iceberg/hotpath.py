@@ -2,9 +2,9 @@
 
 The SDK reads a line, parses it into Python objects and walks it through per-record bookkeeping;
 at ~10 fields that caps a target near 40k records/s before any validation. Here stdin is read in
-blocks of up to 8 MB (`stdin.read_blocks`), split into lines by Arrow, and every run of RECORD lines between two other messages
-(SCHEMA, STATE, BATCH, ACTIVATE_VERSION, handled by the SDK's handlers in input order) is parsed by
-pyarrow's JSON reader in one call, using both cores. Each stream's rows then go to its sink as an
+blocks of up to 8 MB (`stdin.read_blocks`), split into lines by Arrow, and every run of RECORD
+lines between two other messages (SCHEMA, STATE, BATCH, ACTIVATE_VERSION, handled by the SDK's
+handlers in input order) is parsed by pyarrow's JSON reader in one call, using both cores. Each stream's rows then go to its sink as an
 Arrow slice together with the raw lines (kept for the record path and for replay digests).
 
 A stream takes the hot path when it has a contract, no stream maps or flattening are configured

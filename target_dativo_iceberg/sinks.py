@@ -274,7 +274,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         pieces = context.get("pieces", [])
         build, landed, rejected_rows, _ = self._validated(pieces)
         if self._writer is None:
-            target = int(self.dativo.settings.parquet_target_size_mb * 1024 * 1024)
+            target = self.dativo.settings.parquet_target_bytes
             self._writer = RollingWriter(self.table.metadata, self.table.io, target)
         if landed:
             self._writer.write(build(self.table.schema().as_arrow(), EvolutionPlan()))

@@ -10,7 +10,8 @@ object-level quality (rowCount) and run-level thresholds before the final commit
 
 Memory: the uniqueness state holds every distinct accepted key of the run, per unique column,
 primary key and multi-column duplicate check: integer keys in `keysets.IntKeys` (sorted numpy
-arrays: 16 bytes per run of consecutive keys, at most 8 bytes per key), ~85 bytes + the length per string key, ~160 bytes per two-column key (Python sets).
+arrays: 16 bytes per run of consecutive keys, at most 8 bytes per key), ~85 bytes + the length per
+string key, ~160 bytes per two-column key (Python sets).
 `keys_held` tells how many there are. Nothing else is kept between batches.
 """
 

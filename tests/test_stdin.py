@@ -5,20 +5,18 @@ from __future__ import annotations
 import io
 import os
 import threading
-import time
 from pathlib import Path
 
 from target_dativo_iceberg.stdin import PIPE_MIN_BYTES, read_blocks
 
 
-def _pipe_writer(chunks: list[bytes], pause: float = 0.0) -> tuple[io.BufferedReader, threading.Thread]:
+def _pipe_writer(chunks: list[bytes]) -> tuple[io.BufferedReader, threading.Thread]:
     read_fd, write_fd = os.pipe()
 
     def write() -> None:
         with os.fdopen(write_fd, "wb", buffering=0) as out:
             for chunk in chunks:
                 out.write(chunk)
-                time.sleep(pause)
 
     thread = threading.Thread(target=write, daemon=True)
     thread.start()
@@ -36,22 +34,38 @@ def test_fast_pipe_gives_big_blocks_of_whole_lines() -> None:
     assert len(blocks) <= len(data) // PIPE_MIN_BYTES + 2  # not 300 blocks of 64 KB
 
 
-def test_slow_pipe_hands_over_each_line_promptly_and_calls_idle() -> None:
-    source, writer = _pipe_writer([b"one\n", b"two\n", b"three"], pause=0.4)
-    idle_calls: list[float] = []
+def test_slow_pipe_hands_over_each_line_before_the_next_arrives_and_calls_idle() -> None:
+    """The writer sends the next piece only once the reader has the previous one (or gives up after
+    10 s): a reader that waited for more input than the pipe holds would stall it."""
+    read_fd, write_fd = os.pipe()
+    received = threading.Event()
+    stalled: list[bytes] = []
+
+    def write() -> None:
+        with os.fdopen(write_fd, "wb", buffering=0) as out:
+            for piece in (b"one\n", b"two\n", b"three"):
+                received.clear()
+                out.write(piece)
+                if piece != b"three" and not received.wait(10):
+                    stalled.append(piece)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    idle_calls = 0
 
     def idle() -> float:
-        idle_calls.append(time.monotonic())
-        return 0.05
+        nonlocal idle_calls
+        idle_calls += 1
+        return 0.01
 
-    started = time.monotonic()
-    seen = []
-    for block in read_blocks(source, idle=idle):
-        seen.append((block, time.monotonic() - started))
+    blocks = []
+    for block in read_blocks(os.fdopen(read_fd, "rb", buffering=0), idle=idle):
+        blocks.append(block)
+        received.set()
     writer.join()
-    assert [block for block, _ in seen] == [b"one\n", b"two\n", b"three"]  # the unterminated tail too
-    assert seen[0][1] < 0.3 and 0.3 < seen[1][1] < 0.7  # each line as it arrives, not at the end
-    assert len(idle_calls) >= 5  # called while the pipe was silent
+    assert blocks == [b"one\n", b"two\n", b"three"]  # the unterminated tail too
+    assert stalled == []  # each line was handed over while the writer waited for it
+    assert idle_calls >= 3  # called while the pipe was silent (before each piece at least)
 
 
 def test_regular_file_is_read_in_blocks_of_whole_lines(tmp_path: Path) -> None:

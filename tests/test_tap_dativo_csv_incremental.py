@@ -19,7 +19,7 @@ from test_tap_dativo_csv import (
     write_people,
 )
 
-from tap_dativo_csv.chunks import iter_record_chunks
+from tap_dativo_csv.chunks import FileRead, iter_record_chunks
 from tap_dativo_csv.reader import CSVOptions, ReadReport, inspect_file
 
 
@@ -103,7 +103,7 @@ def test_chunked_reading_large_file(tmp_path: Path) -> None:
     count = sum(
         len(batch)
         for batch, _ in iter_record_chunks(
-            str(data), open_data, options, layout, {"id": "integer"}, report=report
+            FileRead(str(data), open_data, options, layout, {"id": "integer"}, report=report)
         )
     )
     assert count == rows == report.rows

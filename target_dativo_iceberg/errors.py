@@ -27,3 +27,12 @@ class SchemaChangeError(DativoError):
 
 class CommitError(DativoError):
     """The Iceberg commit failed; nothing of the batch is visible."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT reached a safe point: the run stops (a BaseException, like KeyboardInterrupt,
+    so no `except Exception` on the way mistakes it for a failed step and carries on)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum

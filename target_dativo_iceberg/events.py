@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import sys
 from typing import Any, TextIO
 
@@ -29,8 +30,8 @@ class EventLog:
             text = text.replace(secret, "***")
         return text
 
-    def emit(self, event: str, **fields: Any) -> None:
-        """Write one JSON line with the event name and the run's identity."""
+    def line(self, event: str, **fields: Any) -> str:
+        """The JSON line of an event (redacted, no newline)."""
         payload: dict[str, Any] = {
             "ts": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
             "event": event,
@@ -38,7 +39,15 @@ class EventLog:
             "run_id": self.run_id,
         }
         payload.update({k: v for k, v in fields.items() if v is not None})
-        line = self.redact(json.dumps(payload, default=str, sort_keys=False))
+        return self.redact(json.dumps(payload, default=str, sort_keys=False))
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Write one JSON line with the event name and the run's identity."""
         out = self._out or sys.stderr
-        out.write(line + "\n")
+        out.write(self.line(event, **fields) + "\n")
         out.flush()
+
+    def emit_now(self, event: str, **fields: Any) -> None:
+        """Write an event with one unbuffered write to fd 2: safe inside a signal handler, which
+        may run while the main thread is in the middle of writing to sys.stderr."""
+        os.write(2, (self.line(event, **fields) + "\n").encode())

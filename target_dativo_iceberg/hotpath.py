@@ -15,6 +15,7 @@ stream on the record path — goes line by line through the SDK's handlers, exac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import typing as t
@@ -27,6 +28,7 @@ from singer_sdk.singerlib.encoding.base import GenericSingerReader, SingerMessag
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
+from target_dativo_iceberg import faults
 from target_dativo_iceberg.memory import release_unused
 from target_dativo_iceberg.stdin import read_blocks
 
@@ -81,8 +83,13 @@ class BlockReader(GenericSingerReader[str]):
         self, file_input: t.IO[str] | None, callbacks: dict[str, t.Callable[[dict], None]]
     ) -> t.Counter[str]:
         stats: Counter[str] = Counter()
-        idle = self.target.on_idle if self.target is not None else None
-        for block in read_blocks(file_input or sys.stdin, idle=idle):
+        target = self.target
+        idle = target.on_idle if target is not None else None
+        waiting = target.shutdown.interruptible if target is not None else contextlib.nullcontext
+        for block in read_blocks(file_input or sys.stdin, idle=idle, waiting=waiting):
+            faults.reached("block")
+            if target is not None:
+                target.shutdown.check()  # a stop signal: no new block is started
             self._block(block, callbacks, stats)
             release_unused()
         return stats
@@ -126,6 +133,8 @@ class BlockReader(GenericSingerReader[str]):
         self._message(self.deserialize_json(line), line, callbacks, stats)
 
     def _message(self, message: dict, line: bytes, callbacks: dict, stats: Counter[str]) -> None:
+        if self.target is not None:
+            self.target.shutdown.check()  # a stop signal: no further message is handled
         self.assert_line_requires(message, requires={"type"})
         kind = message["type"]
         self.current_line = line if kind == RECORD else None

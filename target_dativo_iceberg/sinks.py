@@ -203,7 +203,9 @@ class IcebergSink(Intake, Builders, BatchSink):
         pieces: list[Piece] = context.get("pieces", [])
         if not pieces and self._writer is None:
             return
+        faults.reached("drain")
         self.dativo.join_commit()  # one commit in flight at a time: the previous one lands first
+        self.dativo.shutdown.check()  # after a stop signal no new commit starts
         started = time.monotonic()
         build, landed, rejected_rows, hot = self._validated(pieces)
         files = None
@@ -225,7 +227,7 @@ class IcebergSink(Intake, Builders, BatchSink):
             "dativo.stream": self.stream_name,
             "dativo.records-rejected": str(len(rejected_rows)),
             "dativo.singer-state": json_state(covered_state),
-            REPLAY_KEY: json.dumps([self._candidate(self.dativo.emitted_seq), self._candidate(covered_seq)]),
+            REPLAY_KEY: json.dumps([self._candidate(seq) for seq in self.dativo.resume_points(self)]),
         }
         if rejected_rows:
             self._commit_rejected(rejected_rows, summary)
@@ -269,6 +271,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         into open Parquet files (rolled at `parquet_target_size_mb`), so memory holds one chunk; the
         files are committed with the rest of the batch."""
         self.dativo.join_commit()  # the commit thread may be using this table object
+        self.dativo.shutdown.check()
         if not self._can_spill():
             return
         pieces = context.get("pieces", [])
@@ -356,6 +359,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         draining the records that preceded it."""
         self.dativo.drain_one(self)
         self.dativo.join_commit()
+        self.dativo.shutdown.check()
         table = self.table
         table.refresh()
         if "_sdc_table_version" not in table.schema().column_names:

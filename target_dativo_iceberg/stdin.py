@@ -8,6 +8,7 @@ blocks, so the tap writes while the target works; the queue bounds memory (`QUEU
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import select
@@ -25,13 +26,17 @@ QUEUED_BLOCKS = 2
 
 
 def read_blocks(
-    stream: Any, size: int = BLOCK_BYTES, idle: t.Callable[[], float | None] | None = None
+    stream: Any,
+    size: int = BLOCK_BYTES,
+    idle: t.Callable[[], float | None] | None = None,
+    waiting: t.Callable[[], t.ContextManager[None]] = contextlib.nullcontext,
 ) -> t.Iterator[bytes]:
     """Blocks of whole lines from a binary or text stream.
 
     From a pipe, a block is what the tap has written so far (up to `size`): a slow tap's records
     are handled without waiting for 8 MB to arrive. While the pipe is silent, `idle` is called
     (time-based commits); it returns how long to wait before calling it again (None: until input).
+    The wait for the next block runs inside `waiting()` (where a stop signal may interrupt it).
     """
     source = getattr(stream, "buffer", stream)
     fd = _pipe_fd(source)
@@ -42,8 +47,10 @@ def read_blocks(
     reader = threading.Thread(target=_pump, args=(fd, size, blocks), name="dativo-stdin", daemon=True)
     reader.start()
     while True:
+        timeout = idle() if idle else None
         try:
-            block, error = blocks.get(timeout=idle() if idle else None)
+            with waiting():
+                block, error = blocks.get(timeout=timeout)
         except queue.Empty:
             continue  # still silent: `idle` again
         if error is not None:

@@ -10,6 +10,7 @@ import datetime
 import decimal
 import json
 import sys
+import threading
 import typing as t
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,12 +28,13 @@ from target_dativo_iceberg import faults
 from target_dativo_iceberg.committer import Committer
 from target_dativo_iceberg.config import Settings, expand_env
 from target_dativo_iceberg.contracts import Contract, resolve_contracts
-from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.errors import DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.hotpath import BlockReader
 from target_dativo_iceberg.preflight import run_preflight
 from target_dativo_iceberg.replay import state_hash
 from target_dativo_iceberg.retry import RetryPolicy
+from target_dativo_iceberg.shutdown import Shutdown, exit_code
 from target_dativo_iceberg.sinks import IcebergSink
 
 S3_SETTINGS = th.ObjectType(
@@ -125,6 +127,7 @@ class TargetDativoIceberg(Target):
         self.settings = Settings.from_config(self.config)
         self.run_id = str(uuid.uuid4())
         self.events = EventLog(self.settings.tenant_id, self.run_id, self.settings.secret_values())
+        self.shutdown.events = self.events
         self.retry_policy = RetryPolicy.from_config(self.config.get("retry_config"))
         self.committer = Committer(self.settings, self.events, self.retry_policy)
         self.validation_mode = str(self.config.get("schema_validation_mode") or "strict")
@@ -146,6 +149,13 @@ class TargetDativoIceberg(Target):
         self._pinned: set[int] = set()  # STATE numbers an in-flight commit will report
         self._hot: dict[str, IcebergSink | None] = {}  # stream → its sink when on the hot path
         self._announced: dict[str, Any] = {}  # stream → the sink whose path was logged
+
+    def _setup_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the run at a safe point (shutdown.py), replacing the SDK's handler,
+        which drained sinks from inside the handler and exited 0."""
+        self.shutdown = Shutdown()
+        if threading.current_thread() is threading.main_thread():
+            self.shutdown.install()
 
     def _load_contracts(self) -> dict[str, Contract]:
         """Resolve `assets`/`assets_dir` before any input is read: an invalid contract fails the run."""
@@ -320,6 +330,18 @@ class TargetDativoIceberg(Target):
                 bound = min(bound, pending)
         return bound, self._states.get(bound)
 
+    def resume_points(self, committing: IcebergSink) -> list[int]:
+        """STATEs a resumed run may start from while `committing`'s next commit is its newest: the
+        last one printed, the newest received, and each one another sink's buffered records follow
+        (another stream's commit can make those printable later). The commit's replay marker holds a
+        candidate for each, so the records of this commit a resumed tap re-sends are recognised."""
+        points = {self._emitted_seq, self.state_seq}
+        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
+            pending = getattr(sink, "first_pending_seq", None)
+            if sink is not committing and pending is not None:
+                points.add(pending)
+        return sorted(p for p in points if p >= self._emitted_seq)
+
     def on_commit(self, covered_seq: int) -> None:
         """After a commit: emit the newly covered STATE at once rather than at the next full drain."""
         self._emit_state(covered_seq)
@@ -366,8 +388,11 @@ class TargetDativoIceberg(Target):
             load_method=self.settings.load_method,
         )
         try:
-            run_preflight(self.settings, self.events, self.retry_policy)
+            with self.shutdown.interruptible():
+                run_preflight(self.settings, self.events, self.retry_policy)
             self.listen(file_input)
+        except Interrupted as stop:
+            return self._stopped(stop.signum)
         except BaseException as exc:
             self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
             raise
@@ -383,6 +408,27 @@ class TargetDativoIceberg(Target):
             return 1
         self.events.emit("job_finished", status="success", exit_code=0, records=self.records_committed)
         return 0
+
+    def _stopped(self, signum: int) -> int:
+        """A stop signal reached a safe point: the commit in flight lands and its STATE is printed;
+        buffered records are abandoned (the tap re-sends them from the last printed STATE)."""
+        abandoned = sum(sink.current_size for sink in [*self._sinks_to_clear, *self._sinks_active.values()])
+        try:
+            self.join_commit()
+        except Exception as exc:
+            self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
+            raise
+        code = exit_code(signum)
+        self.events.emit(
+            "job_finished",
+            status="interrupted",
+            exit_code=code,
+            signal=self.shutdown.name,
+            records=self.records_committed,
+            records_abandoned=abandoned,
+            state_emitted=self._emitted_seq > 0,
+        )
+        return code
 
     @classmethod
     def invoke(  # type: ignore[override]

@@ -2,16 +2,14 @@
 
 One Committer per target run; it loads the catalog once. A commit appends a batch on the
 configured branch in a single Iceberg transaction together with any safe schema evolution, so a
-failed batch leaves nothing visible. Conflicts with concurrent writers are retried on fresh
-metadata, after checking that this commit's id is not already on the branch.
+failed batch leaves nothing visible. Conflicts with concurrent writers are redone on the branch's
+new head (`conflicts.py`), after checking that this commit's id is not already on the branch.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import random
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +18,6 @@ from typing import Any
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
-    CommitFailedException,
     NamespaceAlreadyExistsError,
     NoSuchTableError,
     TableAlreadyExistsError,
@@ -28,13 +25,14 @@ from pyiceberg.exceptions import (
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
 from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.update import RemoveSnapshotRefUpdate
 from pyiceberg.table.upsert_util import create_match_filter
 
 from target_dativo_iceberg.catalogs import catalog_endpoint, load_catalog_retrying
 from target_dativo_iceberg.config import Settings
+from target_dativo_iceberg.conflicts import discard_lost_attempt, is_commit_conflict, retry_conflicts
 from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.evolution import EvolutionPlan, optional, plan_evolution
@@ -45,7 +43,6 @@ from target_dativo_iceberg.rows import DELETED_AT, apply_deletions, dedupe_last
 from target_dativo_iceberg.writer import append_table, fast_append
 
 MAIN = "main"
-CONFLICT_ATTEMPTS = 10
 
 #: Builds the batch's Arrow table once the table schema (after evolution) is known.
 DataBuilder = Callable[[pa.Schema, EvolutionPlan], pa.Table]
@@ -289,38 +286,45 @@ class Committer:
         landing (see `apply_deletions`). `data_files`: the batch was already written to these files
         (a long batch streamed by `RollingWriter`): they are appended instead of `build`'s table.
 
-        A conflict with a concurrent writer (another process committed first) is retried on a
-        refreshed table; before each retry the branch is searched for this commit's id, so a commit
-        that did land (but whose response was lost) is never applied twice.
+        A conflict with a concurrent writer (another process committed first) is retried by
+        `conflicts.retry_conflicts`: the branch head is read again and the whole transaction redone
+        (an upsert's deletes are recomputed against what the other writer landed). Before each
+        retry — of a conflict or of a transient error — the branch is searched for this commit's
+        id, so a commit that did land (but whose response was lost) is never applied twice.
         """
         branch = branch or self.settings.table_branch
         commit_id = str(uuid.uuid4())
         props = {**summary, "dativo.commit-id": commit_id}
+        what = f"commit to {'.'.join(table.name()[-2:])}"
 
         def landed() -> int | None:  # idempotency: a commit whose response was lost may have landed
             table.refresh()
             return find_commit(table, branch, commit_id)
 
-        call_with_retries(
-            lambda: self._commit_attempts(
+        def once() -> None:
+            self._commit_once(
                 stream,
                 table,
                 incoming,
                 build,
                 props,
                 branch,
-                commit_id,
                 upsert_keys,
                 replace_all,
                 delete_keys,
                 data_files,
+            )
+
+        call_with_retries(
+            lambda: retry_conflicts(
+                once, lambda: landed() is not None, self.retry, self.events, stream=stream, what=what
             ),
             self.retry,
             self.events,
-            f"commit to {'.'.join(table.name()[-2:])}",
+            what,
             endpoint=catalog_endpoint(self.settings.catalog_type, self.settings.catalog_load_properties()),
             stream=stream,
-            before_retry=landed,
+            before_retry=lambda: True if landed() is not None else None,
         )
         snapshot_id = find_commit(table, branch, commit_id)
         if snapshot_id is None:
@@ -329,7 +333,7 @@ class Committer:
             )
         return CommitResult(snapshot_id, commit_id, int(props.get("dativo.records", records)), branch)
 
-    def _commit_attempts(
+    def _commit_once(
         self,
         stream: str,
         table: Table,
@@ -337,65 +341,47 @@ class Committer:
         build: DataBuilder,
         props: dict[str, str],
         branch: str,
-        commit_id: str,
         upsert_keys: Sequence[str] | None,
         replace_all: bool,
-        delete_keys: Sequence[str] | None = None,
-        data_files: Sequence[DataFile] | None = None,
+        delete_keys: Sequence[str] | None,
+        data_files: Sequence[DataFile] | None,
     ) -> None:
-        """One commit with conflict retries (transient errors propagate to `call_with_retries`)."""
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            try:
-                table.refresh()
-                self.ensure_branch(table, branch)
-                plan = plan_evolution(stream, table.schema(), incoming, self.events)
-                if data_files is not None:
-                    self._append_files(table, data_files, props, branch, replace_all)
-                    break
-                with table.transaction() as tx:
-                    if plan.union is not None:
-                        with tx.update_schema() as update:
-                            update.union_by_name(plan.union)
-                    data = build(tx.table_metadata.schema().as_arrow(), plan)
-                    if upsert_keys:
-                        data = dedupe_last(data, list(upsert_keys))
-                        if data.num_rows:
-                            match = create_match_filter(data, list(upsert_keys))
-                            tx.delete(match, snapshot_properties=props, branch=branch)
-                    if replace_all:
-                        tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
-                    if delete_keys and DELETED_AT in data.column_names:
-                        data = apply_deletions(tx, data, list(delete_keys), props, branch)
-                    props["dativo.records"] = str(data.num_rows)
-                    append_table(tx, table.io, data, props, branch, self.settings.parquet_target_bytes)
-                break
-            except DativoError:
+        """One transaction on the branch's current head. Conflicts and transient errors propagate to
+        the retries; anything else becomes a CommitError."""
+        tx: Transaction | None = None
+        try:
+            table.refresh()
+            self.ensure_branch(table, branch)
+            plan = plan_evolution(stream, table.schema(), incoming, self.events)
+            if data_files is not None:
+                self._append_files(table, data_files, props, branch, replace_all)
+                return
+            with table.transaction() as tx:
+                if plan.union is not None:
+                    with tx.update_schema() as update:
+                        update.union_by_name(plan.union)
+                data = build(tx.table_metadata.schema().as_arrow(), plan)
+                if upsert_keys:  # the rows these keys replace: as of the head read above
+                    data = dedupe_last(data, list(upsert_keys))
+                    if data.num_rows:
+                        match = create_match_filter(data, list(upsert_keys))
+                        tx.delete(match, snapshot_properties=props, branch=branch)
+                if replace_all:
+                    tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
+                if delete_keys and DELETED_AT in data.column_names:
+                    data = apply_deletions(tx, data, list(delete_keys), props, branch)
+                props["dativo.records"] = str(data.num_rows)
+                append_table(tx, table.io, data, props, branch, self.settings.parquet_target_bytes)
+        except DativoError:
+            raise
+        except Exception as exc:
+            if is_commit_conflict(exc):
+                discard_lost_attempt(table, branch, props["dativo.commit-id"], tx)
                 raise
-            except Exception as exc:
-                if self.retry.is_transient(exc):
-                    raise  # call_with_retries backs off, looks for the commit id, tries again
-                if not is_commit_conflict(exc) or attempt == CONFLICT_ATTEMPTS:
-                    raise CommitError(self.events.redact(f"commit to {table.name()} failed: {exc}")) from exc
-                table.refresh()
-                if find_commit(table, branch, commit_id) is not None:
-                    break
-                self.events.emit(
-                    "commit_retry", stream=stream, attempt=attempt, reason=self.events.redact(str(exc))
-                )
-                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            if self.retry.is_transient(exc):
+                raise
+            raise CommitError(self.events.redact(f"commit to {table.name()} failed: {exc}")) from exc
 
 
 def _records_in(files: Sequence[DataFile]) -> int:
     return sum(f.record_count for f in files)
-
-
-def is_commit_conflict(exc: BaseException) -> bool:
-    """Another writer changed the table between our refresh and our commit (retry on fresh metadata).
-
-    pyiceberg raises CommitFailedException for failed requirements; a stale sequence number shows up
-    as a ValueError (SQL catalog) or an HTTP 400 (REST catalog) naming the sequence number.
-    """
-    if isinstance(exc, CommitFailedException):
-        return True
-    text = str(exc).lower()
-    return "sequence number" in text and "last sequence number" in text

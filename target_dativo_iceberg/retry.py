@@ -3,8 +3,9 @@
 Object stores and catalogs fail briefly (a restarting server, a dropped connection, HTTP 503 or 429);
 a run should ride that out instead of failing. Only errors known to be transient are retried: a
 wrong secret, a missing table or a schema conflict fails at once, so a misconfiguration is reported in
-seconds rather than after the whole backoff. This sits on top of pyiceberg's own commit-conflict retry;
-callers that retry a commit pass `before_retry` to look for their commit id first (idempotency).
+seconds rather than after the whole backoff. Commit conflicts with concurrent writers are not
+transient errors: `conflicts.py` redoes those commits, bounded by `max_conflict_retries` of this
+policy. Callers that retry a commit pass `before_retry` to look for their commit id first (idempotency).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ T = TypeVar("T")
 
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_DELAY_SECONDS = 5.0
+#: Concurrent writers can make a commit lose several rounds in a row (one winner per round): a
+#: conflict costs no outage to wait out, so it is retried more often and sooner than an error.
+DEFAULT_MAX_CONFLICT_RETRIES = 10
 
 # Exception class names (anywhere in the class hierarchy) that mean "try again": connection-level
 # failures of requests/urllib3/botocore/builtins and pyiceberg's REST 5xx/429/unknown-commit-state.
@@ -191,6 +195,10 @@ class RetryPolicy:
     The delay before retry n (1-based) is `retry_delay_seconds * 2**(n-1)`, capped at
     `max_delay_seconds`, then drawn uniformly from `[delay * (1 - jitter), delay]` so that concurrent
     writers hitting the same outage do not retry in lockstep.
+
+    Commit conflicts (`conflicts.retry_conflicts`) are retried `max_conflict_retries` times; the
+    delay before conflict retry n is drawn from `[c/4, c * 2**(n-1)]` (c = `conflict_delay_seconds`),
+    capped at `max_conflict_delay_seconds`.
     """
 
     max_retries: int = DEFAULT_MAX_RETRIES
@@ -198,6 +206,9 @@ class RetryPolicy:
     retryable_errors: tuple[str, ...] = ()
     max_delay_seconds: float = 60.0
     jitter: float = 0.5
+    max_conflict_retries: int = DEFAULT_MAX_CONFLICT_RETRIES
+    conflict_delay_seconds: float = 0.2
+    max_conflict_delay_seconds: float = 10.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
     random: Callable[[], float] = field(default=random.random, compare=False, repr=False)
 
@@ -210,12 +221,20 @@ class RetryPolicy:
         try:
             max_retries = int(cfg.get("max_retries", DEFAULT_MAX_RETRIES))
             delay = float(cfg.get("retry_delay_seconds", DEFAULT_RETRY_DELAY_SECONDS))
+            conflicts = int(cfg.get("max_conflict_retries", DEFAULT_MAX_CONFLICT_RETRIES))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"retry_config: {exc}") from exc
-        if max_retries < 0 or delay < 0:
-            raise ConfigError("retry_config.max_retries and retry_delay_seconds must not be negative")
+        if max_retries < 0 or delay < 0 or conflicts < 0:
+            raise ConfigError(
+                "retry_config.max_retries, retry_delay_seconds and max_conflict_retries must not be negative"
+            )
         extra = tuple(_as_list(cfg.get("retryable_errors")))
-        return cls(max_retries=max_retries, retry_delay_seconds=delay, retryable_errors=extra)
+        return cls(
+            max_retries=max_retries,
+            retry_delay_seconds=delay,
+            retryable_errors=extra,
+            max_conflict_retries=conflicts,
+        )
 
     @property
     def attempts(self) -> int:

@@ -101,7 +101,9 @@ class TargetDativoIceberg(Target):
             th.Property("max_retries", th.IntegerType, default=3, description="Retries of transient errors."),
             th.Property("retry_delay_seconds", th.NumberType, default=5, description="First retry delay (backoff doubles it)."),
             th.Property("retryable_errors", th.ArrayType(th.StringType), description="Extra error substrings treated as transient."),
-        ), description="Retries of transient network, storage and catalog errors."),
+            th.Property("max_conflict_retries", th.IntegerType, default=10,
+                        description="Retries of a commit that conflicts with a concurrent writer (redone on the branch's new head)."),
+        ), description="Retries of transient network, storage and catalog errors, and of commit conflicts."),
         th.Property(
             "hard_delete",
             th.BooleanType,

@@ -178,6 +178,8 @@ def test_retryable_errors_add_substrings_and_class_names() -> None:
 def test_policy_from_config_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
     default = RetryPolicy.from_config(None)
     assert (default.max_retries, default.retry_delay_seconds, default.retryable_errors) == (3, 5.0, ())
+    assert default.max_conflict_retries == 10  # conflicts: more, and sooner, than transient errors
+    assert RetryPolicy.from_config({"max_conflict_retries": "25"}).max_conflict_retries == 25
     assert RetryPolicy.from_config({}) == default
     monkeypatch.setenv("DATIVO_RETRIES", "7")
     made = RetryPolicy.from_config(
@@ -188,6 +190,8 @@ def test_policy_from_config_defaults_and_values(monkeypatch: pytest.MonkeyPatch)
     assert RetryPolicy.from_config({"retryable_errors": '["A"]'}).retryable_errors == ("A",)
     with pytest.raises(ConfigError, match="negative"):
         RetryPolicy.from_config({"max_retries": -1})
+    with pytest.raises(ConfigError, match="max_conflict_retries must not be negative"):
+        RetryPolicy.from_config({"max_conflict_retries": -1})
     with pytest.raises(ConfigError, match="retry_config"):
         RetryPolicy.from_config({"retry_delay_seconds": "soon"})
 

@@ -86,7 +86,7 @@ class Intake:
         While a replay check is armed, the first records are held back until it is known whether
         they are exactly the ones the last run committed (see replay.py).
         """
-        seq = self.dativo.state_seq
+        seq = self.dativo.ledger.seq
         if self.first_pending_seq is None:
             self.first_pending_seq = seq
         line = self.dativo.message_reader.current_line
@@ -109,7 +109,7 @@ class Intake:
 
     def add_rows(self, lines: pa.Array, records: pa.Table) -> None:
         """Hot path: buffer a run of this stream's rows (no STATE between them), draining when full."""
-        seq = self.dativo.state_seq
+        seq = self.dativo.ledger.seq
         if self.first_pending_seq is None:
             self.first_pending_seq = seq
         start, n = 0, len(lines)
@@ -140,7 +140,7 @@ class Intake:
     def process_batch_files(self, encoding: Any, files: Any) -> None:
         """BATCH message: each file's rows join the buffer in arrival order (a Parquet file as one
         Arrow piece, checked and committed without Python records), then the buffer is committed."""
-        seq = self.dativo.state_seq
+        seq = self.dativo.ledger.seq
         for path in files:
             data = read_batch_file(path, encoding, self.batch_config, self.stream_name)
             if isinstance(data, list):

@@ -3,7 +3,7 @@
 A RECORD's path: hotpath.BlockReader (stdin in blocks; runs of RECORD lines parsed by Arrow) →
 Intake.add_rows (buffered; record path: Intake.process_record) → IcebergSink.process_batch →
 Builders._hot_batch (Validator.validate_arrow; else Enforcer.validate on records) → Committer.commit
-on the commit thread (Arrow + one Iceberg transaction) → Target.on_commit (emit the STATE this
+on the commit thread (Arrow + one Iceberg transaction) → StateLedger.emit (the STATE this
 commit made safe).
 
 A stream with a contract gets its table from the contract (types, required, identifier fields,
@@ -204,7 +204,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         if not pieces and self._writer is None:
             return
         faults.reached("drain")
-        self.dativo.join_commit()  # one commit in flight at a time: the previous one lands first
+        self.dativo.commits.join()  # one commit in flight at a time: the previous one lands first
         self.dativo.shutdown.check()  # after a stop signal no new commit starts
         started = time.monotonic()
         build, landed, rejected_rows, hot = self._validated(pieces)
@@ -218,7 +218,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         if self.enforcer is not None and self.dativo.ending:
             failures = self.enforcer.finish(self.dativo.committer.branch_total_records(self.table) + landed)
             self.dativo.quality_failures += len(failures)
-        covered_seq, covered_state = self.dativo.covered_state(self)
+        covered_seq, covered_state = self.dativo.ledger.covered(self)
         if covered_seq == 0 and self.base_state is not None:
             covered_state = self.base_state
         summary = {
@@ -227,7 +227,7 @@ class IcebergSink(Intake, Builders, BatchSink):
             "dativo.stream": self.stream_name,
             "dativo.records-rejected": str(len(rejected_rows)),
             "dativo.singer-state": json_state(covered_state),
-            REPLAY_KEY: json.dumps([self._candidate(seq) for seq in self.dativo.resume_points(self)]),
+            REPLAY_KEY: json.dumps([self._candidate(seq) for seq in self.dativo.ledger.resume_points(self)]),
         }
         if rejected_rows:
             self._commit_rejected(rejected_rows, summary)
@@ -260,17 +260,17 @@ class IcebergSink(Intake, Builders, BatchSink):
             self.tally_record_written(landed)
             self.dativo.rejected_total += len(rejected_rows)
             self.dativo.records_committed += result.records
-            self.dativo.on_commit(covered_seq)
-            self.segments.prune(self.dativo.emitted_seq)  # a crash from now on replays from that STATE
+            self.dativo.ledger.emit(covered_seq)  # the STATE this commit made safe
+            self.segments.prune(self.dativo.ledger.emitted_seq)  # a crash from now on replays from that STATE
 
         self.first_pending_seq = None  # records arriving from now on belong to the next batch
-        self.dativo.submit_commit(covered_seq, work, done)
+        self.dativo.commits.submit(covered_seq, work, done)
 
     def spill(self, context: dict) -> None:
         """A long batch (`batch_size_rows` above `SPILL_ROWS`): validate what is buffered and stream it
         into open Parquet files (rolled at `parquet_target_size_mb`), so memory holds one chunk; the
         files are committed with the rest of the batch."""
-        self.dativo.join_commit()  # the commit thread may be using this table object
+        self.dativo.commits.join()  # the commit thread may be using this table object
         self.dativo.shutdown.check()
         if not self._can_spill():
             return
@@ -333,7 +333,7 @@ class IcebergSink(Intake, Builders, BatchSink):
 
     def _candidate(self, from_seq: int) -> dict[str, Any]:
         """Replay marker from STATE `from_seq`: records after it, and the first STATE that followed."""
-        return {**self.segments.marker(from_seq), "first_state": self.dativo.state_hashes.get(from_seq + 1)}
+        return {**self.segments.marker(from_seq), "first_state": self.dativo.ledger.hashes.get(from_seq + 1)}
 
     def publish_overwrite(self) -> None:
         """overwrite: the stream ended; its staging branch replaces the branch's content atomically."""
@@ -358,7 +358,7 @@ class IcebergSink(Intake, Builders, BatchSink):
         (`_sdc_deleted_at`). Buffered records are committed first: the SDK delivers this message before
         draining the records that preceded it."""
         self.dativo.drain_one(self)
-        self.dativo.join_commit()
+        self.dativo.commits.join()
         self.dativo.shutdown.check()
         table = self.table
         table.refresh()
@@ -390,7 +390,7 @@ class IcebergSink(Intake, Builders, BatchSink):
 
     def finish_without_batch(self) -> None:
         """End of input with nothing buffered: object-level quality still holds over the table."""
-        self.dativo.join_commit()
+        self.dativo.commits.join()
         if self.enforcer is not None and self._table is not None:
             failures = self.enforcer.finish(self.dativo.committer.branch_total_records(self._table))
             self.dativo.quality_failures += len(failures)

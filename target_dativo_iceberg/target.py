@@ -1,19 +1,17 @@
 """target-dativo-iceberg: the Singer target (settings, STATE handling, exit codes).
 
 STATE rule: a STATE line reaches stdout only once every record that came before it, on every
-stream, is committed. Each sink commit reports which STATE it made safe (see `covered_state`).
+stream, is committed (`ledger.StateLedger` keeps that promise; `commitqueue.CommitQueue` runs the
+commits; `shutdown.Shutdown` stops a run on SIGTERM/SIGINT without breaking it).
 """
 
 from __future__ import annotations
 
 import datetime
-import decimal
-import json
 import sys
 import threading
 import typing as t
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +22,15 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.target_base import Target
 
-from target_dativo_iceberg import faults
+from target_dativo_iceberg.commitqueue import CommitQueue
 from target_dativo_iceberg.committer import Committer
 from target_dativo_iceberg.config import Settings, expand_env
 from target_dativo_iceberg.contracts import Contract, resolve_contracts
 from target_dativo_iceberg.errors import DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.hotpath import BlockReader
+from target_dativo_iceberg.ledger import StateLedger
 from target_dativo_iceberg.preflight import run_preflight
-from target_dativo_iceberg.replay import state_hash
 from target_dativo_iceberg.retry import RetryPolicy
 from target_dativo_iceberg.shutdown import Shutdown, exit_code
 from target_dativo_iceberg.sinks import IcebergSink
@@ -140,15 +138,10 @@ class TargetDativoIceberg(Target):
         self.ending = False  # set at end of input: the next drain is the final one
         self.ingest_date = datetime.datetime.now(datetime.timezone.utc).date()
         self._MAX_RECORD_AGE_IN_MINUTES = self.settings.max_batch_age_seconds / 60
-        self.state_seq = 0  # number of distinct STATE messages received
-        self.state_hashes: dict[int, str] = {}  # STATE number → value hash, for replay markers
-        self._states: dict[int, dict] = {}
-        self._emitted_seq = 0
+        self.ledger = StateLedger(self.events, self._iceberg_sinks, held=self._staging)
+        self.commits = CommitQueue(self.ledger)
         self.message_reader.target = self
         self.max_parallelism = 1  # sinks drain one at a time (the SDK default runs 8 in threads)
-        self._committer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dativo-commit")
-        self._inflight: tuple[Future, t.Callable[[Any], None]] | None = None
-        self._pinned: set[int] = set()  # STATE numbers an in-flight commit will report
         self._hot: dict[str, IcebergSink | None] = {}  # stream → its sink when on the hot path
         self._announced: dict[str, Any] = {}  # stream → the sink whose path was logged
 
@@ -188,10 +181,10 @@ class TargetDativoIceberg(Target):
             if sink.current_size == 0:
                 sink.finish_without_batch()
         super().process_endofpipe()
-        self.join_commit()
+        self.commits.join()
         for sink in sinks:
             sink.publish_overwrite()
-        self._emit_state(self.state_seq)
+        self.ledger.emit()
 
     # ------------------------------------------------------------------ hot path
 
@@ -247,137 +240,49 @@ class TargetDativoIceberg(Target):
     def after_records(self) -> None:
         """After a hot run: the SDK's batch-age drain, as after each record on the record path; and
         a finished background commit reports (its STATE goes out) without waiting for the next one."""
-        if self._inflight is not None and self._inflight[0].done():
-            self.join_commit()
+        self.commits.poll()
         self._handle_max_record_age()
 
     def on_idle(self) -> float | None:
         """The input is silent: commit what is buffered once `max_batch_age_seconds` has passed
         (the SDK checks only when records arrive), and report a finished background commit.
         Returns the seconds until this is worth calling again (None: nothing pending)."""
-        if self._inflight is not None and self._inflight[0].done():
-            self.join_commit()
+        self.commits.poll()
         self._handle_max_record_age()
-        if self._inflight is not None:
+        if self.commits.busy:
             return 0.1
         sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
-        if not any(sink.current_size for sink in sinks) and self.state_seq <= self._emitted_seq:
+        if not any(sink.current_size for sink in sinks) and not self.ledger.behind:
             return None
         age = self._max_record_age_in_minutes * 60
         return max(0.05, self._MAX_RECORD_AGE_IN_MINUTES * 60 - age)
 
-    # ------------------------------------------------------------------ commit pipeline
-
-    def submit_commit(
-        self, covered_seq: int, work: t.Callable[[], Any], done: t.Callable[[Any], None]
-    ) -> None:
-        """Run a sink's commit on the commit thread while the main thread reads on.
-
-        One commit is in flight at a time; `done` runs on the main thread once it landed (in input
-        order), and only then is the STATE it covers printed.
-        """
-        self.join_commit()
-        self._pinned.add(covered_seq)
-
-        def finish(result: Any) -> None:
-            self._pinned.discard(covered_seq)
-            done(result)
-
-        self._inflight = (self._committer_thread.submit(work), finish)
-
-    def join_commit(self) -> None:
-        """Wait for the commit in flight (if any) and report it; its failure is raised here."""
-        if self._inflight is None:
-            return
-        future, finish = self._inflight
-        self._inflight = None
-        finish(future.result())
-
     # ------------------------------------------------------------------ state
 
+    def _iceberg_sinks(self) -> list[IcebergSink]:
+        return [
+            s for s in [*self._sinks_to_clear, *self._sinks_active.values()] if isinstance(s, IcebergSink)
+        ]
+
+    def _staging(self) -> bool:
+        """An overwrite is staged: its records are not on the branch until the swap (no STATE yet)."""
+        return any(sink.staging for sink in self._iceberg_sinks())
+
     def _process_state_message(self, message_dict: dict) -> None:
-        """Number each new STATE so commits can tell which one they made safe."""
+        """Number each new STATE (the ledger) and let sinks settle a pending replay check."""
         self._assert_line_requires(message_dict, requires={"value"})
         state = message_dict["value"]
-        if self._latest_state == state:
+        digest = self.ledger.receive(state)
+        if digest is None:
             return
-        previous = self.state_seq
-        self._latest_state = state
-        self.state_seq += 1
-        self._states[self.state_seq] = state
-        digest = state_hash(state)
-        self.state_hashes[self.state_seq] = digest
-        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
-            if isinstance(sink, IcebergSink):
-                sink.on_state(digest)
-        # Keep only states a commit can still report: the latest, the emitted one, and those
-        # a buffering sink's first record follows. Bounded however many STATEs the tap sends.
-        if previous != self._emitted_seq and previous not in self._pending_seqs():
-            self._states.pop(previous, None)
-
-    def _pending_seqs(self) -> set[int]:
-        sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
-        pending = {s.first_pending_seq for s in sinks if getattr(s, "first_pending_seq", None) is not None}
-        return pending | self._pinned
-
-    def covered_state(self, committing: IcebergSink) -> tuple[int, dict | None]:
-        """The newest STATE all of whose preceding records are committed once `committing` commits.
-
-        A STATE numbered k is covered when no *other* sink still buffers a record that arrived before it.
-        """
-        bound = self.state_seq
-        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
-            pending = getattr(sink, "first_pending_seq", None)
-            if sink is not committing and pending is not None:
-                bound = min(bound, pending)
-        return bound, self._states.get(bound)
-
-    def resume_points(self, committing: IcebergSink) -> list[int]:
-        """STATEs a resumed run may start from while `committing`'s next commit is its newest: the
-        last one printed, the newest received, and each one another sink's buffered records follow
-        (another stream's commit can make those printable later). The commit's replay marker holds a
-        candidate for each, so the records of this commit a resumed tap re-sends are recognised."""
-        points = {self._emitted_seq, self.state_seq}
-        for sink in [*self._sinks_to_clear, *self._sinks_active.values()]:
-            pending = getattr(sink, "first_pending_seq", None)
-            if sink is not committing and pending is not None:
-                points.add(pending)
-        return sorted(p for p in points if p >= self._emitted_seq)
-
-    def on_commit(self, covered_seq: int) -> None:
-        """After a commit: emit the newly covered STATE at once rather than at the next full drain."""
-        self._emit_state(covered_seq)
-
-    @property
-    def emitted_seq(self) -> int:
-        """Number of the last STATE printed (0: none yet), where a restarted tap would resume."""
-        return self._emitted_seq
+        self._latest_state = state  # the SDK drains and calls _write_state_message when it is set
+        for sink in self._iceberg_sinks():
+            sink.on_state(digest)
 
     def _write_state_message(self, state: dict) -> None:
         """Called by the SDK after a full drain: once the last commit lands, every record so far is."""
-        self.join_commit()
-        self._emit_state(self.state_seq)
-
-    def _emit_state(self, seq: int) -> None:
-        """Write STATE number `seq` once (floats arrive as Decimal; plain json.dumps would crash).
-
-        Held back while an overwrite is staged: its records are not on the branch until the swap.
-        """
-        if seq <= self._emitted_seq or seq not in self._states:
-            return
-        sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
-        if any(getattr(s, "staging", None) for s in sinks):
-            return
-        line = json.dumps(self._states[seq], default=_decimal_default)
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-        self._emitted_seq = seq
-        for old in [k for k in self.state_hashes if k <= seq]:
-            del self.state_hashes[old]
-        for old in [k for k in self._states if k < seq]:
-            del self._states[old]
-        self.events.emit("state_emitted", state_seq=seq)
-        faults.reached("after_state")
+        self.commits.join()
+        self.ledger.emit()
 
     # ------------------------------------------------------------------ run
 
@@ -416,7 +321,7 @@ class TargetDativoIceberg(Target):
         buffered records are abandoned (the tap re-sends them from the last printed STATE)."""
         abandoned = sum(sink.current_size for sink in [*self._sinks_to_clear, *self._sinks_active.values()])
         try:
-            self.join_commit()
+            self.commits.join()
         except Exception as exc:
             self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
             raise
@@ -428,7 +333,7 @@ class TargetDativoIceberg(Target):
             signal=self.shutdown.name,
             records=self.records_committed,
             records_abandoned=abandoned,
-            state_emitted=self._emitted_seq > 0,
+            state_emitted=self.ledger.emitted_seq > 0,
         )
         return code
 
@@ -457,12 +362,6 @@ class TargetDativoIceberg(Target):
         if code:
             cls.partial = True
             sys.exit(code)
-
-
-def _decimal_default(value: Any) -> Any:
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def main() -> None:

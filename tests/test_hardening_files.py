@@ -19,7 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import PERSON_PROPS, Run, open_catalog, person, run_target, schema_msg, state
 
+from target_dativo_iceberg.config import Settings
+from target_dativo_iceberg.errors import ConfigError
 from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.paths import location_within, segment_problem, table_location
 
 pytest_plugins = ["servers"]
 
@@ -268,3 +271,149 @@ def test_s3_batch_files_are_read_through_connection_s3(
     root = dirs["run"].parent / "run2"
     run = run_batches(root, good, f"s3://{s3_bucket}/b/big.parquet", **s3)
     assert_refused(run, root, f"'s3://{s3_bucket}/b/big.parquet' is {big.stat().st_size} bytes, over")
+
+
+# ------------------------------------------------------------------ contracts
+
+CONTRACT_TEMPLATE = """
+apiVersion: v3.0.2
+kind: DataContract
+id: 0b6f3c4e-0000-4000-8000-0000000000e1
+name: orders
+version: 1.0.0
+status: active
+domain: {domain}
+dataProduct: {product}
+schema:
+  - name: orders
+    physicalName: {physical}
+    properties:
+      - {{name: id, logicalType: integer, physicalType: bigint, required: true, primaryKey: true}}
+"""
+
+
+def tree(path: Path) -> set[Path]:
+    """Every path below `path`."""
+    return set(path.rglob("*"))
+
+
+def run_orders(root: Path, contract: Path) -> Run:
+    messages = [
+        schema_msg("orders", {"id": {"type": "integer"}}, ["id"]),
+        {"type": "RECORD", "stream": "orders", "record": {"id": 1}},
+        state({"v": 1}),
+    ]
+    return run_target(root, messages, assets={"orders": str(contract)})
+
+
+@pytest.mark.parametrize(
+    ("field", "values", "location", "problem"),
+    [
+        ("domain", {"domain": "../../x"}, "domain (line 8)", "'../../x' contains '/'"),
+        ("dataProduct", {"product": "a/b"}, "dataProduct (line 9)", "'a/b' contains '/'"),
+        (
+            "physicalName",
+            {"physical": "'..'"},
+            "schema[0].physicalName (line 12)",
+            "'..' is the current or parent",
+        ),
+        ("physicalName", {"physical": "'x#y'"}, "schema[0].physicalName (line 12)", "'x#y' contains '#'"),
+    ],
+)
+def test_contract_fields_that_would_leave_the_warehouse_are_refused(
+    tmp_path: Path, field: str, values: dict[str, str], location: str, problem: str
+) -> None:
+    contract = tmp_path / "orders.yaml"
+    contract.write_text(
+        CONTRACT_TEMPLATE.format(**{"domain": "sales", "product": "shop", "physical": "orders", **values})
+    )
+    root = tmp_path / "run"
+    around = set(tmp_path.parent.iterdir())
+    run = run_orders(root, contract)
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert f"contract {contract}: {location}: {problem}" in run.stderr
+    assert "single safe path segment" in run.stderr
+    assert run.states == []
+    assert set(tmp_path.parent.iterdir()) == around  # nothing next to this test's directory
+    assert {p.name for p in tree(tmp_path)} <= {"orders.yaml", "run", "target.json", "catalog.db"}
+    assert not (tmp_path / "x").exists()
+
+
+def test_flat_contract_name_is_checked_too(tmp_path: Path) -> None:
+    contract = tmp_path / "flat.yaml"
+    contract.write_text(
+        "$schema: schemas/odcs/dativo-odcs-3.0.2-extended.schema.json\napiVersion: v3.0.2\nkind: DataContract\n"
+        "id: f1\nname: '..'\nversion: '1.0'\ndomain: sales\ndataProduct: shop\n"
+        "schema:\n  - {name: id, type: bigint, required: true}\n"
+    )
+    run = run_orders(tmp_path / "run", contract)
+    assert run.returncode == 2
+    assert f"contract {contract}: name (line 5): '..' is the current or parent directory" in run.stderr
+
+
+def test_a_normal_contract_lands_under_domain_and_data_product(tmp_path: Path) -> None:
+    contract = tmp_path / "orders.yaml"
+    contract.write_text(CONTRACT_TEMPLATE.format(domain="sales", product="web shop", physical="Web Orders"))
+    root = tmp_path / "run"
+    run = run_orders(root, contract)
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = open_catalog(root).load_table("sales.web_orders")
+    warehouse = root / "warehouse"
+    assert table.location() == f"{warehouse.as_uri()}/sales/web shop/web_orders"
+    assert [r["id"] for r in pyiceberg_rows(table, "acme")] == [1]
+    data = [p for p in tree(tmp_path) if p.suffix == ".parquet"]
+    assert data and all(
+        p.is_relative_to(warehouse / "sales" / "web shop" / "web_orders" / "data") for p in data
+    )
+    outside = [p for p in tree(tmp_path) if p.is_file() and not p.is_relative_to(warehouse)]
+    assert {p.name for p in outside} == {"orders.yaml", "target.json", "catalog.db"}
+
+
+def test_table_location_must_stay_below_the_warehouse(tmp_path: Path) -> None:
+    """The second line of defence, behind the contract check: whatever the parts, the location
+    is compared with the warehouse after normalizing (local: real paths; s3: normalized keys)."""
+    db = f"sqlite:///{tmp_path}/catalog.db"
+    local = Settings.from_config({"warehouse": str(tmp_path / "wh"), "catalog_uri": db})
+    assert table_location(local, ("a", "b", "t"), "test") == f"{(tmp_path / 'wh').as_uri()}/a/b/t"
+    with pytest.raises(
+        ConfigError, match=r"^contract c\.yaml: table location .* would not be below the warehouse"
+    ):
+        table_location(local, ("..", "..", "t"), "contract c.yaml")
+    (tmp_path / "wh").mkdir(exist_ok=True)  # catalog_load_properties made it
+    (tmp_path / "wh" / "a").symlink_to(tmp_path)
+    with pytest.raises(ConfigError):
+        table_location(local, ("a", "b", "t"), "contract c.yaml")  # a symlink in the warehouse leads out
+
+    s3 = Settings.from_config({"warehouse": "s3://bucket/wh", "catalog_uri": db})
+    assert table_location(s3, ("a", "b", "t"), "x") == "s3://bucket/wh/a/b/t"
+    with pytest.raises(ConfigError):
+        table_location(s3, ("..", "wh2", "t"), "x")
+    rest = Settings.from_config({"warehouse": "s3://bucket/wh", "catalog_type": "rest"})
+    assert table_location(rest, ("..", "t"), "x") is None  # REST catalogs choose locations themselves
+
+    assert location_within("s3://bucket/wh/a", "s3://bucket/wh")
+    assert not location_within("s3://bucket/wh", "s3://bucket/wh")
+    assert not location_within("s3://other/wh/a", "s3://bucket/wh")
+    assert not location_within("s3://bucket/wh2/a", "s3://bucket/wh")
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("sales", None),
+        ("Web Clicks", None),
+        ("v1.2", None),
+        ("", "is empty"),
+        ("  ", "is empty"),
+        (".", "is the current or parent directory"),
+        ("a\\b", "contains '\\\\'"),
+        ("a\x00b", "contains a control character"),
+        ("a\nb", "contains a control character"),
+        ("50%", "contains '%'"),
+        ("a?b", "contains '?'"),
+        ("é" * 128, "is longer than 255 bytes"),
+        (7, "must be a string, got int"),
+    ],
+)
+def test_the_path_segment_rule(value: object, problem: str | None) -> None:
+    assert segment_problem(value) == problem

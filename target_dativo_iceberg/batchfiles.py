@@ -116,10 +116,9 @@ class _Guard:
             f"({mb} MB = {self.limit} bytes)"
         )
 
-    def _cannot(self, exc: OSError) -> BatchFileError:
-        return BatchFileError(
-            f"stream {self.stream!r}: cannot read BATCH file {self.entry}: {exc.strerror or exc}"
-        )
+    def _cannot(self, exc: Exception) -> BatchFileError:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return BatchFileError(f"stream {self.stream!r}: cannot read BATCH file {self.entry}: {reason}")
 
     def _read_local(self, path: str) -> bytes:
         """A regular file whose real path lies below an allowed root, opened without following a
@@ -158,12 +157,12 @@ class _Guard:
 
     def _read_s3(self, url: str) -> bytes:
         """An object read with the configured S3 connection; its size checked before reading."""
-        source = load_file_io(self.settings.s3_file_io_properties(), url).new_input(url)
         try:
+            source = load_file_io(self.settings.s3_file_io_properties(), url).new_input(url)
             size = len(source)
             if size > self.limit:
                 raise self._too_big(f"{size} bytes")
             with source.open(seekable=False) as file:
                 return self.bounded(file.read(self.limit + 1))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise self._cannot(exc) from exc

@@ -107,13 +107,6 @@ class Committer:
             )
         return self._catalog
 
-    def warehouse_location(self, *parts: str) -> str | None:
-        """`{warehouse}/{parts...}` for catalogs that accept explicit locations (not REST/Nessie)."""
-        if self.settings.catalog_type not in ("sql", "glue", "hive"):
-            return None
-        warehouse = str(self.settings.catalog_load_properties().get("warehouse") or "")
-        return "/".join([warehouse.rstrip("/"), *parts]) if warehouse else None
-
     # ------------------------------------------------------------------ tables
 
     def ensure_table(self, stream: str, identifier: tuple[str, str], spec: TableSpec) -> Table:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,11 +69,19 @@ class Settings:
     add_record_metadata: bool = False
     max_batch_age_seconds: float = 300.0
     parquet_target_size_mb: float = 150.0
+    #: Real paths of the directories BATCH manifest files may be read from (see batchfiles.py).
+    batch_allowed_roots: tuple[str, ...] = ()
+    batch_max_file_mb: float = 2048.0
 
     @property
     def parquet_target_bytes(self) -> int:
         """`parquet_target_size_mb` in bytes: where `writer.RollingWriter` starts a new file."""
         return int(self.parquet_target_size_mb * 1024 * 1024)
+
+    @property
+    def batch_max_file_bytes(self) -> int:
+        """`batch_max_file_mb` in bytes: the most read of one BATCH file (after decompression)."""
+        return int(self.batch_max_file_mb * 1024 * 1024)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -102,6 +111,8 @@ class Settings:
             parquet_target_size_mb=_positive(
                 cfg.get("parquet_target_size_mb"), "parquet_target_size_mb", 150.0
             ),
+            batch_allowed_roots=batch_roots(cfg.get("batch_allowed_roots")),
+            batch_max_file_mb=_positive(cfg.get("batch_max_file_mb"), "batch_max_file_mb", 2048.0),
         )
 
     @property
@@ -145,6 +156,16 @@ def sanitize_identifier(name: str) -> str:
     """Namespace and table names: lower-case, non-alphanumerics → `_` (REST catalogs reject others)."""
     clean = re.sub(r"[^a-z0-9_]", "_", str(name).strip().lower()) or "_"
     return clean
+
+
+def batch_roots(value: Any) -> tuple[str, ...]:
+    """`batch_allowed_roots` as real paths (relative entries from the working directory); absent:
+    the working directory and the system temp directory, where taps write batch files by default."""
+    if value is None:
+        value = [os.getcwd(), tempfile.gettempdir()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"batch_allowed_roots must be a list of directory paths, got {value!r}")
+    return tuple(dict.fromkeys(os.path.realpath(os.path.expanduser(v)) for v in value))
 
 
 def _nested_secrets(props: Mapping[str, Any]) -> list[str]:

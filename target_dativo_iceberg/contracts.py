@@ -37,6 +37,7 @@ from target_dativo_iceberg.odcs.fields import (
     stream_compatibility,
 )
 from target_dativo_iceberg.odcs.rules import QualityCheck, parse_quality
+from target_dativo_iceberg.paths import segment_problem
 from target_dativo_iceberg.schema import sanitize_name
 
 __all__ = [
@@ -162,8 +163,8 @@ def _common(
         "version": str(version) if version is not None else None,
         "api_version": str(doc["apiVersion"]) if doc.get("apiVersion") else None,
         "flavour": flavour,
-        "domain": doc.get("domain"),
-        "data_product": doc.get("dataProduct"),
+        "domain": _path_segment(doc.get("domain"), "domain"),
+        "data_product": _path_segment(doc.get("dataProduct"), "dataProduct"),
         "tenant": doc.get("tenant"),
         "owner": metadata.owner(doc, flat),
         "classification": metadata.classification(doc, flat, (f.classification for f in fields)),
@@ -191,6 +192,7 @@ def _official(doc: dict, path: str) -> list[Contract]:
         fields = build_fields(props, flat=False, notes=notes)
         checks = parse_quality(obj.get("quality"), join_location(location, "quality"), None, None, notes)
         _check_properties(checks, fields)
+        _table_segment(obj, location)
         contracts.append(
             Contract(
                 object_name=str(obj["name"]),
@@ -209,6 +211,7 @@ def _flat(doc: dict, path: str) -> list[Contract]:
     fields = build_fields(props, flat=True, notes=notes)
     checks = parse_quality(doc.get("quality"), "quality", None, None, notes)
     _check_properties(checks, fields)
+    _table_segment(doc, "")
     object_name = doc.get("object")
     return [
         Contract(
@@ -221,6 +224,25 @@ def _flat(doc: dict, path: str) -> list[Contract]:
             **_common(doc, path, "dativo-flat", fields, flat=True),
         )
     ]
+
+
+def _path_segment(value: Any, location: str) -> Any:
+    """A value that becomes a directory of the table's location (`domain`, `dataProduct`) or its
+    name must be one safe path segment (`paths.segment_problem`): `../x` must not leave the warehouse."""
+    problem = segment_problem(value) if value is not None else None
+    if problem:
+        raise ContractProblem(
+            location,
+            f"{value!r} {problem}; it is used as a directory of the table's location "
+            "({warehouse}/{domain}/{dataProduct}/{table}), so it must be a single safe path segment",
+        )
+    return value
+
+
+def _table_segment(obj: Mapping[str, Any], location: str) -> None:
+    """The schema object's `physicalName`, else its `name` (the table name) passes `_path_segment`."""
+    key = "physicalName" if obj.get("physicalName") is not None else "name"
+    _path_segment(obj.get(key), join_location(location, key))
 
 
 def _check_properties(checks: list[QualityCheck], fields: tuple[ContractField, ...]) -> None:

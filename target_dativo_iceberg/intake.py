@@ -139,10 +139,11 @@ class Intake:
 
     def process_batch_files(self, encoding: Any, files: Any) -> None:
         """BATCH message: each file's rows join the buffer in arrival order (a Parquet file as one
-        Arrow piece, checked and committed without Python records), then the buffer is committed."""
+        Arrow piece, checked and committed without Python records), then the buffer is committed.
+        A file that may not be read (see batchfiles.py) fails the run before anything is committed."""
         seq = self.dativo.ledger.seq
         for path in files:
-            data = read_batch_file(path, encoding, self.batch_config, self.stream_name)
+            data = read_batch_file(path, encoding, self.batch_config, self.stream_name, self.dativo.settings)
             if isinstance(data, list):
                 for record in data:
                     self.tally_record_read()

@@ -34,6 +34,7 @@ from target_dativo_iceberg.maintenance import expire_old_snapshots
 from target_dativo_iceberg.markers import stream_marker
 from target_dativo_iceberg.memory import release_unused
 from target_dativo_iceberg.partitioning import build_spec, parse_terms
+from target_dativo_iceberg.paths import table_location
 from target_dativo_iceberg.replay import REPLAY_KEY, ReplayGuard, SegmentLog, parse_marker
 from target_dativo_iceberg.rows import retire_versions
 from target_dativo_iceberg.schema import sanitize_name, singer_to_iceberg
@@ -82,9 +83,8 @@ class IcebergSink(Intake, Builders, BatchSink):
             self.identifier = (namespace or settings.default_namespace, contract.table_name())
             location = None
             if contract.domain and contract.data_product:
-                location = target.committer.warehouse_location(
-                    contract.domain, contract.data_product, contract.table_name()
-                )
+                parts = (contract.domain, contract.data_product, contract.table_name())
+                location = table_location(settings, parts, f"contract {contract.path}")
             terms = parse_terms(
                 settings.partitioning if settings.partitioning is not None else contract.partition_columns()
             )

@@ -120,6 +120,13 @@ class TargetDativoIceberg(Target):
         th.Property("hot_path", th.BooleanType, default=True,
                     description="Parse RECORD runs of contract streams with Arrow (columnar). false: every record "
                     "takes the SDK's per-record path (slower; same tables)."),
+        th.Property("batch_allowed_roots", th.ArrayType(th.StringType),
+                    description="Directories BATCH manifest files may be read from (symlinks and .. resolved "
+                    "first); default: the working directory and the system temp directory. s3:// files are "
+                    "read through connection.s3."),
+        th.Property("batch_max_file_mb", th.NumberType, default=2048,
+                    description="Largest BATCH file read, in MB (for gzip JSONL also its uncompressed size); "
+                    "a larger one fails the run."),
     ).to_dict()  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

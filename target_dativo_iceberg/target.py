@@ -31,6 +31,7 @@ from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.hotpath import BlockReader
 from target_dativo_iceberg.preflight import run_preflight
+from target_dativo_iceberg.redact import activate
 from target_dativo_iceberg.replay import state_hash
 from target_dativo_iceberg.retry import RetryPolicy
 from target_dativo_iceberg.sinks import IcebergSink
@@ -121,10 +122,12 @@ class TargetDativoIceberg(Target):
     ).to_dict()  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        activate()  # log lines (config validation errors too) are redacted from the first one
         super().__init__(*args, **kwargs)
         self.settings = Settings.from_config(self.config)
         self.run_id = str(uuid.uuid4())
         self.events = EventLog(self.settings.tenant_id, self.run_id, self.settings.secret_values())
+        activate(self.events.redactor)  # and from here on with the configured secret values
         self.retry_policy = RetryPolicy.from_config(self.config.get("retry_config"))
         self.committer = Committer(self.settings, self.events, self.retry_policy)
         self.validation_mode = str(self.config.get("schema_validation_mode") or "strict")

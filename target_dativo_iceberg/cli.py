@@ -1,8 +1,12 @@
-"""`dativo`: the operator CLI — inspect what landed, branches (list/diff/publish), committed state."""
+"""`dativo`: the operator CLI — inspect what landed, branches (list/diff/publish), committed state.
+
+Everything it prints goes through the redaction of the config's secrets (`redact.py`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -15,6 +19,8 @@ from target_dativo_iceberg.branches import PublishError, branches, diff, publish
 from target_dativo_iceberg.config import Settings
 from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.markers import committed_state
+from target_dativo_iceberg.redact import RedactingStream, activate, write_data
+from target_dativo_iceberg.retry import describe
 
 SUMMARY_KEYS = ("dativo.run-id", "dativo.records", "dativo.records-rejected", "dativo.singer-state")
 
@@ -23,7 +29,9 @@ def _load_settings(path: str | None) -> Settings:
     config: dict[str, Any] = {}
     if path:
         config = json.loads(Path(path).read_text())
-    return Settings.from_config(config)
+    settings = Settings.from_config(config)
+    activate(settings.redactor())
+    return settings
 
 
 def _catalog(settings: Settings) -> Catalog:
@@ -91,7 +99,10 @@ def branch_command(args: argparse.Namespace) -> int:
 
 
 def state_command(args: argparse.Namespace) -> int:
-    """`dativo state show`: the newest committed Singer state per table, as `meltano state set` takes it."""
+    """`dativo state show`: the newest committed Singer state per table, as `meltano state set` takes it.
+
+    States are printed as data (`redact.write_data`): a tap's own `next_page_token` stays as it is.
+    """
     settings = _load_settings(args.config)
     branch = args.branch or settings.branch
     found = []
@@ -100,15 +111,16 @@ def state_command(args: argparse.Namespace) -> int:
         if committed is not None:
             found.append(committed)
     if args.json:
-        print(json.dumps([{**c.__dict__, "singer_state": c.state} for c in found], indent=2, default=str))
+        states = [{**c.__dict__, "singer_state": c.state} for c in found]
+        write_data(json.dumps(states, indent=2, default=str) + "\n")
         return 0
     for c in found:
         print(f"# {c.table} on {c.branch}: snapshot {c.snapshot_id}, run {c.run_id}, stream {c.stream}")
-        print(json.dumps({"singer_state": c.state}, sort_keys=True))
+        write_data(json.dumps({"singer_state": c.state}, sort_keys=True) + "\n")
     if found:
         newest = max(found, key=lambda c: c.timestamp_ms)
         payload = json.dumps({"singer_state": newest.state}, sort_keys=True)
-        print(f"# newest: meltano state set --force <state-id> '{payload}'")
+        write_data(f"# newest: meltano state set --force <state-id> '{payload}'\n")
     return 0
 
 
@@ -168,10 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point; errors exit 2 with a one-line message."""
+    """Entry point; errors exit 2 with a one-line message. Output is redacted (stdout, stderr, logs)."""
     args = build_parser().parse_args(argv)
-    try:
-        sys.exit(args.func(args))
-    except DativoError as exc:
-        print(f"dativo: {exc}", file=sys.stderr)
-        sys.exit(2)
+    activate()
+    out, err = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # type: ignore[arg-type]
+        try:
+            code = args.func(args)
+        except DativoError as exc:
+            print(f"dativo: {exc}", file=sys.stderr)
+            code = 2
+        except Exception as exc:  # a catalog or storage failure: one line, not a traceback
+            print(f"dativo: {describe(exc)}", file=sys.stderr)
+            code = 2
+    sys.exit(code)

@@ -13,7 +13,6 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from target_dativo_iceberg.catalogs import (
     DEFAULT_CATALOG_URI,
@@ -22,13 +21,11 @@ from target_dativo_iceberg.catalogs import (
     s3_file_io_properties,
 )
 from target_dativo_iceberg.errors import ConfigError
+from target_dativo_iceberg.redact import Redactor, mapping_secrets, uri_secrets
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 CATALOG_TYPES = ("sql", "rest", "nessie", "glue", "hive", "none")
-
-# Settings whose values must never be logged or written to snapshot summaries.
-SECRET_KEYS = ("secret_access_key", "access_key_id", "token", "credential", "password", "session_token")
 
 
 def expand_env(value: Any, path: str = "") -> Any:
@@ -143,13 +140,21 @@ class Settings:
         )
 
     def secret_values(self) -> list[str]:
-        """Secret values present in the settings (keys, tokens, the catalog URI's password), for redaction."""
-        values = [str(v) for k, v in self.s3.items() if k in SECRET_KEYS and v]
-        values += _nested_secrets(self.catalog_properties)
-        password = _url_password(self.catalog_uri)
-        if password:
-            values.append(password)
+        """Secret values in the settings, for redaction (`redact.py`): the S3 keys and token,
+        secret-named `catalog_properties` (`credential`, `token`, `s3.secret-access-key`, ...), and the
+        password and secret parameters of `catalog_uri`, the Nessie URI and the warehouse."""
+        values = mapping_secrets({"s3": self.s3, "nessie": self.nessie, "props": self.catalog_properties})
+        values += uri_secrets(self.catalog_uri) + uri_secrets(self.warehouse)
         return sorted(set(values), key=len, reverse=True)
+
+    def redactor(self) -> Redactor:
+        """The redactor for these settings' secrets."""
+        return Redactor(self.secret_values())
+
+    def __repr__(self) -> str:
+        """The dataclass repr with secrets redacted (settings end up in tracebacks and debug output)."""
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__)
+        return self.redactor().text(f"Settings({fields})")
 
 
 def sanitize_identifier(name: str) -> str:
@@ -166,29 +171,6 @@ def batch_roots(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"batch_allowed_roots must be a list of directory paths, got {value!r}")
     return tuple(dict.fromkeys(os.path.realpath(os.path.expanduser(v)) for v in value))
-
-
-def _nested_secrets(props: Mapping[str, Any]) -> list[str]:
-    out: list[str] = []
-    for key, value in props.items():
-        if isinstance(value, Mapping):
-            out += _nested_secrets(value)
-        elif value and _is_secret_key(str(key)):
-            out.append(str(value))
-    return out
-
-
-def _url_password(uri: str) -> str | None:
-    """The password embedded in a URL (PostgreSQL SQLAlchemy URLs carry one)."""
-    try:
-        return urlsplit(uri).password
-    except ValueError:
-        return None
-
-
-def _is_secret_key(key: str) -> bool:
-    lowered = key.lower().replace("-", "_")
-    return any(s in lowered for s in (*SECRET_KEYS, "secret", "password"))
 
 
 def _positive(value: Any, name: str, default: float) -> float:

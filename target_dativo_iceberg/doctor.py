@@ -19,7 +19,8 @@ from target_dativo_iceberg.config import Settings
 from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.preflight import DEFAULT_TIMEOUT, CheckResult, check_all
-from target_dativo_iceberg.retry import NO_RETRY, RetryPolicy, redact
+from target_dativo_iceberg.redact import activate
+from target_dativo_iceberg.retry import NO_RETRY, RetryPolicy
 
 
 def _read_config(path: str | None) -> dict[str, Any]:
@@ -58,9 +59,10 @@ def doctor_command(args: argparse.Namespace) -> int:
         settings.secret_values(),
         stream=sys.stderr if args.verbose else io.StringIO(),
     )
+    activate(events.redactor)
     summary = (
         f"tenant {settings.tenant_id!r}, branch {settings.branch!r}, catalog_type {settings.catalog_type}, "
-        f"warehouse {redact(settings.warehouse, events)}"
+        f"warehouse {events.redact(settings.warehouse)}"
     )
     print(_line(CheckResult("config", True, summary, skipped=True)))
     results = check_all(settings, events, policy, create_branch=False, timeout=args.timeout)

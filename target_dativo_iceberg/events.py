@@ -12,23 +12,23 @@ import os
 import sys
 from typing import Any, TextIO
 
+from target_dativo_iceberg.redact import Redactor
+
 
 class EventLog:
-    """Emits events tagged with the run's tenant and run id, with secrets redacted."""
+    """Emits events tagged with the run's tenant and run id, every value redacted (`redact.Redactor`)."""
 
     def __init__(
         self, tenant_id: str, run_id: str, secrets: list[str] | None = None, stream: TextIO | None = None
     ) -> None:
         self.tenant_id = tenant_id
         self.run_id = run_id
-        self._secrets = [s for s in (secrets or []) if s]
+        self.redactor = Redactor(secrets or ())
         self._out = stream
 
     def redact(self, text: str) -> str:
-        """Replace every known secret value in `text`."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        """`text` with URI passwords, secret parameters and the run's secret values replaced by `***`."""
+        return self.redactor.text(text)
 
     def line(self, event: str, **fields: Any) -> str:
         """The JSON line of an event (redacted, no newline)."""
@@ -38,8 +38,8 @@ class EventLog:
             "tenant_id": self.tenant_id,
             "run_id": self.run_id,
         }
-        payload.update({k: v for k, v in fields.items() if v is not None})
-        return self.redact(json.dumps(payload, default=str, sort_keys=False))
+        payload.update({k: self.redactor.value(v) for k, v in fields.items() if v is not None})
+        return json.dumps(payload, sort_keys=False)
 
     def emit(self, event: str, **fields: Any) -> None:
         """Write one JSON line with the event name and the run's identity."""

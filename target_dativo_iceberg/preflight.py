@@ -44,7 +44,6 @@ from target_dativo_iceberg.retry import (
     RetryPolicy,
     call_with_retries,
     describe,
-    redact,
 )
 
 T = TypeVar("T")
@@ -120,8 +119,8 @@ def with_timeout(fn: Callable[[], T], seconds: float | None, what: str) -> Calla
 def _cause(exc: BaseException, events: EventLog) -> str:
     """The underlying error, redacted; retries are mentioned when they were made."""
     if isinstance(exc, RetryExhaustedError):
-        return redact(f"{describe(exc.cause)} (after {exc.attempts} attempt(s))", events)
-    return redact(describe(exc), events)
+        return f"{describe(exc.cause, events.redact)} (after {exc.attempts} attempt(s))"
+    return describe(exc, events.redact)
 
 
 def _ms(started: float) -> float:
@@ -146,7 +145,7 @@ def check_branch(
         detail = f"table branch {settings.branch!r} (created from main's head on first write)"
         return CheckResult("branch", True, detail, _ms(started))
     base = settings.nessie.get("uri") or settings.catalog_uri
-    api = redact(nessie_api_v2_uri(base), events)
+    api = events.redact(nessie_api_v2_uri(base))
     branch = settings.branch
     seconds = timeout or DEFAULT_TIMEOUT
     try:
@@ -191,7 +190,7 @@ def check_catalog(
         props = settings.catalog_load_properties()
     except DativoError as exc:
         return CheckResult("catalog", False, str(exc), _ms(started)), None
-    endpoint = redact(catalog_endpoint(settings.catalog_type, props), events)
+    endpoint = events.redact(catalog_endpoint(settings.catalog_type, props))
 
     def probe() -> tuple[Any, int]:
         catalog = load_catalog_racing(settings)
@@ -286,7 +285,7 @@ def check_storage(
         return CheckResult("storage", True, f"skipped: {skipped}", _ms(started), skipped=True)
     local = "://" not in warehouse or warehouse.startswith("file://")
     endpoint = props.get("s3.endpoint")
-    where = redact(warehouse + (f" (endpoint {endpoint})" if endpoint and not local else ""), events)
+    where = events.redact(warehouse + (f" (endpoint {endpoint})" if endpoint and not local else ""))
 
     def probe() -> str:
         return _probe_local(warehouse) if local else _probe_remote(warehouse, props)
@@ -355,7 +354,7 @@ def run_preflight(
     results = check_all(settings, events, policy, create_branch=True, timeout=timeout, stop_on_failure=True)
     failed = next((r for r in results if not r.ok), None)
     if failed is not None:
-        message = redact(f"preflight {failed.name} check failed: {failed.detail}", events)
+        message = events.redact(f"preflight {failed.name} check failed: {failed.detail}")
         events.emit("preflight_failed", check=failed.name, error=message)
         raise PreflightError(message)
     events.emit(
@@ -364,5 +363,5 @@ def run_preflight(
         branch=settings.branch,
         duration_ms=_ms(started),
         timings_ms={r.name: r.duration_ms for r in results},
-        checks={r.name: redact(r.detail, events) for r in results},
+        checks={r.name: events.redact(r.detail) for r in results},
     )

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from target_dativo_iceberg.errors import ConfigError, DativoError
 from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.redact import active
 
 T = TypeVar("T")
 
@@ -120,7 +121,6 @@ _HTTP_STATUS = re.compile(
     r"(?:\bhttp(?: status)?|\bstatus(?: code)?|\bcode)\W{0,3}(?:429|5\d\d)\b|\b(?:429|5\d\d) (?:server error|client error)",
     re.IGNORECASE,
 )
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 
 
 class RetryExhaustedError(DativoError):
@@ -136,26 +136,22 @@ class RetryExhaustedError(DativoError):
         self.attempts = attempts
 
 
-def redact(text: str, events: EventLog | None = None) -> str:
-    """Known secret values (from the run's EventLog) and any `user:password@` in URLs replaced by ***."""
-    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
-    return events.redact(text) if events is not None else text
-
-
-def describe(exc: BaseException) -> str:
-    """`ExceptionType: message`, on one line and bounded (reasons go into JSON events and errors).
+def describe(exc: BaseException, scrub: Callable[[str], str] | None = None) -> str:
+    """`ExceptionType: message`, on one line, redacted and bounded (reasons go into JSON events and errors).
 
     A socket-level root cause (connection refused, timed out) is named instead of the long wrapper
-    message of requests/urllib3.
+    message of requests/urllib3. The message is redacted with `scrub` (default: the process's
+    redactor) before it is cut, so a cut never leaves the start of a secret behind.
     """
+    scrub = scrub or active().text
     root = list(_chain(exc))[-1]
     if root is not exc and isinstance(root, OSError) and type(root).__module__ in ("builtins", "socket"):
-        return f"{_one_line(root)} (raised as {type(exc).__module__}.{type(exc).__name__})"
-    return _one_line(exc)
+        return f"{_one_line(root, scrub)} (raised as {type(exc).__module__}.{type(exc).__name__})"
+    return _one_line(exc, scrub)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or repr(exc)
+def _one_line(exc: BaseException, scrub: Callable[[str], str]) -> str:
+    text = scrub(" ".join(str(exc).split()) or repr(exc))
     if len(text) > 600:
         text = text[:600] + "..."
     return f"{type(exc).__name__}: {text}"
@@ -298,6 +294,7 @@ def call_with_retries(
     when it returns something other than None, that is the result and `fn` is not called again (a
     commit whose response was lost but which did land).
     """
+    scrub = events.redact if events is not None else active().text
     attempt = 0
     while True:
         attempt += 1
@@ -311,9 +308,9 @@ def call_with_retries(
             if not policy.is_transient(exc):
                 raise
             if attempt >= policy.attempts:
-                where = f" at {redact(endpoint, events)}" if endpoint else ""
+                where = f" at {endpoint}" if endpoint else ""
                 tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
-                message = redact(f"{what}{where} failed after {tries}: {describe(exc)}", events)
+                message = scrub(f"{what}{where} failed after {tries}: {describe(exc, scrub)}")
                 raise RetryExhaustedError(message, what, endpoint, exc, attempt) from exc
             wait = policy.delay(attempt)
             if events is not None:
@@ -321,10 +318,10 @@ def call_with_retries(
                     "retry",
                     stream=stream,
                     what=what,
-                    endpoint=redact(endpoint, events) if endpoint else None,
+                    endpoint=endpoint,
                     attempt=attempt,
                     max_attempts=policy.attempts,
                     delay_seconds=round(wait, 3),
-                    reason=redact(describe(exc), events),
+                    reason=describe(exc, scrub),
                 )
             policy.sleep(wait)

@@ -31,6 +31,7 @@ from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.hotpath import BlockReader
 from target_dativo_iceberg.ledger import StateLedger
 from target_dativo_iceberg.preflight import run_preflight
+from target_dativo_iceberg.redact import activate
 from target_dativo_iceberg.retry import RetryPolicy
 from target_dativo_iceberg.shutdown import Shutdown, exit_code
 from target_dativo_iceberg.sinks import IcebergSink
@@ -130,11 +131,13 @@ class TargetDativoIceberg(Target):
     ).to_dict()  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        activate()  # log lines (config validation errors too) are redacted from the first one
         super().__init__(*args, **kwargs)
         self.settings = Settings.from_config(self.config)
         self.run_id = str(uuid.uuid4())
         self.events = EventLog(self.settings.tenant_id, self.run_id, self.settings.secret_values())
         self.shutdown.events = self.events
+        activate(self.events.redactor)  # and from here on with the configured secret values
         self.retry_policy = RetryPolicy.from_config(self.config.get("retry_config"))
         self.committer = Committer(self.settings, self.events, self.retry_policy)
         self.validation_mode = str(self.config.get("schema_validation_mode") or "strict")

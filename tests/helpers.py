@@ -130,3 +130,58 @@ def person(i: int, **overrides: Any) -> dict:
     }
     values.update(overrides)
     return record("person", **values)
+
+
+# --------------------------------------------------------------------------- secrets
+
+#: The example ODCS contract of the `person` stream.
+PERSON = Path(__file__).resolve().parent.parent / "examples" / "contracts" / "person.odcs.yaml"
+USERS = {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}}
+
+
+def secret_probe_messages() -> list[dict]:
+    """A plain stream and a contract stream in warn mode (so a rejected-records table exists too);
+    run with `assets={"person": str(PERSON)}, schema_validation_mode="warn"` it exits 1 (partial)."""
+    return [
+        schema_msg("users", USERS, ["id"]),
+        record("users", id=1, name="one"),
+        record("users", id=2, name="two"),
+        schema_msg("person", PERSON_PROPS, ["id"]),
+        person(1),
+        person(2, status="deleted"),
+        state({"bookmarks": {"users": {"n": 2}, "person": {"n": 2}}}),
+    ]
+
+
+def written_text(catalog: Catalog) -> dict[str, str]:
+    """Everything the target wrote that a secret could hide in, per table: summaries, properties, metadata."""
+    out: dict[str, str] = {}
+    for namespace in catalog.list_namespaces():
+        for ident in catalog.list_tables(namespace):
+            table = catalog.load_table(ident)
+            name = ".".join(ident)
+            summaries = [s.summary.model_dump() if s.summary else {} for s in table.metadata.snapshots]
+            out[f"{name} summaries"] = json.dumps(summaries)
+            out[f"{name} properties"] = json.dumps(table.properties)
+            files = [table.metadata_location, *(entry.metadata_file for entry in table.metadata.metadata_log)]
+            for location in files:
+                with table.io.new_input(location).open() as stream:
+                    out[location] = stream.read().decode()
+    return out
+
+
+def assert_no_secret(secrets: list[str], run: Run, catalog: Catalog | None = None) -> None:
+    """No secret in the run's stdout/stderr nor (with `catalog`, after `secret_probe_messages`) in
+    any snapshot summary, table properties or metadata file of the three tables written."""
+    for secret in secrets:
+        assert len(secret) >= 8, "secret too short to be a meaningful probe"
+        assert secret not in run.stdout, "secret in stdout"
+        assert secret not in run.stderr, "secret in stderr"
+    if catalog is None:
+        return
+    written = written_text(catalog)
+    assert any("__rejected" in key for key in written), sorted(written)  # all three tables checked
+    assert sum(1 for key in written if key.endswith(".metadata.json")) >= 6
+    for where, text in written.items():
+        for secret in secrets:
+            assert secret not in text, f"secret in {where}"

@@ -23,7 +23,6 @@ from target_dativo_iceberg.retry import (
     RetryPolicy,
     call_with_retries,
     describe,
-    redact,
 )
 
 if TYPE_CHECKING:
@@ -288,8 +287,8 @@ def test_before_retry_failing_transiently_counts_as_an_attempt() -> None:
 def test_redact_hides_url_passwords_and_known_secrets() -> None:
     events = Events()
     text = f"at postgresql://u:pw@h/db with key {SECRET} and https://h/p?x=1"
-    assert redact(text, events.log) == "at postgresql://u:***@h/db with key *** and https://h/p?x=1"
-    assert redact("s3://bucket/key") == "s3://bucket/key"
+    assert events.log.redact(text) == "at postgresql://u:***@h/db with key *** and https://h/p?x=1"
+    assert events.log.redact("s3://bucket/key") == "s3://bucket/key"
 
 
 # --------------------------------------------------------------------------- a real outage

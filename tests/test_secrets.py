@@ -13,61 +13,13 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers import BIN, PERSON_PROPS, Run, person, record, run_target, schema_msg, state
+from helpers import BIN, PERSON, assert_no_secret, run_target
+from helpers import secret_probe_messages as messages
 
 if TYPE_CHECKING:
-    from pyiceberg.catalog import Catalog
     from servers import SeaweedFS
 
 pytest_plugins = ["servers"]
-
-PERSON = Path(__file__).resolve().parent.parent / "examples" / "contracts" / "person.odcs.yaml"
-USERS = {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}}
-
-
-def messages() -> list[dict]:
-    """A plain stream and a contract stream in warn mode (so a rejected-records table exists too)."""
-    return [
-        schema_msg("users", USERS, ["id"]),
-        record("users", id=1, name="one"),
-        record("users", id=2, name="two"),
-        schema_msg("person", PERSON_PROPS, ["id"]),
-        person(1),
-        person(2, status="deleted"),
-        state({"bookmarks": {"users": {"n": 2}, "person": {"n": 2}}}),
-    ]
-
-
-def written_text(catalog: Catalog) -> dict[str, str]:
-    """Everything the target wrote that a secret could hide in, per table: summaries, properties, metadata."""
-    out: dict[str, str] = {}
-    for namespace in catalog.list_namespaces():
-        for ident in catalog.list_tables(namespace):
-            table = catalog.load_table(ident)
-            name = ".".join(ident)
-            summaries = [s.summary.model_dump() if s.summary else {} for s in table.metadata.snapshots]
-            out[f"{name} summaries"] = json.dumps(summaries)
-            out[f"{name} properties"] = json.dumps(table.properties)
-            files = [table.metadata_location, *(entry.metadata_file for entry in table.metadata.metadata_log)]
-            for location in files:
-                with table.io.new_input(location).open() as stream:
-                    out[location] = stream.read().decode()
-    return out
-
-
-def assert_no_secret(secrets: list[str], run: Run, catalog: Catalog | None = None) -> None:
-    for secret in secrets:
-        assert len(secret) >= 8, "secret too short to be a meaningful probe"
-        assert secret not in run.stdout, "secret in stdout"
-        assert secret not in run.stderr, "secret in stderr"
-    if catalog is None:
-        return
-    written = written_text(catalog)
-    assert any("__rejected" in key for key in written), sorted(written)  # all three tables checked
-    assert sum(1 for key in written if key.endswith(".metadata.json")) >= 6
-    for where, text in written.items():
-        for secret in secrets:
-            assert secret not in text, f"secret in {where}"
 
 
 def test_rest_s3_secrets_from_env_never_leak(tmp_path: Path, seaweedfs: SeaweedFS, table_bucket: str) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 
 from pyiceberg.catalog import load_catalog
 
-from target_dativo_iceberg.config import Settings
-from target_dativo_iceberg.inspect import duckdb_connection, report
+from target_dativo_iceberg.ops.readback import duckdb_connection, report
+from target_dativo_iceberg.settings import Settings
 
 HISTORY = Path(".local/show_landed.json")
 

@@ -1,8 +1,8 @@
 """target-dativo-iceberg: the Singer target (settings, STATE handling, exit codes).
 
 STATE rule: a STATE line reaches stdout only once every record that came before it, on every
-stream, is committed (`ledger.StateLedger` keeps that promise; `commitqueue.CommitQueue` runs the
-commits; `shutdown.Shutdown` stops a run on SIGTERM/SIGINT without breaking it).
+stream, is committed (`delivery.ledger.StateLedger` keeps that promise; `delivery.commits.CommitQueue` runs the
+commits; `delivery.shutdown.Shutdown` stops a run on SIGTERM/SIGINT without breaking it).
 """
 
 from __future__ import annotations
@@ -22,19 +22,20 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.target_base import Target
 
-from target_dativo_iceberg.commitqueue import CommitQueue
-from target_dativo_iceberg.committer import Committer
-from target_dativo_iceberg.config import Settings, expand_env
-from target_dativo_iceberg.contracts import Contract, resolve_contracts
+from target_dativo_iceberg.contracts.contract import Contract, resolve_contracts
+from target_dativo_iceberg.delivery.commits import CommitQueue
+from target_dativo_iceberg.delivery.ledger import StateLedger
+from target_dativo_iceberg.delivery.shutdown import Shutdown, exit_code
+from target_dativo_iceberg.envvars import expand_env
 from target_dativo_iceberg.errors import DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
-from target_dativo_iceberg.hotpath import BlockReader
-from target_dativo_iceberg.ledger import StateLedger
-from target_dativo_iceberg.preflight import run_preflight
+from target_dativo_iceberg.iceberg.committer import Committer
+from target_dativo_iceberg.iceberg.retry import RetryPolicy
+from target_dativo_iceberg.intake.reader import BlockReader
+from target_dativo_iceberg.ops.preflight import run_preflight
 from target_dativo_iceberg.redact import activate
-from target_dativo_iceberg.retry import RetryPolicy
-from target_dativo_iceberg.shutdown import Shutdown, exit_code
-from target_dativo_iceberg.sinks import IcebergSink
+from target_dativo_iceberg.settings import Settings
+from target_dativo_iceberg.sink import IcebergSink
 
 S3_SETTINGS = th.ObjectType(
     th.Property("endpoint", th.StringType, description="S3 endpoint URL, e.g. http://127.0.0.1:8333."),

@@ -140,7 +140,7 @@ def _pg_connects(url: str) -> bool:
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     """PostgreSQL for the session: `DATIVO_TEST_PG_URL`, else a pg_virtualenv cluster."""
-    from target_dativo_iceberg.catalogs import sql_uri
+    from target_dativo_iceberg.iceberg.catalogs import sql_uri
 
     given = os.environ.get("DATIVO_TEST_PG_URL")
     if given:

@@ -45,14 +45,14 @@ class CatalogBackend:
         from helpers import target_config
         from pyiceberg.catalog import load_catalog
 
-        from target_dativo_iceberg.config import Settings
+        from target_dativo_iceberg.settings import Settings
 
         settings = Settings.from_config(target_config(root, **self.settings))
         return load_catalog(settings.catalog_name, **settings.catalog_load_properties())
 
     def duckdb(self) -> Any:
         """A DuckDB connection able to read this backend's warehouse."""
-        from target_dativo_iceberg.inspect import duckdb_connection
+        from target_dativo_iceberg.ops.readback import duckdb_connection
 
         return duckdb_connection(s3=self.s3)
 

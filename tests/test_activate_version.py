@@ -7,7 +7,7 @@ from pathlib import Path
 
 from helpers import open_catalog, run_target, schema_msg, state
 
-from target_dativo_iceberg.inspect import duckdb_rows
+from target_dativo_iceberg.ops.readback import duckdb_rows
 
 PROPS = {"id": {"type": "integer"}}
 

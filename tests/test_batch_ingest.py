@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from helpers import Run, open_catalog, target_config
 
-from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CONTRACT = EXAMPLES / "contracts" / "person.odcs.yaml"

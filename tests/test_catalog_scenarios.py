@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from helpers import PERSON_PROPS, Run, person, record, run_target, schema_msg, state
 
-from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table

@@ -16,7 +16,8 @@ import pytest
 from helpers import record, run_target, schema_msg, state
 from procs import wait_until
 
-from target_dativo_iceberg.catalogs import (
+from target_dativo_iceberg.errors import ConfigError
+from target_dativo_iceberg.iceberg.catalogs import (
     catalog_properties,
     ensure_nessie_branch,
     nessie_api_v2_uri,
@@ -24,9 +25,8 @@ from target_dativo_iceberg.catalogs import (
     nessie_iceberg_uri,
     s3_file_io_properties,
 )
-from target_dativo_iceberg.config import Settings
-from target_dativo_iceberg.errors import ConfigError
-from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.settings import Settings
 
 if TYPE_CHECKING:  # imported at run time inside the tests, after pytest loaded it as a plugin
     from servers import CatalogBackend, FakeNessie, SeaweedFS

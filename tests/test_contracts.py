@@ -22,21 +22,21 @@ from pyiceberg.types import (
     TimeType,
 )
 
-from target_dativo_iceberg.contracts import (
+from target_dativo_iceberg.contracts.contract import (
     ContractError,
     contract_for_stream,
     load_contract,
     load_contracts,
     resolve_contracts,
 )
+from target_dativo_iceberg.contracts.odcs import ContractProblem
+from target_dativo_iceberg.contracts.odcs.types import resolve_type
 from target_dativo_iceberg.errors import DativoError
-from target_dativo_iceberg.odcs import ContractProblem
-from target_dativo_iceberg.odcs.types import resolve_type
 
 HERE = Path(__file__).parent
 CONTRACTS = HERE / "contracts"
 REPO = HERE.parent
-ODCS_DIR = REPO / "target_dativo_iceberg" / "odcs"
+ODCS_DIR = REPO / "target_dativo_iceberg" / "contracts" / "odcs"
 
 
 def fixture(name: str) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import BIN, open_catalog, target_config
 
-from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
 TAP = Path(__file__).with_name("crash_tap.py")
 RECORDS = 70  # batch_size_rows 10 → 7 data commits and 7 printed STATEs per clean run; STATE every 7 records

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from helpers import open_catalog, record, run_target, schema_msg, state
 
-from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
 PROPS = {"id": {"type": "integer"}, "name": {"type": ["string", "null"]}}
 DELETED = "2025-06-01T00:00:00Z"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from helpers import PERSON_PROPS, open_catalog, person, run_target, schema_msg, singer_lines
 
-from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
 CONTRACT = """
 apiVersion: v3.0.2

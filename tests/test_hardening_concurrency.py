@@ -31,12 +31,12 @@ from pyiceberg.schema import Schema
 from pyiceberg.table.snapshots import ancestors_of
 from pyiceberg.types import LongType, NestedField, StringType
 
-from target_dativo_iceberg.committer import Committer, TableSpec
-from target_dativo_iceberg.config import Settings
 from target_dativo_iceberg.errors import CommitError
 from target_dativo_iceberg.events import EventLog
-from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
-from target_dativo_iceberg.retry import RetryPolicy
+from target_dativo_iceberg.iceberg.committer import Committer, TableSpec
+from target_dativo_iceberg.iceberg.retry import RetryPolicy
+from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.settings import Settings
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table

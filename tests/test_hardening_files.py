@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import PERSON_PROPS, Run, open_catalog, person, run_target, schema_msg, state
 
-from target_dativo_iceberg.config import Settings
 from target_dativo_iceberg.errors import ConfigError
-from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
-from target_dativo_iceberg.paths import location_within, segment_problem, table_location
+from target_dativo_iceberg.iceberg.paths import location_within, segment_problem, table_location
+from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.settings import Settings
 
 pytest_plugins = ["servers"]
 

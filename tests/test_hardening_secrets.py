@@ -34,11 +34,11 @@ from helpers import (
 )
 
 from target_dativo_iceberg import redact
-from target_dativo_iceberg.catalogs import sql_uri
-from target_dativo_iceberg.config import Settings
 from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.iceberg.catalogs import sql_uri
+from target_dativo_iceberg.iceberg.retry import describe
 from target_dativo_iceberg.redact import MASK, Redactor, activate, uri_secrets
-from target_dativo_iceberg.retry import describe
+from target_dativo_iceberg.settings import Settings
 from target_dativo_iceberg.target import TargetDativoIceberg
 
 if TYPE_CHECKING:
@@ -419,6 +419,6 @@ def open_catalog_at(root: Path, catalog_uri: str) -> Any:
 
 
 def pyiceberg_rows_of(catalog: Any, name: str) -> list[dict[str, Any]]:
-    from target_dativo_iceberg.inspect import pyiceberg_rows
+    from target_dativo_iceberg.ops.readback import pyiceberg_rows
 
     return sorted(pyiceberg_rows(catalog.load_table(name), "acme"), key=lambda r: r["id"])

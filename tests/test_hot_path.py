@@ -19,7 +19,7 @@ from helpers import BIN, open_catalog, record, run_target, schema_msg, singer_li
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 from target_dativo_iceberg.target import TargetDativoIceberg
 
 #: Contract column type → (Singer property, value strategy of valid and a few invalid values).

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from target_dativo_iceberg.keysets import IntKeys
+from target_dativo_iceberg.contracts.keysets import IntKeys
 
 KEYS = st.one_of(st.integers(-50, 50), st.integers(-(2**63), 2**63 - 1), st.sampled_from([2**64, "k"]))
 

@@ -27,7 +27,7 @@ import pytest
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.table import Table
 
-from target_dativo_iceberg.inspect import duckdb_connection, duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.ops.readback import duckdb_connection, duckdb_rows, pyiceberg_rows
 
 UTC = datetime.timezone.utc
 TENANT = "acme"  # meltano.yml, environment dev

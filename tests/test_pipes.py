@@ -13,7 +13,7 @@ import pytest
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.table import Table
 
-from target_dativo_iceberg.inspect import duckdb_connection, duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.ops.readback import duckdb_connection, duckdb_rows, pyiceberg_rows
 
 TAP_JSONL_VERSION = "0.3.1"  # keep in step with TAP_JSONL_VERSION in the Makefile
 

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from helpers import BIN, record, run_target, schema_msg, state, target_config
 
-from target_dativo_iceberg.config import Settings
 from target_dativo_iceberg.events import EventLog
-from target_dativo_iceberg.preflight import (
+from target_dativo_iceberg.iceberg.retry import RetryPolicy
+from target_dativo_iceberg.ops.preflight import (
     PreflightError,
     branch_name_problem,
     check_all,
     run_preflight,
 )
-from target_dativo_iceberg.retry import RetryPolicy
+from target_dativo_iceberg.settings import Settings
 
 if TYPE_CHECKING:
     from servers import FakeNessie, SeaweedFS

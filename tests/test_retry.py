@@ -17,7 +17,7 @@ import pytest
 
 from target_dativo_iceberg.errors import ConfigError, DativoError, SchemaChangeError
 from target_dativo_iceberg.events import EventLog
-from target_dativo_iceberg.retry import (
+from target_dativo_iceberg.iceberg.retry import (
     NO_RETRY,
     RetryExhaustedError,
     RetryPolicy,
@@ -300,7 +300,7 @@ def test_rest_call_survives_seaweedfs_restart(seaweedfs: SeaweedFS, table_bucket
     from pyiceberg.schema import Schema
     from pyiceberg.types import LongType, NestedField
 
-    from target_dativo_iceberg.config import Settings
+    from target_dativo_iceberg.settings import Settings
 
     settings = Settings.from_config(seaweedfs.target_settings(table_bucket))
     catalog = load_catalog("dativo", **settings.catalog_load_properties())
@@ -348,7 +348,7 @@ def test_storage_write_survives_seaweedfs_restart(
     """The same for an S3 write through pyiceberg's FileIO (pyarrow raises a plain OSError)."""
     from pyiceberg.io import load_file_io
 
-    from target_dativo_iceberg.config import Settings
+    from target_dativo_iceberg.settings import Settings
 
     settings = Settings.from_config(seaweedfs.target_settings(table_bucket))
     location = f"s3://{table_bucket}/acme/users/data/retry-probe"
@@ -386,7 +386,7 @@ def test_target_run_survives_seaweedfs_restart(
     from helpers import record, schema_msg, singer_lines, state, target_config
     from servers import CatalogBackend
 
-    from target_dativo_iceberg.inspect import pyiceberg_rows
+    from target_dativo_iceberg.ops.readback import pyiceberg_rows
 
     settings = {
         **seaweedfs.target_settings(table_bucket),

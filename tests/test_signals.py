@@ -14,7 +14,7 @@ import pytest
 import yaml
 from helpers import BIN, open_catalog, target_config
 
-from target_dativo_iceberg.inspect import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
 TAP = Path(__file__).with_name("crash_tap.py")
 RECORDS = 70  # a STATE every 7 records; batch_size_rows 10 → several commits per stream

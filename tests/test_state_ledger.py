@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from target_dativo_iceberg.commitqueue import CommitQueue
+from target_dativo_iceberg.delivery.commits import CommitQueue
+from target_dativo_iceberg.delivery.ledger import StateLedger
 from target_dativo_iceberg.events import EventLog
-from target_dativo_iceberg.ledger import StateLedger
 
 
 @dataclass(eq=False)

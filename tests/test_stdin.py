@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from target_dativo_iceberg.stdin import PIPE_MIN_BYTES, read_blocks
+from target_dativo_iceberg.intake.stdin import PIPE_MIN_BYTES, read_blocks
 
 
 def _pipe_writer(chunks: list[bytes]) -> tuple[io.BufferedReader, threading.Thread]:

@@ -14,11 +14,16 @@ import pytest
 from pyiceberg.schema import Schema
 from pyiceberg.types import NestedField
 
-from target_dativo_iceberg.contracts import Contract, load_contract, load_contracts
-from target_dativo_iceberg.odcs.checks import format_violations
-from target_dativo_iceberg.odcs.coerce import coerce_column
-from target_dativo_iceberg.odcs.types import ResolvedType, resolve_flat_type
-from target_dativo_iceberg.validator import REJECTED_ERRORS_TYPE, BatchResult, ErrorSummary, Validator
+from target_dativo_iceberg.contracts.contract import Contract, load_contract, load_contracts
+from target_dativo_iceberg.contracts.odcs.checks import format_violations
+from target_dativo_iceberg.contracts.odcs.coerce import coerce_column
+from target_dativo_iceberg.contracts.odcs.types import ResolvedType, resolve_flat_type
+from target_dativo_iceberg.contracts.validator import (
+    REJECTED_ERRORS_TYPE,
+    BatchResult,
+    ErrorSummary,
+    Validator,
+)
 
 CONTRACTS = Path(__file__).parent / "contracts"
 UTC = datetime.timezone.utc

@@ -1,0 +1,1 @@
+"""Data contracts: ODCS documents, their compilation to Iceberg, and validation of records."""

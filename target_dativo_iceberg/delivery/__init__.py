@@ -1,0 +1,1 @@
+"""Exactly-once delivery: the STATE ledger, the commit queue, replay detection, stopping on signals."""

@@ -1,0 +1,1 @@
+"""Iceberg tables: catalogs, commits, files, row operations, schema evolution, partitions, markers."""

@@ -1,0 +1,380 @@
+"""The storage side: catalog, tables, branches and commits with the dativo snapshot summary.
+
+One Committer per target run; it loads the catalog once. A commit appends a batch on the
+configured branch in a single Iceberg transaction together with any safe schema evolution, so a
+failed batch leaves nothing visible. Conflicts with concurrent writers are redone on the branch's
+new head (`conflicts.py`), after checking that this commit's id is not already on the branch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import (
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
+from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.manifest import DataFile
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.refs import SnapshotRefType
+from pyiceberg.table.update import RemoveSnapshotRefUpdate
+from pyiceberg.table.upsert_util import create_match_filter
+
+from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
+from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.iceberg.catalogs import catalog_endpoint, load_catalog_retrying
+from target_dativo_iceberg.iceberg.conflicts import discard_lost_attempt, is_commit_conflict, retry_conflicts
+from target_dativo_iceberg.iceberg.evolution import EvolutionPlan, optional, plan_evolution
+from target_dativo_iceberg.iceberg.markers import find_commit
+from target_dativo_iceberg.iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
+from target_dativo_iceberg.iceberg.retry import RetryPolicy, call_with_retries
+from target_dativo_iceberg.iceberg.rows import DELETED_AT, apply_deletions, dedupe_last
+from target_dativo_iceberg.iceberg.writer import append_table, fast_append
+from target_dativo_iceberg.settings import Settings
+
+MAIN = "main"
+
+#: Builds the batch's Arrow table once the table schema (after evolution) is known.
+DataBuilder = Callable[[pa.Schema, EvolutionPlan], pa.Table]
+
+
+def json_state(state: dict[str, Any] | None) -> str:
+    """Singer state as compact JSON; Decimals (how singer-sdk parses floats) become numbers."""
+    from target_dativo_iceberg.iceberg.schema import json_default
+
+    return json.dumps(state or {}, default=json_default, separators=(",", ":"), sort_keys=True)
+
+
+@dataclass
+class CommitResult:
+    """What one commit landed."""
+
+    snapshot_id: int
+    commit_id: str
+    records: int
+    branch: str
+
+
+@dataclass
+class TableSpec:
+    """How to create a table: schema, partition terms, properties, location."""
+
+    schema: Schema
+    partitioning: Sequence[PartitionTerm] = ()
+    properties: dict[str, str] | None = None
+    location: str | None = None
+    keep_required: bool = False  # contract schemas keep required columns; Singer-derived are optional
+
+
+class Committer:
+    """Creates tables and branches and commits Arrow batches to them."""
+
+    def __init__(self, settings: Settings, events: EventLog, retry: RetryPolicy | None = None) -> None:
+        if settings.catalog_type == "none":
+            raise ConfigError("catalog_type 'none' (Parquet files only) is not implemented yet")
+        self.settings = settings
+        self.events = events
+        self.retry = retry or RetryPolicy()
+        self._catalog: Catalog | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog, loaded once per run."""
+        if self._catalog is None:
+            try:
+                self._catalog = load_catalog_retrying(self.settings, self.events, self.retry)
+            except Exception as exc:  # surface as a clear, redacted failure naming the endpoint
+                raise CommitError(
+                    self.events.redact(
+                        f"cannot load {self.settings.catalog_type} catalog at {self.settings.catalog_uri}: {exc}"
+                    )
+                ) from exc
+            self.events.emit(
+                "committer_initialized",
+                catalog_type=self.settings.catalog_type,
+                catalog_uri=self.events.redact(self.settings.catalog_uri),
+                branch=self.settings.branch,
+            )
+        return self._catalog
+
+    # ------------------------------------------------------------------ tables
+
+    def ensure_table(self, stream: str, identifier: tuple[str, str], spec: TableSpec) -> Table:
+        """Load the table, creating namespace and table when absent.
+
+        A new table gets an empty snapshot on main so every branch has main's head as its parent.
+        """
+        catalog = self.catalog
+        namespace, _ = identifier
+        try:
+            catalog.create_namespace(namespace)
+        except NamespaceAlreadyExistsError:
+            pass
+        except Exception:  # a concurrent writer created it (SQL catalogs raise a unique violation)
+            if not catalog.namespace_exists(namespace):
+                raise
+        created = False
+        try:
+            table = catalog.load_table(identifier)
+        except NoSuchTableError:
+            try:
+                table = self._create(identifier, spec)
+                created = True
+            except TableAlreadyExistsError:  # a concurrent writer won the race
+                table = catalog.load_table(identifier)
+        if not created and spec.partitioning and evolve_spec(table, list(spec.partitioning)):
+            self.events.emit(
+                "partition_spec_evolved", stream=stream, table=".".join(identifier), spec=str(table.spec())
+            )
+        if table.metadata.current_snapshot_id is None:
+            try:
+                table.append(
+                    table.schema().as_arrow().empty_table(),
+                    snapshot_properties={
+                        "dativo.operation": "table-created",
+                        "dativo.tenant": self.settings.tenant_id,
+                    },
+                )
+            except Exception as exc:  # another writer created main's first snapshot first
+                if not is_commit_conflict(exc):
+                    raise
+                table.refresh()
+                if table.metadata.current_snapshot_id is None:
+                    raise
+        self.events.emit(
+            "table_ensured",
+            stream=stream,
+            table=".".join(identifier),
+            created=created,
+            location=table.location(),
+        )
+        return table
+
+    def existing_table(self, identifier: tuple[str, str]) -> Table | None:
+        """The table if it exists (no side effects)."""
+        try:
+            return self.catalog.load_table(identifier)
+        except NoSuchTableError:
+            return None
+
+    def _create(self, identifier: tuple[str, str], spec: TableSpec) -> Table:
+        schema = spec.schema if spec.keep_required else Schema(*[optional(f) for f in spec.schema.fields])
+        if spec.keep_required:
+            schema = Schema(*schema.fields, identifier_field_ids=spec.schema.identifier_field_ids)
+        kwargs: dict[str, Any] = {
+            "schema": schema,
+            "partition_spec": build_spec(schema, list(spec.partitioning)),
+        }
+        if spec.properties:
+            kwargs["properties"] = spec.properties
+        if spec.location:
+            kwargs["location"] = spec.location
+        return self.catalog.create_table(identifier, **kwargs)
+
+    def ensure_branch(self, table: Table, branch: str) -> None:
+        """Create `branch` from main's head when it does not exist yet (never an orphan branch)."""
+        if branch == MAIN or table.metadata.refs.get(branch) is not None:
+            return
+        head = table.metadata.current_snapshot_id
+        if head is None:
+            raise CommitError(f"table {table.name()} has no snapshot on main to branch {branch!r} from")
+        try:
+            table.manage_snapshots().create_branch(snapshot_id=head, branch_name=branch).commit()
+        except Exception as exc:  # a concurrent writer created the branch first: fine
+            if not is_commit_conflict(exc):
+                raise
+            table.refresh()
+            if table.metadata.refs.get(branch) is None:
+                raise
+
+    def create_branch_from(self, table: Table, name: str, source: str) -> int:
+        """Create branch `name` at `source`'s head (for overwrite staging); returns that head id."""
+        table.refresh()
+        self.ensure_branch(table, source)
+        head = table.snapshot_by_name(source)
+        assert head is not None
+        if table.metadata.refs.get(name) is not None:
+            table.manage_snapshots().remove_branch(name).commit()
+        table.manage_snapshots().create_branch(snapshot_id=head.snapshot_id, branch_name=name).commit()
+        return head.snapshot_id
+
+    def replace_branch(self, table: Table, branch: str, staging: str, expected_head: int) -> int:
+        """Point `branch` at `staging`'s head and drop `staging`, atomically.
+
+        Fails (nothing changed) when `branch` moved since the staging branch was cut from it: another
+        writer's commits would otherwise vanish.
+        """
+        table.refresh()
+        head = table.snapshot_by_name(branch)
+        staged = table.snapshot_by_name(staging)
+        if staged is None:
+            raise CommitError(f"overwrite of {table.name()}: staging branch {staging!r} is missing")
+        if head is None or head.snapshot_id != expected_head:
+            raise CommitError(
+                f"overwrite of {table.name()}: branch {branch!r} moved during the run "
+                f"({expected_head} → {head.snapshot_id if head else None}); the new content stays on {staging!r}"
+            )
+        with table.transaction() as tx:
+            tx._stage(*tx._set_ref_snapshot(staged.snapshot_id, branch, SnapshotRefType.BRANCH))  # noqa: SLF001
+            tx._stage((RemoveSnapshotRefUpdate(ref_name=staging),), ())  # noqa: SLF001
+        return staged.snapshot_id
+
+    def _append_files(
+        self, table: Table, files: Sequence[DataFile], props: dict[str, str], branch: str, replace_all: bool
+    ) -> None:
+        """One transaction: (overwrite: delete the branch's rows, then) a fast append of `files`."""
+        props["dativo.records"] = str(_records_in(files))
+        with table.transaction() as tx:
+            if replace_all:
+                tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
+            fast_append(tx, files, props, branch)
+
+    def needs_evolution(self, stream: str, table: Table, incoming: Schema) -> bool:
+        """Whether committing `incoming` would change the table's schema (no events emitted)."""
+        table.refresh()
+        plan = plan_evolution(
+            stream, table.schema(), incoming, EventLog(self.settings.tenant_id, "", [], io.StringIO())
+        )
+        return plan.union is not None or bool(plan.into_string)
+
+    def branch_total_records(self, table: Table) -> int:
+        """Rows on the branch head (from the snapshot summary; 0 when the branch is new)."""
+        snap = table.snapshot_by_name(self.settings.table_branch) or table.snapshot_by_name(MAIN)
+        props = snap.summary.additional_properties if snap and snap.summary else {}
+        return int(props.get("total-records", 0))
+
+    # ------------------------------------------------------------------ commits
+
+    def commit(
+        self,
+        stream: str,
+        table: Table,
+        incoming: Schema,
+        build: DataBuilder,
+        records: int,
+        summary: dict[str, str],
+        *,
+        branch: str | None = None,
+        upsert_keys: Sequence[str] | None = None,
+        replace_all: bool = False,
+        delete_keys: Sequence[str] | None = None,
+        data_files: Sequence[DataFile] | None = None,
+    ) -> CommitResult:
+        """Evolve the schema if needed and append the batch built by `build`, in one transaction.
+
+        `upsert_keys`: the batch is deduplicated on the keys (last record wins) and rows with those
+        keys are deleted first, in the same transaction. `replace_all`: every row on the branch is
+        deleted first (the first batch of an overwrite, on its staging branch). `delete_keys`:
+        deletion records (`_sdc_deleted_at` set, `hard_delete`) delete their key's rows instead of
+        landing (see `apply_deletions`). `data_files`: the batch was already written to these files
+        (a long batch streamed by `RollingWriter`): they are appended instead of `build`'s table.
+
+        A conflict with a concurrent writer (another process committed first) is retried by
+        `conflicts.retry_conflicts`: the branch head is read again and the whole transaction redone
+        (an upsert's deletes are recomputed against what the other writer landed). Before each
+        retry — of a conflict or of a transient error — the branch is searched for this commit's
+        id, so a commit that did land (but whose response was lost) is never applied twice.
+        """
+        branch = branch or self.settings.table_branch
+        commit_id = str(uuid.uuid4())
+        props = {**summary, "dativo.commit-id": commit_id}
+        what = f"commit to {'.'.join(table.name()[-2:])}"
+
+        def landed() -> int | None:  # idempotency: a commit whose response was lost may have landed
+            table.refresh()
+            return find_commit(table, branch, commit_id)
+
+        def once() -> None:
+            self._commit_once(
+                stream,
+                table,
+                incoming,
+                build,
+                props,
+                branch,
+                upsert_keys,
+                replace_all,
+                delete_keys,
+                data_files,
+            )
+
+        call_with_retries(
+            lambda: retry_conflicts(
+                once, lambda: landed() is not None, self.retry, self.events, stream=stream, what=what
+            ),
+            self.retry,
+            self.events,
+            what,
+            endpoint=catalog_endpoint(self.settings.catalog_type, self.settings.catalog_load_properties()),
+            stream=stream,
+            before_retry=lambda: True if landed() is not None else None,
+        )
+        snapshot_id = find_commit(table, branch, commit_id)
+        if snapshot_id is None:
+            raise CommitError(
+                f"commit {commit_id} to {table.name()} is not on branch {branch!r} after committing"
+            )
+        return CommitResult(snapshot_id, commit_id, int(props.get("dativo.records", records)), branch)
+
+    def _commit_once(
+        self,
+        stream: str,
+        table: Table,
+        incoming: Schema,
+        build: DataBuilder,
+        props: dict[str, str],
+        branch: str,
+        upsert_keys: Sequence[str] | None,
+        replace_all: bool,
+        delete_keys: Sequence[str] | None,
+        data_files: Sequence[DataFile] | None,
+    ) -> None:
+        """One transaction on the branch's current head. Conflicts and transient errors propagate to
+        the retries; anything else becomes a CommitError."""
+        tx: Transaction | None = None
+        try:
+            table.refresh()
+            self.ensure_branch(table, branch)
+            plan = plan_evolution(stream, table.schema(), incoming, self.events)
+            if data_files is not None:
+                self._append_files(table, data_files, props, branch, replace_all)
+                return
+            with table.transaction() as tx:
+                if plan.union is not None:
+                    with tx.update_schema() as update:
+                        update.union_by_name(plan.union)
+                data = build(tx.table_metadata.schema().as_arrow(), plan)
+                if upsert_keys:  # the rows these keys replace: as of the head read above
+                    data = dedupe_last(data, list(upsert_keys))
+                    if data.num_rows:
+                        match = create_match_filter(data, list(upsert_keys))
+                        tx.delete(match, snapshot_properties=props, branch=branch)
+                if replace_all:
+                    tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
+                if delete_keys and DELETED_AT in data.column_names:
+                    data = apply_deletions(tx, data, list(delete_keys), props, branch)
+                props["dativo.records"] = str(data.num_rows)
+                append_table(tx, table.io, data, props, branch, self.settings.parquet_target_bytes)
+        except DativoError:
+            raise
+        except Exception as exc:
+            if is_commit_conflict(exc):
+                discard_lost_attempt(table, branch, props["dativo.commit-id"], tx)
+                raise
+            if self.retry.is_transient(exc):
+                raise
+            raise CommitError(self.events.redact(f"commit to {table.name()} failed: {exc}")) from exc
+
+
+def _records_in(files: Sequence[DataFile]) -> int:
+    return sum(f.record_count for f in files)

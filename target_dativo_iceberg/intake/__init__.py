@@ -1,0 +1,1 @@
+"""Singer message intake: stdin in blocks, RECORD runs as Arrow, BATCH files, a sink's buffer."""

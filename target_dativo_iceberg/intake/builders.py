@@ -1,0 +1,187 @@
+"""Turning a sink's buffer into the Arrow table a commit appends.
+
+Hot path: the buffered Arrow pieces are concatenated and judged by `Validator.validate_arrow`
+with whole-array operations. Anything it cannot settle (a violation, a value needing the
+one-at-a-time rules, a record-path piece) makes the whole batch take the record path: Python
+records, parsed from the kept lines exactly as the SDK parses them, so both paths land the same rows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.schema import Schema
+from pyiceberg.types import DateType, NestedField
+
+from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
+from target_dativo_iceberg.iceberg.partitioning import INGEST_DATE, PartitionTerm
+from target_dativo_iceberg.iceberg.schema import ColumnKind, records_to_arrow
+from target_dativo_iceberg.intake.buffer import Piece
+
+if TYPE_CHECKING:
+    from target_dativo_iceberg.contracts.enforcement import Enforcer
+    from target_dativo_iceberg.iceberg.schema import StreamSchema
+    from target_dativo_iceberg.target import TargetDativoIceberg
+
+#: Record keys the SDK drops from records unless `add_record_metadata` is on.
+SDK_METADATA = frozenset(
+    ("_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at", "_sdc_deleted_at", "_sdc_sequence",
+     "_sdc_table_version", "_sdc_sync_started_at")
+)  # fmt: skip
+
+
+def with_ingest_date(schema: Schema, terms: list[PartitionTerm]) -> Schema:
+    """Add the target's `ingest_date` column (UTC date of the run) when a partition term uses it."""
+    if not any(t.column == INGEST_DATE for t in terms) or INGEST_DATE in schema.column_names:
+        return schema
+    field = NestedField(schema.highest_field_id + 1, INGEST_DATE, DateType(), required=False)
+    return Schema(*schema.fields, field, identifier_field_ids=schema.identifier_field_ids)
+
+
+def fill_ingest_date(data: pa.Table, day: Any) -> pa.Table:
+    """Set `ingest_date` (if the table has it) to the run's date."""
+    index = data.schema.get_field_index(INGEST_DATE)
+    if index < 0:
+        return data
+    field = data.schema.field(index)
+    return data.set_column(index, field, pa.array([day] * data.num_rows, field.type))
+
+
+class Builders:
+    """Batch building of `IcebergSink` (a mixin: the sink supplies the state below)."""
+
+    dativo: TargetDativoIceberg
+    enforcer: Enforcer | None
+    stream_schema: StreamSchema
+    stream_name: str
+    _position: int  # records of the stream seen so far (error messages name positions)
+
+    def _validated(self, pieces: list[Piece]):  # noqa: ANN202
+        """(builder, rows landing, rejected rows, hot?) of buffered pieces: validated as Arrow when
+        the whole batch allows, else record by record."""
+        count = sum(len(p) if isinstance(p, list) else p[1].num_rows for p in pieces)
+        if not count:
+            return (lambda schema, _plan: schema.empty_table()), 0, [], True
+        first_position = self._position + 1
+        self._position += count
+        hot = self._hot_batch(pieces, first_position)
+        if hot is not None:
+            return hot[0], hot[1], [], True
+        records = self._records(pieces)
+        if self.enforcer is None:
+            return self._schema_builder(records, first_position), len(records), [], False
+        outcome = self.enforcer.validate(records, first_position)
+        chosen = [records[i] for i in outcome.valid_indices]
+        return self._contract_builder(outcome.valid, chosen), outcome.valid.num_rows, outcome.rejected, False
+
+    def _records(self, pieces: list[Piece]) -> list[dict[str, Any]]:
+        """The batch as record dicts (the record path), parsing hot pieces' lines like the SDK does."""
+        reader = self.dativo.message_reader
+        records: list[dict[str, Any]] = []
+        for piece in pieces:
+            if isinstance(piece, list):
+                records.extend(piece)
+                continue
+            if piece[0] is None:  # a Parquet BATCH file: rows as the SDK hands them over
+                records.extend(piece[1].to_pylist())
+                continue
+            for line in piece[0].to_pylist():
+                record = reader.deserialize_json(line)["record"]
+                self._remove_sdc_metadata_from_record(record)
+                records.append(record)
+        return records
+
+    def _hot_batch(self, pieces: list[Piece], first_position: int):  # noqa: ANN202
+        """(builder, rows) when the whole batch is hot and clean; None: take the record path."""
+        if self.enforcer is None or not pieces or any(isinstance(p, list) for p in pieces):
+            return None
+        try:
+            table = pa.concat_tables([p[1] for p in pieces], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        table = table.drop_columns([c for c in table.column_names if c in SDK_METADATA])
+        extras = self._sdc_columns(table)
+        if extras is None:
+            return None
+        outcome = self.enforcer.validate_arrow(table, first_position)
+        if outcome is None:
+            return None
+        return self._contract_builder(outcome.valid, extras=extras), outcome.valid.num_rows
+
+    def _sdc_columns(self, table: pa.Table) -> dict[str, pa.Array] | None:
+        """The tap's own `_sdc_*` columns (e.g. `_sdc_source_file`) typed for the table; None if a
+        column needs the record path's conversion."""
+        extras: dict[str, pa.Array] = {}
+        for field in self._sdc_fields():
+            if field.name in SDK_METADATA or field.name not in table.column_names:
+                continue
+            column = table.column(field.name).combine_chunks()
+            target = Schema(field).as_arrow().field(0).type
+            if pa.types.is_null(column.type):
+                extras[field.name] = pa.nulls(len(column), target)
+                continue
+            same_kind = (pa.types.is_string(column.type) and pa.types.is_string(target)) or (
+                pa.types.is_integer(column.type) and pa.types.is_integer(target)
+            )
+            timestamp = pa.types.is_string(column.type) and pa.types.is_timestamp(target)
+            if not (same_kind or timestamp):
+                return None
+            try:
+                extras[field.name] = pc.cast(column, target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+        return extras
+
+    def _schema_builder(self, records: list[dict[str, Any]], first_position: int):  # noqa: ANN202
+        """Singer-schema path: convert records to the table's Arrow schema after evolution."""
+        stream_schema = self.stream_schema
+        required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
+
+        def build(arrow_schema: pa.Schema, plan: EvolutionPlan) -> pa.Table:
+            kind = stream_schema.kind
+            if plan.into_string:
+                children = {
+                    src: (col, ColumnKind("string") if col in plan.into_string else ck)
+                    for src, (col, ck) in kind.children.items()
+                }
+                kind = ColumnKind("struct", children=children)
+            data = records_to_arrow(self.stream_name, records, kind, arrow_schema, first_position, required)
+            return fill_ingest_date(data, self.dativo.ingest_date)
+
+        return build
+
+    def _contract_builder(  # noqa: ANN202
+        self,
+        valid: pa.Table,
+        records: list[dict[str, Any]] | None = None,
+        extras: dict[str, pa.Array] | None = None,
+    ):
+        """Contract path: validated columns + target-added ones, aligned to the table's Arrow schema."""
+        extras = dict(extras or {})
+        sdc = self._sdc_fields()
+        if sdc and records is not None:
+            sdc_kind = ColumnKind(
+                "struct",
+                children={s: v for s, v in self.stream_schema.kind.children.items() if s.startswith("_sdc_")},
+            )
+            sdc_schema = Schema(*sdc).as_arrow()
+            sdc_table = records_to_arrow(self.stream_name, records, sdc_kind, sdc_schema)
+            extras.update({name: sdc_table.column(name) for name in sdc_table.column_names})
+
+        def build(arrow_schema: pa.Schema, plan: EvolutionPlan) -> pa.Table:
+            arrays = []
+            for field in arrow_schema:
+                if field.name in valid.column_names:
+                    column = valid.column(field.name)
+                elif field.name in extras:
+                    column = extras[field.name]
+                else:
+                    column = pa.nulls(valid.num_rows, field.type)
+                arrays.append(pc.cast(column, field.type) if column.type != field.type else column)
+            return fill_ingest_date(
+                pa.Table.from_arrays(arrays, schema=arrow_schema), self.dativo.ingest_date
+            )
+
+        return build

@@ -1,0 +1,1 @@
+"""Operating the target: the `dativo` CLI, preflight and doctor checks, reading tables back."""

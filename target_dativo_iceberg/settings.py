@@ -25,6 +25,7 @@ from target_dativo_iceberg.iceberg.catalogs import (
 from target_dativo_iceberg.redact import Redactor, mapping_secrets, uri_secrets
 
 CATALOG_TYPES = ("sql", "rest", "nessie", "glue", "hive", "none")
+LOAD_METHODS = ("append-only", "upsert", "overwrite")
 
 
 @dataclass
@@ -69,6 +70,9 @@ class Settings:
         catalog_type = str(cfg.get("catalog_type") or "sql")
         if catalog_type not in CATALOG_TYPES:
             raise ConfigError(f"catalog_type must be one of {', '.join(CATALOG_TYPES)}, got {catalog_type!r}")
+        load_method = str(cfg.get("load_method") or "append-only")
+        if load_method not in LOAD_METHODS:
+            raise ConfigError(f"load_method must be one of {', '.join(LOAD_METHODS)}, got {load_method!r}")
         connection = cfg.get("connection") or {}
         return cls(
             tenant_id=tenant,
@@ -81,7 +85,7 @@ class Settings:
             warehouse=str(cfg.get("warehouse") or DEFAULT_WAREHOUSE),
             s3=dict(connection.get("s3") or {}),
             nessie=dict(connection.get("nessie") or {}),
-            load_method=str(cfg.get("load_method") or "append-only"),
+            load_method=load_method,
             partitioning=list(cfg["partitioning"]) if cfg.get("partitioning") is not None else None,
             max_snapshots=int(cfg.get("max_snapshots", 100) if cfg.get("max_snapshots") is not None else 100),
             add_record_metadata=bool(cfg.get("add_record_metadata", False)),

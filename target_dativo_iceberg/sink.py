@@ -1,13 +1,12 @@
-"""Per-stream behaviour: buffer a stream's records and commit them to its Iceberg table.
+"""The sink: one stream's buffer, validated and committed to its Iceberg table batch by batch.
 
-A RECORD's path: intake.reader.BlockReader (stdin in blocks; runs of RECORD lines parsed by Arrow) →
-intake.buffer.Intake.add_rows (buffered; record path: Intake.process_record) → IcebergSink.process_batch →
-Builders._hot_batch (Validator.validate_arrow; else Enforcer.validate on records) → Committer.commit
-on the commit thread (Arrow + one Iceberg transaction) → StateLedger.emit (the STATE this
-commit made safe).
+A RECORD's path: intake/reader.py (stdin in blocks; runs of RECORD lines parsed by Arrow) →
+intake/buffer.py (`StreamBuffer`: pieces in arrival order) → `IcebergSink.process_batch` →
+intake/builders.py (`BatchBuilder`: `Validator.validate_arrow`, else record by record) →
+iceberg/committer.py on the commit thread (Arrow + one Iceberg transaction) → delivery/ledger.py
+(the STATE this commit made safe is printed). Which table and how: table_plan.py.
 
-A stream with a contract gets its table from the contract (types, required, identifier fields,
-partitions, properties); without one, from its Singer SCHEMA.
+The sink gets the run's collaborators (`services.RunServices`), not the target.
 """
 
 from __future__ import annotations
@@ -17,9 +16,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from pyiceberg.schema import Schema
-from pyiceberg.types import NestedField
-from singer_sdk.sinks import BatchSink
 
 from target_dativo_iceberg import faults
 from target_dativo_iceberg.contracts.contract import contract_for_stream
@@ -29,98 +25,60 @@ from target_dativo_iceberg.contracts.enforcement import (
     Enforcer,
     rejected_table,
 )
-from target_dativo_iceberg.delivery.replay import REPLAY_KEY, ReplayGuard, SegmentLog, parse_marker
-from target_dativo_iceberg.errors import ConfigError
+from target_dativo_iceberg.delivery.replay import REPLAY_KEY, ReplayGuard, parse_marker
 from target_dativo_iceberg.iceberg.committer import CommitResult, TableSpec, json_state
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.iceberg.maintenance import expire_old_snapshots
 from target_dativo_iceberg.iceberg.markers import stream_marker
-from target_dativo_iceberg.iceberg.partitioning import build_spec, parse_terms
-from target_dativo_iceberg.iceberg.paths import table_location
 from target_dativo_iceberg.iceberg.rows import retire_versions
-from target_dativo_iceberg.iceberg.schema import sanitize_name, singer_to_iceberg
+from target_dativo_iceberg.iceberg.schema import singer_to_iceberg
 from target_dativo_iceberg.iceberg.writer import RollingWriter
-from target_dativo_iceberg.intake.buffer import Intake, Piece
-from target_dativo_iceberg.intake.builders import Builders, with_ingest_date
+from target_dativo_iceberg.intake.batchfiles import read_batch_file
+from target_dativo_iceberg.intake.buffer import StreamBuffer, pieces_of
+from target_dativo_iceberg.intake.builders import BatchBuilder
 from target_dativo_iceberg.memory import release_unused
-from target_dativo_iceberg.settings import sanitize_identifier
+from target_dativo_iceberg.sdk_compat import SdkBatchSink
+from target_dativo_iceberg.table_plan import plan_table, sdc_fields
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-    from target_dativo_iceberg.target import TargetDativoIceberg
-
-LOAD_METHODS = ("append-only", "upsert", "overwrite")
+    from target_dativo_iceberg.services import RunServices
 
 
-class IcebergSink(Intake, Builders, BatchSink):
+class IcebergSink(SdkBatchSink):
     """Buffers one stream's records and appends each batch to its table on the branch."""
 
     MAX_SIZE_DEFAULT = 100_000
 
-    def __init__(
-        self, target: TargetDativoIceberg, stream_name: str, schema: dict, key_properties: Any
-    ) -> None:
+    def __init__(self, target: Any, stream_name: str, schema: dict, key_properties: Any) -> None:
         super().__init__(target, stream_name, schema, key_properties)
-        self.dativo = target
-        settings = target.settings
+        run: RunServices = target.services
+        self.run = run
+        settings = run.settings
         self.stream_schema = singer_to_iceberg(stream_name, self.schema, self.key_properties)
-        self.contract = contract_for_stream(target.contracts, stream_name)
+        self.contract = contract_for_stream(run.contracts, stream_name)
         self.enforcer: Enforcer | None = None
-        if self.contract is None:
-            self.identifier = (settings.default_namespace, sanitize_name(stream_name))
-            terms = parse_terms(settings.partitioning or [])
-            self.spec = TableSpec(with_ingest_date(self.stream_schema.iceberg, terms), partitioning=terms)
-        else:
-            contract = self.contract
-            self._validator = None  # the contract validates (per batch); the SDK's per-record JSON Schema check would abort warn mode
+        if self.contract is not None:
+            self.skip_record_validation()  # the contract validates whole batches; the SDK's per-record check would abort warn mode
             self.enforcer = Enforcer(
                 stream_name,
-                contract,
+                self.contract,
                 self.schema,
-                target.validation_mode,
+                run.validation_mode,
                 settings.load_method == "upsert",
-                target.events,
+                run.events,
             )
-            namespace = settings.namespace or (
-                sanitize_identifier(contract.domain) if contract.domain else None
-            )
-            self.identifier = (namespace or settings.default_namespace, contract.table_name())
-            location = None
-            if contract.domain and contract.data_product:
-                parts = (contract.domain, contract.data_product, contract.table_name())
-                location = table_location(settings, parts, f"contract {contract.path}")
-            terms = parse_terms(
-                settings.partitioning if settings.partitioning is not None else contract.partition_columns()
-            )
-            self.spec = TableSpec(
-                with_ingest_date(self._contract_schema(), terms),
-                partitioning=terms,
-                properties=contract.table_properties(),
-                location=location,
-                keep_required=True,
-            )
-        build_spec(self.spec.schema, list(self.spec.partitioning))  # a bad term fails before any data is read
+        self.plan = plan_table(stream_name, self.stream_schema, self.contract, settings)
+        self.identifier, self.spec = self.plan.identifier, self.plan.spec
         self.load_method = settings.load_method
-        if self.load_method not in LOAD_METHODS:
-            raise ConfigError(
-                f"load_method must be one of {', '.join(LOAD_METHODS)}, got {self.load_method!r}"
-            )
-        self.upsert_keys: list[str] | None = None
-        if self.load_method == "upsert":
-            keys = self.contract.identifier_columns() if self.contract else self.stream_schema.key_columns
-            if not keys:
-                raise ConfigError(
-                    f"stream {stream_name!r}: load_method upsert needs key_properties or a contract primaryKey"
-                )
-            self.upsert_keys = list(keys)
+        self.upsert_keys = self.plan.upsert_keys
         #: hard_delete: deletion records (`_sdc_deleted_at` set) delete these keys' rows.
         self.delete_keys: list[str] | None = None
         if self.config.get("hard_delete") and self.include_sdc_metadata_properties:
-            keys = self.contract.identifier_columns() if self.contract else self.stream_schema.key_columns
-            self.delete_keys = list(keys) if keys else None
-            if not keys:
-                target.events.emit(
+            self.delete_keys = self.plan.keys or None
+            if not self.plan.keys:
+                run.events.emit(
                     "deletes_ignored",
                     stream=stream_name,
                     reason="hard_delete needs key_properties or a contract primaryKey; deletion records land as rows",
@@ -133,12 +91,24 @@ class IcebergSink(Intake, Builders, BatchSink):
         self._staging_base: int | None = None
         self._table: Table | None = None
         self._rejected: Table | None = None
-        #: Number of STATE messages seen when the first record still buffered arrived (None: empty).
-        self.first_pending_seq: int | None = None
-        self._position = 0  # records of this stream seen so far, for error messages
-        self.segments = SegmentLog()  # per-STATE-segment digests for the commit's replay marker
-        self.base_state: dict[str, Any] | None = None  # the committed state a matched replay started from
-        self.replay = self._replay_guard()
+        self.buffer = StreamBuffer(
+            stream_name,
+            self,
+            run.ledger,
+            run.reader,
+            run.events,
+            lambda path, encoding: read_batch_file(path, encoding, self.batch_config, stream_name, settings),
+            self._replay_guard(),
+        )
+        self.batches = BatchBuilder(
+            stream_name,
+            self.enforcer,
+            self.stream_schema,
+            sdc_fields(self.stream_schema),
+            run.ingest_date,
+            run.reader.deserialize_json,
+            self.strip_sdc_metadata,
+        )
         #: Record field → the Arrow type the hot path parses it as (else Arrow infers): Singer
         #: string properties stay strings; contract decimals are parsed exactly (never via a float).
         self.record_types: dict[str, pa.DataType | None] = {
@@ -150,69 +120,72 @@ class IcebergSink(Intake, Builders, BatchSink):
             for key, arrow_field in zip(validator.keys, validator.arrow_schema, strict=True):
                 if pa.types.is_decimal(arrow_field.type):
                     self.record_types[key] = arrow_field.type
-        target.events.emit(
+        run.events.emit(
             "writer_initialized",
             stream=stream_name,
-            table=".".join(self.identifier),
+            table=self.plan.name,
             contract=self.contract.path if self.contract else None,
             columns=[f.name for f in self.spec.schema.fields],
         )
 
-    def _contract_schema(self) -> Schema:
-        """The contract's schema plus target-added columns: `ingest_date` if partitioned on, `_sdc_*`."""
-        assert self.contract is not None
-        base = self.contract.iceberg_schema()
-        fields = list(base.fields)
-        names = {f.name for f in fields}
-        next_id = base.highest_field_id + 1
-        for f in self._sdc_fields():
-            if f.name not in names:
-                fields.append(NestedField(next_id, f.name, f.field_type, required=False))
-                next_id += 1
-        return Schema(*fields, identifier_field_ids=base.identifier_field_ids)
+    # ------------------------------------------------------------------ buffering (intake/buffer.py)
 
-    def _sdc_fields(self) -> list[NestedField]:
-        return [f for f in self.stream_schema.iceberg.fields if f.name.startswith("_sdc_")]
-
-    # ------------------------------------------------------------------ buffering
-
-    def _validate_and_parse(self, record: dict) -> dict:
+    def validate_and_parse(self, record: dict) -> dict:
         """With a contract, records stay raw: the contract validator coerces and judges whole batches."""
         if self.enforcer is not None:
             return record
-        return super()._validate_and_parse(record)
+        return super().validate_and_parse(record)
+
+    def process_record(self, record: dict, context: dict) -> None:
+        """Record path (the SDK calls this): the record joins the buffer."""
+        self.buffer.add_record(record, context)
+
+    def add_rows(self, lines: pa.Array, records: pa.Table) -> None:
+        """Hot path (the reader calls this): a run of this stream's rows joins the buffer."""
+        self.buffer.add_rows(lines, records)
+
+    def process_batch_files(self, encoding: Any, files: Any) -> None:
+        """BATCH message (the SDK calls this): the files' rows join the buffer, then it is committed."""
+        self.buffer.add_files(encoding, files)
+
+    def count_records(self, count: int) -> None:
+        self.record_counter_metric.increment(count)
+
+    def drain(self) -> None:
+        self.run.drain(self)
 
     @property
     def table(self) -> Table:
         """The stream's table, created on first use and cached for the run."""
         if self._table is None:
-            self._table = self.dativo.committer.ensure_table(self.stream_name, self.identifier, self.spec)
+            self._table = self.run.committer.ensure_table(self.stream_name, self.identifier, self.spec)
         return self._table
 
-    def _replay_guard(self) -> ReplayGuard | None:
-        """Arm the replay check when the table's last commit of this stream has a replay marker."""
+    def _replay_guard(self) -> tuple[dict[str, Any] | None, ReplayGuard] | None:
+        """The replay check (and the state it starts from) when the table's last commit of this
+        stream has a replay marker."""
         if self.load_method == "overwrite":
             return None
-        table = self.dativo.committer.existing_table(self.identifier)
-        found = stream_marker(table, self.dativo.settings.table_branch, self.stream_name) if table else None
+        table = self.run.committer.existing_table(self.identifier)
+        found = stream_marker(table, self.run.settings.table_branch, self.stream_name) if table else None
         candidates = parse_marker(found[1]) if found else []
         if found is None or not candidates:
             return None
-        self.base_state = found[0]
-        return ReplayGuard(candidates)
+        return found[0], ReplayGuard(candidates)
 
     # ------------------------------------------------------------------ committing
 
     def process_batch(self, context: dict) -> None:
         """Validate (with a contract), commit in one Iceberg transaction, then let the target emit STATE."""
-        pieces: list[Piece] = context.get("pieces", [])
+        pieces = pieces_of(context)
         if not pieces and self._writer is None:
             return
         faults.reached("drain")
-        self.dativo.commits.join()  # one commit in flight at a time: the previous one lands first
-        self.dativo.shutdown.check()  # after a stop signal no new commit starts
+        self.run.commits.join()  # one commit in flight at a time: the previous one lands first
+        self.run.shutdown.check()  # after a stop signal no new commit starts
         started = time.monotonic()
-        build, landed, rejected_rows, hot = self._validated(pieces)
+        batch = self.batches.validated(pieces)
+        build, landed, rejected_rows = batch.build, batch.landed, batch.rejected
         files = None
         if self._writer is not None:  # rows already streamed to open files: the rest joins them
             if landed:
@@ -220,19 +193,21 @@ class IcebergSink(Intake, Builders, BatchSink):
             files = self._writer.finish()
             landed, rejected_rows = self._writer.rows, self._spilled_rejected + rejected_rows
             self._writer, self._spilled_rejected = None, []
-        if self.enforcer is not None and self.dativo.ending:
-            failures = self.enforcer.finish(self.dativo.committer.branch_total_records(self.table) + landed)
-            self.dativo.quality_failures += len(failures)
-        covered_seq, covered_state = self.dativo.ledger.covered(self)
-        if covered_seq == 0 and self.base_state is not None:
-            covered_state = self.base_state
+        if self.enforcer is not None and self.run.progress.ending:
+            failures = self.enforcer.finish(self.run.committer.branch_total_records(self.table) + landed)
+            self.run.progress.quality_failed(len(failures))
+        covered_seq, covered_state = self.run.ledger.covered(self.buffer)
+        if covered_seq == 0 and self.buffer.base_state is not None:
+            covered_state = self.buffer.base_state
         summary = {
-            "dativo.run-id": self.dativo.run_id,
-            "dativo.tenant": self.dativo.settings.tenant_id,
+            "dativo.run-id": self.run.run_id,
+            "dativo.tenant": self.run.settings.tenant_id,
             "dativo.stream": self.stream_name,
             "dativo.records-rejected": str(len(rejected_rows)),
             "dativo.singer-state": json_state(covered_state),
-            REPLAY_KEY: json.dumps([self._candidate(seq) for seq in self.dativo.ledger.resume_points(self)]),
+            REPLAY_KEY: json.dumps(
+                [self._candidate(seq) for seq in self.run.ledger.resume_points(self.buffer)]
+            ),
         }
         if rejected_rows:
             self._commit_rejected(rejected_rows, summary)
@@ -244,13 +219,13 @@ class IcebergSink(Intake, Builders, BatchSink):
         }
         if self.load_method == "overwrite":
             if self.staging is None:
-                self.staging = f"{self.dativo.settings.table_branch}__overwrite_{self.dativo.run_id[:8]}"
-                self._staging_base = self.dativo.committer.create_branch_from(
-                    table, self.staging, self.dativo.settings.table_branch
+                self.staging = f"{self.run.settings.table_branch}__overwrite_{self.run.run_id[:8]}"
+                self._staging_base = self.run.committer.create_branch_from(
+                    table, self.staging, self.run.settings.table_branch
                 )
                 options["replace_all"] = True
             options["branch"] = self.staging
-        schema, committer, path = self.spec.schema, self.dativo.committer, "hot" if hot else "record"
+        schema, committer, path = self.spec.schema, self.run.committer, "hot" if batch.hot else "record"
 
         def work() -> CommitResult:  # on the commit thread, while the next records are parsed
             faults.reached("before_commit")
@@ -263,30 +238,30 @@ class IcebergSink(Intake, Builders, BatchSink):
 
         def done(result: CommitResult) -> None:  # back on the main thread, in input order
             self.tally_record_written(landed)
-            self.dativo.rejected_total += len(rejected_rows)
-            self.dativo.records_committed += result.records
-            self.dativo.ledger.emit(covered_seq)  # the STATE this commit made safe
-            self.segments.prune(self.dativo.ledger.emitted_seq)  # a crash from now on replays from that STATE
+            self.run.progress.committed(result.records, len(rejected_rows))
+            self.run.ledger.emit(covered_seq)  # the STATE this commit made safe
+            self.buffer.segments.prune(
+                self.run.ledger.emitted_seq
+            )  # a crash from now on replays from that STATE
 
-        self.first_pending_seq = None  # records arriving from now on belong to the next batch
-        self.dativo.commits.submit(covered_seq, work, done)
+        self.buffer.drained()
+        self.run.commits.submit(covered_seq, work, done)
 
     def spill(self, context: dict) -> None:
         """A long batch (`batch_size_rows` above `SPILL_ROWS`): validate what is buffered and stream it
         into open Parquet files (rolled at `parquet_target_size_mb`), so memory holds one chunk; the
         files are committed with the rest of the batch."""
-        self.dativo.commits.join()  # the commit thread may be using this table object
-        self.dativo.shutdown.check()
+        self.run.commits.join()  # the commit thread may be using this table object
+        self.run.shutdown.check()
         if not self._can_spill():
             return
-        pieces = context.get("pieces", [])
-        build, landed, rejected_rows, _ = self._validated(pieces)
+        batch = self.batches.validated(pieces_of(context))
         if self._writer is None:
-            target = self.dativo.settings.parquet_target_bytes
+            target = self.run.settings.parquet_target_bytes
             self._writer = RollingWriter(self.table.metadata, self.table.io, target)
-        if landed:
-            self._writer.write(build(self.table.schema().as_arrow(), EvolutionPlan()))
-        self._spilled_rejected.extend(rejected_rows)
+        if batch.landed:
+            self._writer.write(batch.build(self.table.schema().as_arrow(), EvolutionPlan()))
+        self._spilled_rejected.extend(batch.rejected)
         context["pieces"] = []
         faults.reached("after_spill")
 
@@ -295,15 +270,15 @@ class IcebergSink(Intake, Builders, BatchSink):
         records) and a table whose schema already matches (evolution commits with the data)."""
         if self._spill_ok is None:
             simple = self.load_method != "upsert" and self.delete_keys is None
-            self._spill_ok = simple and not self.dativo.committer.needs_evolution(
+            self._spill_ok = simple and not self.run.committer.needs_evolution(
                 self.stream_name, self.table, self.spec.schema
             )
         return self._spill_ok
 
     def _report(self, result: CommitResult, landed: int, rejected: int, path: str, started: float) -> None:
         """batch_written and commit_success events."""
-        ident = ".".join(self.identifier)
-        events = self.dativo.events
+        ident = self.plan.name
+        events = self.run.events
         events.emit(
             "batch_written",
             stream=self.stream_name,
@@ -327,28 +302,27 @@ class IcebergSink(Intake, Builders, BatchSink):
     def _expire(self, table: Table) -> None:
         """Keep metadata small (commit latency flat); a failed expiry is reported, the data has landed."""
         try:
-            expired = expire_old_snapshots(table, self.dativo.settings.max_snapshots)
+            expired = expire_old_snapshots(table, self.run.settings.max_snapshots)
         except Exception as exc:  # maintenance only: the commit above already holds
-            self.dativo.events.emit(
-                "maintenance_failed", stream=self.stream_name, error=self.dativo.events.redact(str(exc))
+            self.run.events.emit(
+                "maintenance_failed", stream=self.stream_name, error=self.run.events.redact(str(exc))
             )
             return
         if expired:
-            self.dativo.events.emit("snapshots_expired", stream=self.stream_name, count=len(expired))
+            self.run.events.emit("snapshots_expired", stream=self.stream_name, count=len(expired))
 
     def _candidate(self, from_seq: int) -> dict[str, Any]:
         """Replay marker from STATE `from_seq`: records after it, and the first STATE that followed."""
-        return {**self.segments.marker(from_seq), "first_state": self.dativo.ledger.hashes.get(from_seq + 1)}
+        marker = self.buffer.segments.marker(from_seq)
+        return {**marker, "first_state": self.run.ledger.hashes.get(from_seq + 1)}
 
     def publish_overwrite(self) -> None:
         """overwrite: the stream ended; its staging branch replaces the branch's content atomically."""
         if self.staging is None or self._table is None or self._staging_base is None:
             return
-        branch = self.dativo.settings.table_branch
-        snapshot_id = self.dativo.committer.replace_branch(
-            self._table, branch, self.staging, self._staging_base
-        )
-        self.dativo.events.emit(
+        branch = self.run.settings.table_branch
+        snapshot_id = self.run.committer.replace_branch(self._table, branch, self.staging, self._staging_base)
+        self.run.events.emit(
             "overwrite_published",
             stream=self.stream_name,
             table=".".join(self.identifier),
@@ -362,13 +336,13 @@ class IcebergSink(Intake, Builders, BatchSink):
         """ACTIVATE_VERSION: rows of older table versions are deleted (`hard_delete`) or marked deleted
         (`_sdc_deleted_at`). Buffered records are committed first: the SDK delivers this message before
         draining the records that preceded it."""
-        self.dativo.drain_one(self)
-        self.dativo.commits.join()
-        self.dativo.shutdown.check()
+        self.run.drain(self)
+        self.run.commits.join()
+        self.run.shutdown.check()
         table = self.table
         table.refresh()
         if "_sdc_table_version" not in table.schema().column_names:
-            self.dativo.events.emit(
+            self.run.events.emit(
                 "activate_version_ignored",
                 stream=self.stream_name,
                 version=new_version,
@@ -377,15 +351,15 @@ class IcebergSink(Intake, Builders, BatchSink):
             return
         hard = bool(self.config.get("hard_delete", False))
         summary = {
-            "dativo.run-id": self.dativo.run_id,
-            "dativo.tenant": self.dativo.settings.tenant_id,
+            "dativo.run-id": self.run.run_id,
+            "dativo.tenant": self.run.settings.tenant_id,
             "dativo.stream": self.stream_name,
             "dativo.operation": f"activate-version {new_version}",
         }
-        branch = self.dativo.settings.table_branch
-        self.dativo.committer.ensure_branch(table, branch)
+        branch = self.run.settings.table_branch
+        self.run.committer.ensure_branch(table, branch)
         retire_versions(table, branch, new_version, hard, summary)
-        self.dativo.events.emit(
+        self.run.events.emit(
             "version_activated",
             stream=self.stream_name,
             version=new_version,
@@ -395,17 +369,17 @@ class IcebergSink(Intake, Builders, BatchSink):
 
     def finish_without_batch(self) -> None:
         """End of input with nothing buffered: object-level quality still holds over the table."""
-        self.dativo.commits.join()
+        self.run.commits.join()
         if self.enforcer is not None and self._table is not None:
-            failures = self.enforcer.finish(self.dativo.committer.branch_total_records(self._table))
-            self.dativo.quality_failures += len(failures)
+            failures = self.enforcer.finish(self.run.committer.branch_total_records(self._table))
+            self.run.progress.quality_failed(len(failures))
 
     def _commit_rejected(self, rows: list[dict[str, Any]], summary: dict[str, str]) -> None:
-        committer = self.dativo.committer
+        committer = self.run.committer
         ident = (self.identifier[0], self.identifier[1] + REJECTED_SUFFIX)
         if self._rejected is None:
             self._rejected = committer.ensure_table(self.stream_name, ident, TableSpec(REJECTED_SCHEMA))
-        data = rejected_table(rows, self.dativo.run_id, self.stream_name, self._rejected.schema().as_arrow())
+        data = rejected_table(rows, self.run.run_id, self.stream_name, self._rejected.schema().as_arrow())
         rejected_summary = {**summary, "dativo.records-rejected": str(len(rows))}
         committer.commit(
             self.stream_name,
@@ -415,8 +389,6 @@ class IcebergSink(Intake, Builders, BatchSink):
             len(rows),
             rejected_summary,
         )
-
-    # ------------------------------------------------------------------ batches
 
 
 def _only_strings(prop: dict[str, Any]) -> bool:

@@ -15,12 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
-from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.plugin_base import PluginBase, _ConfigInput
-from singer_sdk.target_base import Target
 
 from target_dativo_iceberg.contracts.contract import Contract, resolve_contracts
 from target_dativo_iceberg.delivery.commits import CommitQueue
@@ -32,8 +28,11 @@ from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.committer import Committer
 from target_dativo_iceberg.iceberg.retry import RetryPolicy
 from target_dativo_iceberg.intake.reader import BlockReader
+from target_dativo_iceberg.intake.routes import HotRoutes
 from target_dativo_iceberg.ops.preflight import run_preflight
 from target_dativo_iceberg.redact import activate
+from target_dativo_iceberg.sdk_compat import ConfigInput, SdkTarget
+from target_dativo_iceberg.services import RunProgress, RunServices
 from target_dativo_iceberg.settings import Settings
 from target_dativo_iceberg.sink import IcebergSink
 
@@ -49,7 +48,7 @@ S3_SETTINGS = th.ObjectType(
 )
 
 
-class TargetDativoIceberg(Target):
+class TargetDativoIceberg(SdkTarget):
     """Singer target that validates records and commits them to Iceberg tables on a branch."""
 
     name = "target-dativo-iceberg"
@@ -58,7 +57,7 @@ class TargetDativoIceberg(Target):
     message_reader_class = BlockReader
     message_reader: BlockReader
     capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
-        *Target.capabilities,
+        *SdkTarget.capabilities,
         PluginCapabilities.ACTIVATE_VERSION,
     ]
     _MAX_PARALLELISM = 1  # commits run one at a time so covered-state bookkeeping stays exact
@@ -140,23 +139,37 @@ class TargetDativoIceberg(Target):
         self.shutdown.events = self.events
         activate(self.events.redactor)  # and from here on with the configured secret values
         self.retry_policy = RetryPolicy.from_config(self.config.get("retry_config"))
-        self.committer = Committer(self.settings, self.events, self.retry_policy)
-        self.validation_mode = str(self.config.get("schema_validation_mode") or "strict")
-        self.contracts = self._load_contracts()
-        self.rejected_total = 0
-        self.records_committed = 0
-        self.quality_failures = 0  # warn mode: run-level contract checks that failed (exit 1)
-        self.ending = False  # set at end of input: the next drain is the final one
-        self.ingest_date = datetime.datetime.now(datetime.timezone.utc).date()
-        self._MAX_RECORD_AGE_IN_MINUTES = self.settings.max_batch_age_seconds / 60
-        self.ledger = StateLedger(self.events, self._iceberg_sinks, held=self._staging)
-        self.commits = CommitQueue(self.ledger)
-        self.message_reader.target = self
+        self.set_max_batch_age(self.settings.max_batch_age_seconds)
         self.max_parallelism = 1  # sinks drain one at a time (the SDK default runs 8 in threads)
-        self._hot: dict[str, IcebergSink | None] = {}  # stream → its sink when on the hot path
-        self._announced: dict[str, Any] = {}  # stream → the sink whose path was logged
+        self.progress = RunProgress()
+        self.ledger = StateLedger(
+            self.events, lambda: [s.buffer for s in self._iceberg_sinks()], held=self._staging
+        )
+        self.commits = CommitQueue(self.ledger)
+        self.routes = HotRoutes(
+            self.events,
+            enabled=bool(self.config.get("hot_path", True)),
+            flattening=bool(self.config.get("flattening_enabled")),
+            stream_maps=lambda stream: self.mapper.stream_maps.get(stream, []),
+        )
+        self.message_reader.connect(self.routes, self.shutdown, self.on_idle, self.after_records)
+        self.services = RunServices(
+            run_id=self.run_id,
+            ingest_date=datetime.datetime.now(datetime.timezone.utc).date(),
+            settings=self.settings,
+            events=self.events,
+            contracts=self._load_contracts(),
+            validation_mode=str(self.config.get("schema_validation_mode") or "strict"),
+            committer=Committer(self.settings, self.events, self.retry_policy),
+            ledger=self.ledger,
+            commits=self.commits,
+            shutdown=self.shutdown,
+            progress=self.progress,
+            reader=self.message_reader,
+            drain=self.drain_one,
+        )
 
-    def _setup_signal_handlers(self) -> None:
+    def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop the run at a safe point (shutdown.py), replacing the SDK's handler,
         which drained sinks from inside the handler and exited 0."""
         self.shutdown = Shutdown()
@@ -183,12 +196,10 @@ class TargetDativoIceberg(Target):
 
     def process_endofpipe(self) -> None:
         """Final drain: sinks check object-level quality (rowCount) before their last commit."""
-        self.ending = True
-        sinks = [
-            s for s in [*self._sinks_to_clear, *self._sinks_active.values()] if isinstance(s, IcebergSink)
-        ]
+        self.progress.ending = True
+        sinks = self._iceberg_sinks()
         for sink in sinks:
-            sink.release_held()
+            sink.buffer.release_held()
             if sink.current_size == 0:
                 sink.finish_without_batch()
         super().process_endofpipe()
@@ -197,100 +208,49 @@ class TargetDativoIceberg(Target):
             sink.publish_overwrite()
         self.ledger.emit()
 
-    # ------------------------------------------------------------------ hot path
+    # ------------------------------------------------------------------ reading
 
-    def _process_schema_message(self, message_dict: dict) -> None:
-        super()._process_schema_message(message_dict)
-        self._hot.clear()  # sinks may have been replaced: decide again
-        for name, sink in self._sinks_active.items():
-            self._hot[name] = self._hot_decision(name, sink)
-
-    def _hot_decision(self, stream: str, sink: Any) -> IcebergSink | None:
-        """The stream's sink if its records can take the hot path; logs why not otherwise."""
-        reason = None
-        if not isinstance(sink, IcebergSink):
-            return None
-        if not self.config.get("hot_path", True):
-            reason = "hot_path is false"
-        elif sink.enforcer is None:
-            reason = "no contract (records are checked against the Singer schema one by one)"
-        elif sink.include_sdc_metadata_properties:
-            reason = "add_record_metadata is on"
-        elif self.config.get("flattening_enabled"):
-            reason = "flattening_enabled is on"
-        else:
-            maps = self.mapper.stream_maps.get(stream, [])
-            if (
-                len(maps) != 1
-                or not isinstance(maps[0], SameRecordTransform)
-                or maps[0].stream_alias != stream
-            ):
-                reason = "stream_maps apply to the stream"
-        if self._announced.get(stream) is not sink:  # once per sink, not on every SCHEMA message
-            self._announced[stream] = sink
-            self.events.emit("record_path", stream=stream, path="record" if reason else "hot", reason=reason)
-        return None if reason else sink
-
-    def hot_streams(self) -> bool:
-        """Whether any stream is on the hot path (else the reader goes line by line)."""
-        return any(sink is not None for sink in self._hot.values())
-
-    def hot_sink(self, stream: str) -> IcebergSink | None:
-        """The sink taking `stream`'s records on the hot path, if any."""
-        return self._hot.get(stream)
-
-    def record_hints(self) -> pa.StructType:
-        """Record fields parsed with a given type rather than inferred (Arrow would turn ISO-looking
-        text into timestamps, and decimals into floats); fields hot streams disagree on are inferred."""
-        hints: dict[str, pa.DataType | None] = {}
-        for sink in self._hot.values():
-            for name, kind in (sink.record_types if sink is not None else {}).items():
-                hints[name] = kind if hints.get(name, kind) == kind else None
-        return pa.struct([(name, kind) for name, kind in hints.items() if kind is not None])
+    def on_schema(self, message: dict) -> None:
+        """A SCHEMA may have replaced sinks: decide the hot routes again."""
+        self.routes.update(self.active_sinks())
 
     def after_records(self) -> None:
         """After a hot run: the SDK's batch-age drain, as after each record on the record path; and
         a finished background commit reports (its STATE goes out) without waiting for the next one."""
         self.commits.poll()
-        self._handle_max_record_age()
+        self.drain_if_due()
 
     def on_idle(self) -> float | None:
         """The input is silent: commit what is buffered once `max_batch_age_seconds` has passed
         (the SDK checks only when records arrive), and report a finished background commit.
         Returns the seconds until this is worth calling again (None: nothing pending)."""
         self.commits.poll()
-        self._handle_max_record_age()
+        self.drain_if_due()
         if self.commits.busy:
             return 0.1
-        sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
-        if not any(sink.current_size for sink in sinks) and not self.ledger.behind:
+        if not any(sink.current_size for sink in self.all_sinks()) and not self.ledger.behind:
             return None
-        age = self._max_record_age_in_minutes * 60
-        return max(0.05, self._MAX_RECORD_AGE_IN_MINUTES * 60 - age)
+        return max(0.05, self.seconds_until_due())
 
     # ------------------------------------------------------------------ state
 
     def _iceberg_sinks(self) -> list[IcebergSink]:
-        return [
-            s for s in [*self._sinks_to_clear, *self._sinks_active.values()] if isinstance(s, IcebergSink)
-        ]
+        return [s for s in self.all_sinks() if isinstance(s, IcebergSink)]
 
     def _staging(self) -> bool:
         """An overwrite is staged: its records are not on the branch until the swap (no STATE yet)."""
         return any(sink.staging for sink in self._iceberg_sinks())
 
-    def _process_state_message(self, message_dict: dict) -> None:
-        """Number each new STATE (the ledger) and let sinks settle a pending replay check."""
-        self._assert_line_requires(message_dict, requires={"value"})
-        state = message_dict["value"]
+    def on_state(self, state: Any) -> bool:
+        """Number each new STATE (the ledger) and let buffers settle a pending replay check."""
         digest = self.ledger.receive(state)
         if digest is None:
-            return
-        self._latest_state = state  # the SDK drains and calls _write_state_message when it is set
+            return False
         for sink in self._iceberg_sinks():
-            sink.on_state(digest)
+            sink.buffer.on_state(digest)
+        return True
 
-    def _write_state_message(self, state: dict) -> None:
+    def on_full_drain(self) -> None:
         """Called by the SDK after a full drain: once the last commit lands, every record so far is."""
         self.commits.join()
         self.ledger.emit()
@@ -314,23 +274,24 @@ class TargetDativoIceberg(Target):
         except BaseException as exc:
             self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
             raise
-        if self.rejected_total or self.quality_failures:
+        progress = self.progress
+        if progress.records_rejected or progress.quality_failures:
             self.events.emit(
                 "job_finished",
                 status="partial",
                 exit_code=1,
-                records=self.records_committed,
-                records_rejected=self.rejected_total,
-                quality_failures=self.quality_failures,
+                records=progress.records_committed,
+                records_rejected=progress.records_rejected,
+                quality_failures=progress.quality_failures,
             )
             return 1
-        self.events.emit("job_finished", status="success", exit_code=0, records=self.records_committed)
+        self.events.emit("job_finished", status="success", exit_code=0, records=progress.records_committed)
         return 0
 
     def _stopped(self, signum: int) -> int:
         """A stop signal reached a safe point: the commit in flight lands and its STATE is printed;
         buffered records are abandoned (the tap re-sends them from the last printed STATE)."""
-        abandoned = sum(sink.current_size for sink in [*self._sinks_to_clear, *self._sinks_active.values()])
+        abandoned = sum(sink.current_size for sink in self.all_sinks())
         try:
             self.commits.join()
         except Exception as exc:
@@ -342,7 +303,7 @@ class TargetDativoIceberg(Target):
             status="interrupted",
             exit_code=code,
             signal=self.shutdown.name,
-            records=self.records_committed,
+            records=self.progress.records_committed,
             records_abandoned=abandoned,
             state_emitted=self.ledger.emitted_seq > 0,
         )
@@ -358,9 +319,9 @@ class TargetDativoIceberg(Target):
         file_input: Any = None,
     ) -> None:
         """CLI entry: like the SDK's, with job events and errors mapped to exit code 2."""
-        PluginBase.invoke.__func__(cls, about=about, about_format=about_format)  # type: ignore[attr-defined]
+        cls.handle_about(about=about, about_format=about_format)
         cls.print_version(print_fn=cls.logger.info)
-        config = config or _ConfigInput()
+        config = config or ConfigInput()
         try:
             target = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
             code = target.run(file_input)

@@ -1,33 +1,64 @@
-"""How records reach a sink's buffer: RECORD lines (hot runs or one by one), BATCH files, and the
-replay check that holds a restarted run's first records back (see replay.py).
+"""A stream's buffer: RECORD lines (hot runs or one by one) and BATCH files join it in arrival order.
 
-The buffer (`context["pieces"]`) keeps everything in arrival order: hot pieces (raw lines + Arrow
-columns, or a BATCH file's table) and lists of record-path records. `IcebergSink.process_batch`
-turns it into one commit.
+The pieces (`intake.pieces`) live in the SDK's batch context of the sink (`context["pieces"]`), so
+the SDK's size accounting, `is_full` and drains work as for any `BatchSink`; `IcebergSink.process_batch`
+turns them into one commit. The buffer also remembers which STATE its oldest record follows (what the
+STATE ledger needs to say which STATE a commit covers), keeps the per-STATE digests of what it took
+(the commit's replay marker), and runs the replay check that holds a restarted run's first records
+back until it is known whether they were committed already (see `delivery/replay.py`).
 """
 
 from __future__ import annotations
 
+import typing as t
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
-from target_dativo_iceberg.delivery.replay import (
-    ReplayGuard,
-    SegmentLog,
-    line_bytes,
-    record_bytes,
-)
-from target_dativo_iceberg.intake.batchfiles import read_batch_file
+from target_dativo_iceberg.delivery.replay import ReplayGuard, SegmentLog, line_bytes, record_bytes
+from target_dativo_iceberg.intake.pieces import ArrowRows, Piece, RecordRows
 
-if TYPE_CHECKING:
-    from target_dativo_iceberg.target import TargetDativoIceberg
+if t.TYPE_CHECKING:
+    from target_dativo_iceberg.delivery.ledger import StateLedger
+    from target_dativo_iceberg.events import EventLog
 
-#: Buffered hot-path rows: the raw RECORD lines (None: a BATCH file's rows) and their columns.
-HotPiece = tuple[pa.Array | None, pa.Table]
-#: Buffered input in arrival order: hot pieces and lists of records from the record path.
-Piece = HotPiece | list[dict[str, Any]]
+#: Rows buffered before a long batch (`batch_size_rows` above this) streams them to files.
+SPILL_ROWS = 100_000
+
+
+class BufferHost(t.Protocol):
+    """The SDK side of the sink the buffer fills: its batch context, counters, and its drains."""
+
+    max_size: int
+
+    @property
+    def current_size(self) -> int: ...
+
+    @property
+    def is_full(self) -> bool: ...
+
+    @property
+    def pending_batch(self) -> dict | None: ...
+
+    def pending_context(self) -> dict: ...
+
+    def tally_record_read(self, count: int = 1) -> None: ...
+
+    def count_records(self, count: int) -> None:
+        """The SDK's `record_count` metric."""
+
+    def spill(self, context: dict) -> None:
+        """Stream what is buffered into open Parquet files (long batches)."""
+
+    def drain(self) -> None:
+        """Commit the buffered batch now."""
+
+
+class LineSource(t.Protocol):
+    """The reader: the raw line of the RECORD being handled on the record path (None otherwise)."""
+
+    current_line: bytes | None
 
 
 @dataclass(frozen=True)
@@ -39,15 +70,20 @@ class HeldRow:
     index: int
 
 
+def pieces_of(context: dict | None) -> list[Piece]:
+    """The pieces buffered in an SDK batch context."""
+    return (context or {}).get("pieces", [])
+
+
 def _append_records(context: dict, records: list[dict[str, Any]]) -> None:
     """Buffer record-path records after whatever arrived before them."""
     if not records:
         return
     pieces = context.setdefault("pieces", [])
-    if pieces and isinstance(pieces[-1], list):
-        pieces[-1].extend(records)
+    if pieces and isinstance(pieces[-1], RecordRows):
+        pieces[-1].records.extend(records)
     else:
-        pieces.append(list(records))
+        pieces.append(RecordRows(list(records)))
 
 
 def _runs(rows: list[HeldRow]) -> list[tuple[pa.Array, pa.Table, int, int]]:
@@ -62,34 +98,41 @@ def _runs(rows: list[HeldRow]) -> list[tuple[pa.Array, pa.Table, int, int]]:
     return runs
 
 
-#: Rows buffered before a long batch (`batch_size_rows` above this) streams them to files.
-SPILL_ROWS = 100_000
+class StreamBuffer:
+    """One stream's buffered input, its STATE position and its replay check."""
 
+    def __init__(
+        self,
+        stream: str,
+        host: BufferHost,
+        ledger: StateLedger,
+        lines: LineSource,
+        events: EventLog,
+        read_file: t.Callable[[str, Any], tuple[pa.Table, bytes] | list[dict[str, Any]]],
+        replay: tuple[dict[str, Any] | None, ReplayGuard] | None = None,
+    ) -> None:
+        self.stream = stream
+        self._host = host
+        self._ledger = ledger
+        self._lines = lines
+        self._events = events
+        self._read_file = read_file
+        #: The committed state a matched replay started from, and the check itself.
+        self.base_state, self.replay = replay if replay is not None else (None, None)
+        #: Number of STATE messages seen when the first record still buffered arrived (None: empty).
+        self.first_pending_seq: int | None = None
+        self.segments = SegmentLog()  # per-STATE-segment digests for the commit's replay marker
 
-class Intake:
-    """Buffering and the replay check of `IcebergSink` (a mixin: the sink supplies the state below)."""
-
-    dativo: TargetDativoIceberg
-    replay: ReplayGuard | None
-    segments: SegmentLog
-    first_pending_seq: int | None
-    base_state: dict[str, Any] | None
-    stream_name: str
-    max_size: int
-    is_full: bool
-
-    def spill(self, context: dict) -> None: ...  # IcebergSink.spill
-
-    def process_record(self, record: dict, context: dict) -> None:
-        """Buffer the record; remember which STATE it follows so covered state can be computed.
+    def add_record(self, record: dict, context: dict) -> None:
+        """Record path: buffer the record (the SDK counted it already).
 
         While a replay check is armed, the first records are held back until it is known whether
-        they are exactly the ones the last run committed (see replay.py).
+        they are exactly the ones the last run committed.
         """
-        seq = self.dativo.ledger.seq
+        seq = self._ledger.seq
         if self.first_pending_seq is None:
             self.first_pending_seq = seq
-        line = self.dativo.message_reader.current_line
+        line = self._lines.current_line
         data = line_bytes(line) if line is not None else record_bytes(record)
         guard = self.replay
         if guard is not None and not guard.decided:
@@ -101,17 +144,17 @@ class Intake:
 
     def _maybe_spill(self, context: dict) -> None:
         """Batches longer than `SPILL_ROWS` stream each chunk to open Parquet files (bounded memory)."""
-        if self.max_size <= SPILL_ROWS:
+        if self._host.max_size <= SPILL_ROWS:
             return
-        pieces = context.get("pieces", [])
-        if sum(len(p) if isinstance(p, list) else p[1].num_rows for p in pieces) >= SPILL_ROWS:
-            self.spill(context)
+        if sum(p.count for p in pieces_of(context)) >= SPILL_ROWS:
+            self._host.spill(context)
 
     def add_rows(self, lines: pa.Array, records: pa.Table) -> None:
         """Hot path: buffer a run of this stream's rows (no STATE between them), draining when full."""
-        seq = self.dativo.ledger.seq
+        seq = self._ledger.seq
         if self.first_pending_seq is None:
             self.first_pending_seq = seq
+        host = self._host
         start, n = 0, len(lines)
         while start < n:
             guard = self.replay
@@ -125,43 +168,44 @@ class Intake:
                 continue
             if self.first_pending_seq is None:
                 self.first_pending_seq = seq
-            take = min(n - start, max(1, self.max_size - self.current_size))
-            piece = (lines.slice(start, take), records.slice(start, take))
-            self.segments.add_lines(seq, piece[0])
-            self._get_context({}).setdefault("pieces", []).append(piece)
-            self.tally_record_read(take)
-            self.record_counter_metric.increment(take)
+            take = min(n - start, max(1, host.max_size - host.current_size))
+            piece = ArrowRows(lines.slice(start, take), records.slice(start, take))
+            self.segments.add_lines(seq, piece.lines)
+            host.pending_context().setdefault("pieces", []).append(piece)
+            host.tally_record_read(take)
+            host.count_records(take)
             start += take
-            if self.is_full:
-                self.dativo.drain_one(self)
+            if host.is_full:
+                host.drain()
             else:
-                self._maybe_spill(self._get_context({}))
+                self._maybe_spill(host.pending_context())
 
-    def process_batch_files(self, encoding: Any, files: Any) -> None:
+    def add_files(self, encoding: Any, files: Any) -> None:
         """BATCH message: each file's rows join the buffer in arrival order (a Parquet file as one
         Arrow piece, checked and committed without Python records), then the buffer is committed.
         A file that may not be read (see batchfiles.py) fails the run before anything is committed."""
-        seq = self.dativo.ledger.seq
+        seq = self._ledger.seq
+        host = self._host
         for path in files:
-            data = read_batch_file(path, encoding, self.batch_config, self.stream_name, self.dativo.settings)
+            data = self._read_file(path, encoding)
             if isinstance(data, list):
                 for record in data:
-                    self.tally_record_read()
-                    self.process_record(record, self._get_context(record))
+                    host.tally_record_read()
+                    self.add_record(record, host.pending_context())
                 continue
             table, raw = data
             if self.first_pending_seq is None:
                 self.first_pending_seq = seq
-            piece = (None, table)
+            piece = ArrowRows(None, table)
             guard = self.replay
             if guard is not None and not guard.decided:
                 self._resolve(guard.offer(seq, piece, raw, table.num_rows), None)
                 continue
             self.segments.add_async(seq, raw, table.num_rows)
-            self._get_context({}).setdefault("pieces", []).append(piece)
-            self.tally_record_read(table.num_rows)
-            self.record_counter_metric.increment(table.num_rows)
-        self.dativo.drain_one(self)
+            host.pending_context().setdefault("pieces", []).append(piece)
+            host.tally_record_read(table.num_rows)
+            host.count_records(table.num_rows)
+        host.drain()
 
     def on_state(self, value_hash: str) -> None:
         """A STATE arrived: it may complete (or refute) a pending replay check."""
@@ -174,6 +218,10 @@ class Intake:
             self.replay.decided = True
             self._resolve("fresh", None)
 
+    def drained(self) -> None:
+        """The buffered records went into a commit: records arriving from now on start the next batch."""
+        self.first_pending_seq = None
+
     def _resolve(self, verdict: str, context: dict | None) -> None:
         """Act on a replay verdict: drop the held records (replay) or buffer them (fresh)."""
         guard = self.replay
@@ -183,17 +231,18 @@ class Intake:
         records, guard.count = guard.count, 0
         self.segments = guard.log
         if verdict == "replay":
-            self.dativo.events.emit("replay_skipped", stream=self.stream_name, records=records)
-            pending = context if context is not None else self._pending_batch
-            if not (pending or {}).get("pieces"):
+            self._events.emit("replay_skipped", stream=self.stream, records=records)
+            pending = context if context is not None else self._host.pending_batch
+            if not pieces_of(pending):
                 self.first_pending_seq = None
             return
         self.base_state = None
-        self.dativo.events.emit("replay_mismatch", stream=self.stream_name, records=records)
+        self._events.emit("replay_mismatch", stream=self.stream, records=records)
         if not held:
             return
-        tally = context is None and self.current_size == 0  # the SDK tallied record-path rows itself
-        context = context if context is not None else self._get_context({})
+        host = self._host
+        tally = context is None and host.current_size == 0  # the SDK tallied record-path rows itself
+        context = context if context is not None else host.pending_context()
         pieces = context.setdefault("pieces", [])
         index = 0
         while index < len(held):  # in arrival order: upsert's last-wins depends on it
@@ -204,13 +253,13 @@ class Intake:
                     index += 1
                     rows.append(held[index])
                 for lines, table, start, count in _runs(rows):
-                    pieces.append((lines.slice(start, count), table.slice(start, count)))
-                    self.tally_record_read(count)
-            elif isinstance(item, tuple):  # a BATCH file's rows
+                    pieces.append(ArrowRows(lines.slice(start, count), table.slice(start, count)))
+                    host.tally_record_read(count)
+            elif isinstance(item, ArrowRows):  # a BATCH file's rows
                 pieces.append(item)
-                self.tally_record_read(item[1].num_rows)
+                host.tally_record_read(item.count)
             else:
                 _append_records(context, [item])
                 if tally:
-                    self.tally_record_read(1)
+                    host.tally_record_read(1)
             index += 1

@@ -8,6 +8,7 @@ records, parsed from the kept lines exactly as the SDK parses them, so both path
 
 from __future__ import annotations
 
+import typing as t
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -18,12 +19,11 @@ from pyiceberg.types import DateType, NestedField
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.iceberg.partitioning import INGEST_DATE, PartitionTerm
 from target_dativo_iceberg.iceberg.schema import ColumnKind, records_to_arrow
-from target_dativo_iceberg.intake.buffer import Piece
+from target_dativo_iceberg.intake.pieces import Builder, Piece, RecordRows, Validated
 
 if TYPE_CHECKING:
     from target_dativo_iceberg.contracts.enforcement import Enforcer
     from target_dativo_iceberg.iceberg.schema import StreamSchema
-    from target_dativo_iceberg.target import TargetDativoIceberg
 
 #: Record keys the SDK drops from records unless `add_record_metadata` is on.
 SDK_METADATA = frozenset(
@@ -49,56 +49,69 @@ def fill_ingest_date(data: pa.Table, day: Any) -> pa.Table:
     return data.set_column(index, field, pa.array([day] * data.num_rows, field.type))
 
 
-class Builders:
-    """Batch building of `IcebergSink` (a mixin: the sink supplies the state below)."""
+class BatchBuilder:
+    """Validates a stream's buffered pieces and builds the Arrow table its commit appends."""
 
-    dativo: TargetDativoIceberg
-    enforcer: Enforcer | None
-    stream_schema: StreamSchema
-    stream_name: str
-    _position: int  # records of the stream seen so far (error messages name positions)
+    def __init__(
+        self,
+        stream: str,
+        enforcer: Enforcer | None,
+        stream_schema: StreamSchema,
+        sdc_fields: list[NestedField],
+        ingest_date: Any,
+        parse_line: t.Callable[[bytes], dict[str, Any]],
+        strip_sdc: t.Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.stream_name = stream
+        self.enforcer = enforcer
+        self.stream_schema = stream_schema
+        self._sdc = sdc_fields
+        self._ingest_date = ingest_date
+        self._parse_line = parse_line  # a RECORD line parsed exactly as the SDK parses it
+        self._strip_sdc = strip_sdc
+        self._position = 0  # records of the stream seen so far (error messages name positions)
 
-    def _validated(self, pieces: list[Piece]):  # noqa: ANN202
-        """(builder, rows landing, rejected rows, hot?) of buffered pieces: validated as Arrow when
-        the whole batch allows, else record by record."""
-        count = sum(len(p) if isinstance(p, list) else p[1].num_rows for p in pieces)
+    def validated(self, pieces: list[Piece]) -> Validated:
+        """The buffered pieces validated as Arrow when the whole batch allows, else record by record."""
+        count = sum(p.count for p in pieces)
         if not count:
-            return (lambda schema, _plan: schema.empty_table()), 0, [], True
+            return Validated(lambda schema, _plan: schema.empty_table(), 0, [], True)
         first_position = self._position + 1
         self._position += count
         hot = self._hot_batch(pieces, first_position)
         if hot is not None:
-            return hot[0], hot[1], [], True
+            return Validated(hot[0], hot[1], [], True)
         records = self._records(pieces)
         if self.enforcer is None:
-            return self._schema_builder(records, first_position), len(records), [], False
+            return Validated(self._schema_builder(records, first_position), len(records), [], False)
         outcome = self.enforcer.validate(records, first_position)
         chosen = [records[i] for i in outcome.valid_indices]
-        return self._contract_builder(outcome.valid, chosen), outcome.valid.num_rows, outcome.rejected, False
+        return Validated(
+            self._contract_builder(outcome.valid, chosen), outcome.valid.num_rows, outcome.rejected, False
+        )
 
     def _records(self, pieces: list[Piece]) -> list[dict[str, Any]]:
         """The batch as record dicts (the record path), parsing hot pieces' lines like the SDK does."""
-        reader = self.dativo.message_reader
         records: list[dict[str, Any]] = []
         for piece in pieces:
-            if isinstance(piece, list):
-                records.extend(piece)
+            if isinstance(piece, RecordRows):
+                records.extend(piece.records)
                 continue
-            if piece[0] is None:  # a Parquet BATCH file: rows as the SDK hands them over
-                records.extend(piece[1].to_pylist())
+            if piece.lines is None:  # a Parquet BATCH file: rows as the SDK hands them over
+                records.extend(piece.table.to_pylist())
                 continue
-            for line in piece[0].to_pylist():
-                record = reader.deserialize_json(line)["record"]
-                self._remove_sdc_metadata_from_record(record)
+            for line in piece.lines.to_pylist():
+                record = self._parse_line(line)["record"]
+                self._strip_sdc(record)
                 records.append(record)
         return records
 
-    def _hot_batch(self, pieces: list[Piece], first_position: int):  # noqa: ANN202
+    def _hot_batch(self, pieces: list[Piece], first_position: int) -> tuple[Builder, int] | None:
         """(builder, rows) when the whole batch is hot and clean; None: take the record path."""
-        if self.enforcer is None or not pieces or any(isinstance(p, list) for p in pieces):
+        if self.enforcer is None or not pieces or any(isinstance(p, RecordRows) for p in pieces):
             return None
         try:
-            table = pa.concat_tables([p[1] for p in pieces], promote_options="permissive")
+            table = pa.concat_tables([p.table for p in pieces], promote_options="permissive")  # type: ignore[union-attr]
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None
         table = table.drop_columns([c for c in table.column_names if c in SDK_METADATA])
@@ -114,7 +127,7 @@ class Builders:
         """The tap's own `_sdc_*` columns (e.g. `_sdc_source_file`) typed for the table; None if a
         column needs the record path's conversion."""
         extras: dict[str, pa.Array] = {}
-        for field in self._sdc_fields():
+        for field in self._sdc:
             if field.name in SDK_METADATA or field.name not in table.column_names:
                 continue
             column = table.column(field.name).combine_chunks()
@@ -134,7 +147,7 @@ class Builders:
                 return None
         return extras
 
-    def _schema_builder(self, records: list[dict[str, Any]], first_position: int):  # noqa: ANN202
+    def _schema_builder(self, records: list[dict[str, Any]], first_position: int) -> Builder:
         """Singer-schema path: convert records to the table's Arrow schema after evolution."""
         stream_schema = self.stream_schema
         required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
@@ -148,19 +161,19 @@ class Builders:
                 }
                 kind = ColumnKind("struct", children=children)
             data = records_to_arrow(self.stream_name, records, kind, arrow_schema, first_position, required)
-            return fill_ingest_date(data, self.dativo.ingest_date)
+            return fill_ingest_date(data, self._ingest_date)
 
         return build
 
-    def _contract_builder(  # noqa: ANN202
+    def _contract_builder(
         self,
         valid: pa.Table,
         records: list[dict[str, Any]] | None = None,
         extras: dict[str, pa.Array] | None = None,
-    ):
+    ) -> Builder:
         """Contract path: validated columns + target-added ones, aligned to the table's Arrow schema."""
         extras = dict(extras or {})
-        sdc = self._sdc_fields()
+        sdc = self._sdc
         if sdc and records is not None:
             sdc_kind = ColumnKind(
                 "struct",
@@ -180,8 +193,6 @@ class Builders:
                 else:
                     column = pa.nulls(valid.num_rows, field.type)
                 arrays.append(pc.cast(column, field.type) if column.type != field.type else column)
-            return fill_ingest_date(
-                pa.Table.from_arrays(arrays, schema=arrow_schema), self.dativo.ingest_date
-            )
+            return fill_ingest_date(pa.Table.from_arrays(arrays, schema=arrow_schema), self._ingest_date)
 
         return build

@@ -8,7 +8,7 @@ handlers in input order) is parsed by pyarrow's JSON reader in one call, using b
 Arrow slice together with the raw lines (kept for the record path and for replay digests).
 
 A stream takes the hot path when it has a contract, no stream maps or flattening are configured
-and `add_record_metadata` is off (`IcebergSink.hot` says why not otherwise; the target logs it).
+and `add_record_metadata` is off (`intake.routes.HotRoutes` decides and logs why not otherwise).
 Anything the block parse cannot settle — a parse error, a line that is not what it seemed, a
 stream on the record path — goes line by line through the SDK's handlers, exactly as before.
 """
@@ -24,16 +24,18 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
-from singer_sdk.singerlib.encoding.base import GenericSingerReader, SingerMessageType
+from singer_sdk.singerlib.encoding.base import SingerMessageType
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
 from target_dativo_iceberg import faults
 from target_dativo_iceberg.intake.stdin import read_blocks
 from target_dativo_iceberg.memory import release_unused
+from target_dativo_iceberg.sdk_compat import SdkReader
 
 if t.TYPE_CHECKING:
-    from target_dativo_iceberg.target import TargetDativoIceberg
+    from target_dativo_iceberg.delivery.shutdown import Shutdown
+    from target_dativo_iceberg.intake.routes import HotRoutes
 
 PARSE_BLOCK_BYTES = 1 << 20  # pyarrow.json block: several per run so both cores parse
 RECORD = SingerMessageType.RECORD
@@ -61,15 +63,29 @@ def joined_lines(lines: pa.Array) -> pa.Buffer:
     return concat_values(pc.binary_join_element_wise(lines, pa.scalar(b"", lines.type), newline))
 
 
-class BlockReader(GenericSingerReader[str]):
+class BlockReader(SdkReader):
     """Message reader of the target (the SDK's `message_reader_class`)."""
 
     default_input = sys.stdin
 
     def __init__(self) -> None:
         super().__init__()
-        self.target: TargetDativoIceberg | None = None
+        self.routes: HotRoutes | None = None  # None until `connect`: every line takes the SDK's path
+        self.shutdown: Shutdown | None = None
+        self._idle: t.Callable[[], float | None] | None = None
+        self._after_records: t.Callable[[], None] = lambda: None
         self.current_line: bytes | None = None  # the RECORD line being handled on the record path
+
+    def connect(
+        self,
+        routes: HotRoutes,
+        shutdown: Shutdown,
+        idle: t.Callable[[], float | None],
+        after_records: t.Callable[[], None],
+    ) -> None:
+        """The target's collaborators: which streams are hot, the stop request, what to do while the
+        input is silent (time-based commits) and after each hot run (batch age, finished commits)."""
+        self.routes, self.shutdown, self._idle, self._after_records = routes, shutdown, idle, after_records
 
     def deserialize_json(self, line: str | bytes) -> dict:
         """Like the SDK: floats as Decimal; a bad line is an InvalidInputLine naming it."""
@@ -83,13 +99,12 @@ class BlockReader(GenericSingerReader[str]):
         self, file_input: t.IO[str] | None, callbacks: dict[str, t.Callable[[dict], None]]
     ) -> t.Counter[str]:
         stats: Counter[str] = Counter()
-        target = self.target
-        idle = target.on_idle if target is not None else None
-        waiting = target.shutdown.interruptible if target is not None else contextlib.nullcontext
-        for block in read_blocks(file_input or sys.stdin, idle=idle, waiting=waiting):
+        shutdown = self.shutdown
+        waiting = shutdown.interruptible if shutdown is not None else contextlib.nullcontext
+        for block in read_blocks(file_input or sys.stdin, idle=self._idle, waiting=waiting):
             faults.reached("block")
-            if target is not None:
-                target.shutdown.check()  # a stop signal: no new block is started
+            if shutdown is not None:
+                shutdown.check()  # a stop signal: no new block is started
             self._block(block, callbacks, stats)
             release_unused()
         return stats
@@ -109,9 +124,8 @@ class BlockReader(GenericSingerReader[str]):
         others = pc.indices_nonzero(pc.invert(maybe_record)).to_pylist()
         messages = {i: self.deserialize_json(lines[i].as_py()) for i in others}
         whole = None
-        target = self.target
         only_states = all(m.get("type") == "STATE" for m in messages.values())
-        tried = target is not None and target.hot_streams() and only_states and len(others) < n
+        tried = self._hot() and only_states and len(others) < n
         if tried:
             whole = self._parse(lines.filter(maybe_record) if others else lines)
         retry = not (tried and whole is None and not others)  # one run that just failed: no second try
@@ -128,20 +142,23 @@ class BlockReader(GenericSingerReader[str]):
                 self._message(messages[index], lines[index].as_py(), callbacks, stats)
             start = index + 1
 
+    def _hot(self) -> bool:
+        return self.routes is not None and self.routes.any()
+
     def _line(self, line: bytes, callbacks: dict, stats: Counter[str]) -> None:
         """One message through the SDK's handler (the record path for a RECORD)."""
         self._message(self.deserialize_json(line), line, callbacks, stats)
 
     def _message(self, message: dict, line: bytes, callbacks: dict, stats: Counter[str]) -> None:
-        if self.target is not None:
-            self.target.shutdown.check()  # a stop signal: no further message is handled
+        if self.shutdown is not None:
+            self.shutdown.check()  # a stop signal: no further message is handled
         self.assert_line_requires(message, requires={"type"})
         kind = message["type"]
         self.current_line = line if kind == RECORD else None
         if callback := callbacks.get(kind):
             callback(message)
         else:
-            self._process_unknown_message(message)
+            self.unknown_message(message)
         self.current_line = None
         stats[kind] += 1
 
@@ -154,14 +171,12 @@ class BlockReader(GenericSingerReader[str]):
         parse: bool = True,
     ) -> None:
         """A run of (probable) RECORD lines: parsed as one Arrow table when every stream in it is hot."""
-        target = self.target
-        if parsed is None and parse and target is not None and target.hot_streams():
+        if parsed is None and parse and self._hot():
             parsed = self._parse(lines)
         if parsed is None:
             for line in lines.to_pylist():
                 self._line(line, callbacks, stats)
             return
-        assert target is not None
         streams, records = parsed
         names = pc.unique(streams).to_pylist()
         if len(names) == 1:
@@ -170,13 +185,12 @@ class BlockReader(GenericSingerReader[str]):
             for name in names:
                 mask = pc.equal(streams, name)
                 self._route(name, lines.filter(mask), records.filter(mask), callbacks, stats)
-        target.after_records()
+        self._after_records()
 
     def _route(
         self, stream: str, lines: pa.Array, records: pa.Table, callbacks: dict, stats: Counter[str]
     ) -> None:
-        assert self.target is not None
-        sink = self.target.hot_sink(stream)
+        sink = self.routes.sink(stream) if self.routes is not None else None
         if sink is None:
             for line in lines.to_pylist():
                 self._line(line, callbacks, stats)
@@ -186,9 +200,9 @@ class BlockReader(GenericSingerReader[str]):
 
     def _parse(self, lines: pa.Array) -> tuple[pa.Array, pa.Table] | None:
         """(stream per line, record columns) or None when Arrow cannot parse the run as RECORDs."""
-        assert self.target is not None
+        assert self.routes is not None
         schema = pa.schema(
-            [("type", pa.string()), ("stream", pa.string()), ("record", self.target.record_hints())]
+            [("type", pa.string()), ("stream", pa.string()), ("record", self.routes.record_hints())]
         )
         try:
             table = pj.read_json(

@@ -1,0 +1,83 @@
+"""The hot-route decision: which streams' RECORD runs are parsed and validated as Arrow.
+
+A stream takes the hot path when it has a contract, `hot_path` is on, no stream maps or flattening
+apply to it and `add_record_metadata` is off; otherwise its records take the SDK's per-record path.
+The decision is made again whenever a SCHEMA message may have replaced sinks, and logged once per
+sink (`record_path` event, with the reason for the per-record path).
+"""
+
+from __future__ import annotations
+
+import typing as t
+from typing import Any
+
+import pyarrow as pa
+from singer_sdk.mapper import SameRecordTransform
+
+if t.TYPE_CHECKING:
+    from target_dativo_iceberg.events import EventLog
+    from target_dativo_iceberg.sink import IcebergSink
+
+
+class HotRoutes:
+    """Stream name → the sink taking its records on the hot path (absent: the record path)."""
+
+    def __init__(
+        self,
+        events: EventLog,
+        *,
+        enabled: bool,
+        flattening: bool,
+        stream_maps: t.Callable[[str], list[Any]],
+    ) -> None:
+        self._events = events
+        self._enabled = enabled
+        self._flattening = flattening
+        self._stream_maps = stream_maps
+        self._hot: dict[str, IcebergSink] = {}
+        self._announced: dict[str, Any] = {}  # stream → the sink whose path was logged
+
+    def update(self, sinks: dict[str, Any]) -> None:
+        """Decide again for the active sinks (a SCHEMA message may have replaced some)."""
+        self._hot.clear()
+        for stream, sink in sinks.items():
+            reason = self._reason(stream, sink)
+            if reason is None:
+                self._hot[stream] = sink
+            if self._announced.get(stream) is not sink:  # once per sink, not on every SCHEMA message
+                self._announced[stream] = sink
+                self._events.emit(
+                    "record_path", stream=stream, path="record" if reason else "hot", reason=reason
+                )
+
+    def _reason(self, stream: str, sink: Any) -> str | None:
+        """Why `stream` takes the record path (None: it takes the hot path)."""
+        if not self._enabled:
+            return "hot_path is false"
+        if getattr(sink, "enforcer", None) is None:
+            return "no contract (records are checked against the Singer schema one by one)"
+        if sink.include_sdc_metadata_properties:
+            return "add_record_metadata is on"
+        if self._flattening:
+            return "flattening_enabled is on"
+        maps = self._stream_maps(stream)
+        if len(maps) != 1 or not isinstance(maps[0], SameRecordTransform) or maps[0].stream_alias != stream:
+            return "stream_maps apply to the stream"
+        return None
+
+    def any(self) -> bool:
+        """Whether any stream is on the hot path (else the reader goes line by line)."""
+        return bool(self._hot)
+
+    def sink(self, stream: str) -> IcebergSink | None:
+        """The sink taking `stream`'s records on the hot path, if any."""
+        return self._hot.get(stream)
+
+    def record_hints(self) -> pa.StructType:
+        """Record fields parsed with a given type rather than inferred (Arrow would turn ISO-looking
+        text into timestamps, and decimals into floats); fields hot streams disagree on are inferred."""
+        hints: dict[str, pa.DataType | None] = {}
+        for sink in self._hot.values():
+            for name, kind in sink.record_types.items():
+                hints[name] = kind if hints.get(name, kind) == kind else None
+        return pa.struct([(name, kind) for name, kind in hints.items() if kind is not None])

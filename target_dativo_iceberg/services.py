@@ -1,0 +1,53 @@
+"""What a sink needs from its run — its collaborators — so no sink holds the target itself."""
+
+from __future__ import annotations
+
+import datetime
+import typing as t
+from dataclasses import dataclass
+
+if t.TYPE_CHECKING:
+    from target_dativo_iceberg.contracts.contract import Contract
+    from target_dativo_iceberg.delivery.commits import CommitQueue
+    from target_dativo_iceberg.delivery.ledger import StateLedger
+    from target_dativo_iceberg.delivery.shutdown import Shutdown
+    from target_dativo_iceberg.events import EventLog
+    from target_dativo_iceberg.iceberg.committer import Committer
+    from target_dativo_iceberg.intake.reader import BlockReader
+    from target_dativo_iceberg.settings import Settings
+
+
+@dataclass
+class RunProgress:
+    """What the run's commits added up to (the exit code and `job_finished` report it)."""
+
+    records_committed: int = 0
+    records_rejected: int = 0
+    quality_failures: int = 0  # warn mode: run-level contract checks that failed (exit 1)
+    ending: bool = False  # set at end of input: the next drain of each sink is its final one
+
+    def committed(self, records: int, rejected: int) -> None:
+        self.records_committed += records
+        self.records_rejected += rejected
+
+    def quality_failed(self, count: int) -> None:
+        self.quality_failures += count
+
+
+@dataclass(frozen=True)
+class RunServices:
+    """The run's collaborators a sink uses."""
+
+    run_id: str
+    ingest_date: datetime.date
+    settings: Settings
+    events: EventLog
+    contracts: dict[str, Contract]
+    validation_mode: str
+    committer: Committer
+    ledger: StateLedger
+    commits: CommitQueue
+    shutdown: Shutdown
+    progress: RunProgress
+    reader: BlockReader  # the raw line of a record-path RECORD, and line parsing as the SDK does it
+    drain: t.Callable[[t.Any], None]  # commit a sink's buffered batch now (the SDK's drain_one)

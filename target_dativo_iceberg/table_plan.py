@@ -1,0 +1,100 @@
+"""A stream's table plan: which table it lands in and how — from its contract or its Singer SCHEMA.
+
+With a contract the table comes from it (types, required, identifier fields, partitions, table
+properties, and the location `{warehouse}/{domain}/{dataProduct}/{table}`); without one, from the
+stream's Singer SCHEMA. Either way `ingest_date` and the `_sdc_*` columns the target adds are part of
+the schema, and a bad partition term or a missing key fails before any record is read.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+
+from pyiceberg.schema import Schema
+from pyiceberg.types import NestedField
+
+from target_dativo_iceberg.errors import ConfigError
+from target_dativo_iceberg.iceberg.committer import TableSpec
+from target_dativo_iceberg.iceberg.partitioning import build_spec, parse_terms
+from target_dativo_iceberg.iceberg.paths import table_location
+from target_dativo_iceberg.iceberg.schema import StreamSchema, sanitize_name
+from target_dativo_iceberg.intake.builders import with_ingest_date
+from target_dativo_iceberg.settings import sanitize_identifier
+
+if t.TYPE_CHECKING:
+    from target_dativo_iceberg.contracts.contract import Contract
+    from target_dativo_iceberg.settings import Settings
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """Where and how one stream's rows land."""
+
+    identifier: tuple[str, str]
+    spec: TableSpec
+    #: upsert: the keys whose existing rows a batch replaces (None: not upserting).
+    upsert_keys: list[str] | None
+    #: The stream's keys (contract primaryKey, else key_properties); deletion records use them.
+    keys: list[str]
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.identifier)
+
+
+def plan_table(
+    stream: str, stream_schema: StreamSchema, contract: Contract | None, settings: Settings
+) -> TablePlan:
+    """The stream's table plan; ConfigError when a setting cannot apply to it."""
+    sdc = sdc_fields(stream_schema)
+    if contract is None:
+        identifier = (settings.default_namespace, sanitize_name(stream))
+        terms = parse_terms(settings.partitioning or [])
+        spec = TableSpec(with_ingest_date(stream_schema.iceberg, terms), partitioning=terms)
+        keys = list(stream_schema.key_columns)
+    else:
+        namespace = settings.namespace or (sanitize_identifier(contract.domain) if contract.domain else None)
+        identifier = (namespace or settings.default_namespace, contract.table_name())
+        location = None
+        if contract.domain and contract.data_product:
+            parts = (contract.domain, contract.data_product, contract.table_name())
+            location = table_location(settings, parts, f"contract {contract.path}")
+        terms = parse_terms(
+            settings.partitioning if settings.partitioning is not None else contract.partition_columns()
+        )
+        spec = TableSpec(
+            with_ingest_date(_contract_schema(contract, sdc), terms),
+            partitioning=terms,
+            properties=contract.table_properties(),
+            location=location,
+            keep_required=True,
+        )
+        keys = list(contract.identifier_columns())
+    build_spec(spec.schema, list(spec.partitioning))  # a bad term fails before any data is read
+    upsert_keys = None
+    if settings.load_method == "upsert":
+        if not keys:
+            raise ConfigError(
+                f"stream {stream!r}: load_method upsert needs key_properties or a contract primaryKey"
+            )
+        upsert_keys = keys
+    return TablePlan(identifier, spec, upsert_keys, keys)
+
+
+def sdc_fields(stream_schema: StreamSchema) -> list[NestedField]:
+    """The stream's `_sdc_*` columns (SDK metadata and the tap's own, e.g. `_sdc_source_file`)."""
+    return [f for f in stream_schema.iceberg.fields if f.name.startswith("_sdc_")]
+
+
+def _contract_schema(contract: Contract, sdc: list[NestedField]) -> Schema:
+    """The contract's schema plus the stream's `_sdc_*` columns."""
+    base = contract.iceberg_schema()
+    fields = list(base.fields)
+    names = {f.name for f in fields}
+    next_id = base.highest_field_id + 1
+    for f in sdc:
+        if f.name not in names:
+            fields.append(NestedField(next_id, f.name, f.field_type, required=False))
+            next_id += 1
+    return Schema(*fields, identifier_field_ids=base.identifier_field_ids)

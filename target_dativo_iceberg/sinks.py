@@ -169,14 +169,6 @@ class IcebergSink(Intake, Builders, BatchSink):
     def _sdc_fields(self) -> list[NestedField]:
         return [f for f in self.stream_schema.iceberg.fields if f.name.startswith("_sdc_")]
 
-    # ------------------------------------------------------------------ buffering
-
-    def _validate_and_parse(self, record: dict) -> dict:
-        """With a contract, records stay raw: the contract validator coerces and judges whole batches."""
-        if self.enforcer is not None:
-            return record
-        return super()._validate_and_parse(record)
-
     @property
     def table(self) -> Table:
         """The stream's table, created on first use and cached for the run."""

@@ -39,7 +39,7 @@ def read_batch_file(
                     with gzip_open(file) as unzipped:
                         return [deserialize_json(line) for line in unzipped]
                 return [deserialize_json(line) for line in file]
-    except (OSError, ValueError, pa.ArrowException) as exc:
+    except (OSError, ValueError, RecursionError, pa.ArrowException) as exc:
         raise BatchFileError(f"stream {stream!r}: cannot read BATCH file {path}: {exc}") from exc
     raise BatchFileError(
         f"stream {stream!r}: BATCH encoding {encoding.format!r} is not supported (parquet, jsonl)"

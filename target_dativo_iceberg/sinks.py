@@ -95,6 +95,7 @@ class IcebergSink(Intake, Builders, BatchSink):
                 location=location,
                 keep_required=True,
             )
+        target.table_claims.claim(stream_name, self.identifier)  # two streams never share a table
         build_spec(self.spec.schema, list(self.spec.partitioning))  # a bad term fails before any data is read
         self.load_method = settings.load_method
         if self.load_method not in LOAD_METHODS:

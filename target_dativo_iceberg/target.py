@@ -24,6 +24,7 @@ from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.target_base import Target
 
 from target_dativo_iceberg import faults
+from target_dativo_iceberg.claims import TableClaims
 from target_dativo_iceberg.committer import Committer
 from target_dativo_iceberg.config import Settings, expand_env
 from target_dativo_iceberg.contracts import Contract, resolve_contracts
@@ -128,6 +129,7 @@ class TargetDativoIceberg(Target):
         self.retry_policy = RetryPolicy.from_config(self.config.get("retry_config"))
         self.committer = Committer(self.settings, self.events, self.retry_policy)
         self.validation_mode = str(self.config.get("schema_validation_mode") or "strict")
+        self.table_claims = TableClaims(rejected_tables=self.validation_mode == "warn")
         self.contracts = self._load_contracts()
         self.rejected_total = 0
         self.records_committed = 0

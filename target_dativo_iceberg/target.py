@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
@@ -26,9 +27,9 @@ from singer_sdk.target_base import Target
 from target_dativo_iceberg import faults
 from target_dativo_iceberg.claims import TableClaims
 from target_dativo_iceberg.committer import Committer
-from target_dativo_iceberg.config import Settings, expand_env
+from target_dativo_iceberg.config import Settings, describe_config_errors, expand_env
 from target_dativo_iceberg.contracts import Contract, resolve_contracts
-from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.errors import ConfigError, DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.hotpath import BlockReader
 from target_dativo_iceberg.preflight import run_preflight
@@ -148,6 +149,14 @@ class TargetDativoIceberg(Target):
         self._pinned: set[int] = set()  # STATE numbers an in-flight commit will report
         self._hot: dict[str, IcebergSink | None] = {}  # stream → its sink when on the hot path
         self._announced: dict[str, Any] = {}  # stream → the sink whose path was logged
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The SDK's check of the settings, failing (exit 2) with a message naming each bad setting
+        and the values or type it takes."""
+        try:
+            return super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as exc:
+            raise ConfigError(describe_config_errors(self.config_jsonschema, self._config)) from exc
 
     def _load_contracts(self) -> dict[str, Contract]:
         """Resolve `assets`/`assets_dir` before any input is read: an invalid contract fails the run."""

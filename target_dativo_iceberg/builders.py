@@ -18,6 +18,7 @@ from pyiceberg.types import DateType, NestedField
 from target_dativo_iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.intake import Piece
 from target_dativo_iceberg.partitioning import INGEST_DATE, PartitionTerm
+from target_dativo_iceberg.recordchecks import rejection_summary, split_rejected
 from target_dativo_iceberg.schema import ColumnKind, records_to_arrow
 
 if TYPE_CHECKING:
@@ -69,17 +70,21 @@ class Builders:
         hot = self._hot_batch(pieces, first_position)
         if hot is not None:
             return hot[0], hot[1], [], True
-        records = self._records(pieces)
+        records = self._records(pieces, first_position)
         if self.enforcer is None:
-            return self._schema_builder(records, first_position), len(records), [], False
+            kept, positions, findings, rejected = split_rejected(records, first_position)
+            if rejected:
+                summary = rejection_summary(findings, count, len(rejected), first_position)
+                self.dativo.events.emit("validation_errors", stream=self.stream_name, mode="warn", **summary)
+            return self._schema_builder(kept, first_position, positions), len(kept), rejected, False
         outcome = self.enforcer.validate(records, first_position)
         chosen = [records[i] for i in outcome.valid_indices]
         return self._contract_builder(outcome.valid, chosen), outcome.valid.num_rows, outcome.rejected, False
 
-    def _records(self, pieces: list[Piece]) -> list[dict[str, Any]]:
+    def _records(self, pieces: list[Piece], first_position: int) -> list[Any]:
         """The batch as record dicts (the record path), parsing hot pieces' lines like the SDK does."""
         reader = self.dativo.message_reader
-        records: list[dict[str, Any]] = []
+        records: list[Any] = []
         for piece in pieces:
             if isinstance(piece, list):
                 records.extend(piece)
@@ -88,7 +93,8 @@ class Builders:
                 records.extend(piece[1].to_pylist())
                 continue
             for line in piece[0].to_pylist():
-                record = reader.deserialize_json(line)["record"]
+                position = first_position + len(records)
+                record = reader.deserialize_json(line, position=position)["record"]
                 self._remove_sdc_metadata_from_record(record)
                 records.append(record)
         return records
@@ -134,8 +140,11 @@ class Builders:
                 return None
         return extras
 
-    def _schema_builder(self, records: list[dict[str, Any]], first_position: int):  # noqa: ANN202
-        """Singer-schema path: convert records to the table's Arrow schema after evolution."""
+    def _schema_builder(  # noqa: ANN202
+        self, records: list[dict[str, Any]], first_position: int, positions: list[int] | None = None
+    ):
+        """Singer-schema path: convert records to the table's Arrow schema after evolution
+        (`positions`: the records' positions when rejected ones were taken out)."""
         stream_schema = self.stream_schema
         required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
 
@@ -147,7 +156,9 @@ class Builders:
                     for src, (col, ck) in kind.children.items()
                 }
                 kind = ColumnKind("struct", children=children)
-            data = records_to_arrow(self.stream_name, records, kind, arrow_schema, first_position, required)
+            data = records_to_arrow(
+                self.stream_name, records, kind, arrow_schema, first_position, required, positions
+            )
             return fill_ingest_date(data, self.dativo.ingest_date)
 
         return build

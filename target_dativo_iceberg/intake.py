@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from target_dativo_iceberg.batchfiles import read_batch_file
+from target_dativo_iceberg.recordchecks import RecordChecks, Rejected
 from target_dativo_iceberg.replay import (
     ReplayGuard,
     SegmentLog,
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
 
 #: Buffered hot-path rows: the raw RECORD lines (None: a BATCH file's rows) and their columns.
 HotPiece = tuple[pa.Array | None, pa.Table]
-#: Buffered input in arrival order: hot pieces and lists of records from the record path.
-Piece = HotPiece | list[dict[str, Any]]
+#: Buffered input in arrival order: hot pieces and lists of records from the record path
+#: (a record failing its checks in warn mode is buffered as `recordchecks.Rejected`).
+Piece = HotPiece | list[Any]
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class HeldRow:
     index: int
 
 
-def _append_records(context: dict, records: list[dict[str, Any]]) -> None:
+def _append_records(context: dict, records: list[Any]) -> None:
     """Buffer record-path records after whatever arrived before them."""
     if not records:
         return
@@ -66,7 +68,7 @@ def _runs(rows: list[HeldRow]) -> list[tuple[pa.Array, pa.Table, int, int]]:
 SPILL_ROWS = 100_000
 
 
-class Intake:
+class Intake(RecordChecks):
     """Buffering and the replay check of `IcebergSink` (a mixin: the sink supplies the state below)."""
 
     dativo: TargetDativoIceberg
@@ -91,12 +93,14 @@ class Intake:
             self.first_pending_seq = seq
         line = self.dativo.message_reader.current_line
         data = line_bytes(line) if line is not None else record_bytes(record)
+        errors, self.intake_errors = self.intake_errors, None
+        item = Rejected(record, errors) if errors else record
         guard = self.replay
         if guard is not None and not guard.decided:
-            self._resolve(guard.offer(seq, record, data), context)
+            self._resolve(guard.offer(seq, item, data), context)
             return
         self.segments.add(seq, data)
-        _append_records(context, [record])
+        _append_records(context, [item])
         self._maybe_spill(context)
 
     def _maybe_spill(self, context: dict) -> None:
@@ -146,6 +150,9 @@ class Intake:
             data = read_batch_file(path, encoding, self.batch_config, self.stream_name, self.dativo.settings)
             if isinstance(data, list):
                 for record in data:
+                    errors = self.record_errors(record, full=False) if self.enforcer is None else None
+                    if errors:
+                        self.reject_or_fail(errors)
                     self.tally_record_read()
                     self.process_record(record, self._get_context(record))
                 continue

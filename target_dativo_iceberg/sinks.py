@@ -95,6 +95,7 @@ class IcebergSink(Intake, Builders, BatchSink):
                 location=location,
                 keep_required=True,
             )
+        target.table_claims.claim(stream_name, self.identifier)  # two streams never share a table
         build_spec(self.spec.schema, list(self.spec.partitioning))  # a bad term fails before any data is read
         self.load_method = settings.load_method
         if self.load_method not in LOAD_METHODS:
@@ -168,14 +169,6 @@ class IcebergSink(Intake, Builders, BatchSink):
 
     def _sdc_fields(self) -> list[NestedField]:
         return [f for f in self.stream_schema.iceberg.fields if f.name.startswith("_sdc_")]
-
-    # ------------------------------------------------------------------ buffering
-
-    def _validate_and_parse(self, record: dict) -> dict:
-        """With a contract, records stay raw: the contract validator coerces and judges whole batches."""
-        if self.enforcer is not None:
-            return record
-        return super()._validate_and_parse(record)
 
     @property
     def table(self) -> Table:

@@ -17,16 +17,18 @@ from typing import Any
 
 import pyarrow as pa
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.target_base import Target
 
+from target_dativo_iceberg.claims import TableClaims
 from target_dativo_iceberg.commitqueue import CommitQueue
 from target_dativo_iceberg.committer import Committer
-from target_dativo_iceberg.config import Settings, expand_env
+from target_dativo_iceberg.config import Settings, describe_config_errors, expand_env
 from target_dativo_iceberg.contracts import Contract, resolve_contracts
-from target_dativo_iceberg.errors import DativoError, Interrupted
+from target_dativo_iceberg.errors import ConfigError, DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.hotpath import BlockReader
 from target_dativo_iceberg.ledger import StateLedger
@@ -141,6 +143,7 @@ class TargetDativoIceberg(Target):
         self.retry_policy = RetryPolicy.from_config(self.config.get("retry_config"))
         self.committer = Committer(self.settings, self.events, self.retry_policy)
         self.validation_mode = str(self.config.get("schema_validation_mode") or "strict")
+        self.table_claims = TableClaims(rejected_tables=self.validation_mode == "warn")
         self.contracts = self._load_contracts()
         self.rejected_total = 0
         self.records_committed = 0
@@ -161,6 +164,14 @@ class TargetDativoIceberg(Target):
         self.shutdown = Shutdown()
         if threading.current_thread() is threading.main_thread():
             self.shutdown.install()
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """The SDK's check of the settings, failing (exit 2) with a message naming each bad setting
+        and the values or type it takes."""
+        try:
+            return super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as exc:
+            raise ConfigError(describe_config_errors(self.config_jsonschema, self._config)) from exc
 
     def _load_contracts(self) -> dict[str, Contract]:
         """Resolve `assets`/`assets_dir` before any input is read: an invalid contract fails the run."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from singer_sdk.exceptions import MissingKeyPropertiesError
+
 
 class DativoError(Exception):
     """Base class for errors the target reports to the user and exits 2 on."""
@@ -21,6 +23,10 @@ class RecordError(DativoError):
     """A record cannot be converted to the table's types; names stream, position and field."""
 
 
+class KeyPropertyMissingError(RecordError, MissingKeyPropertiesError):
+    """A record lacks one of its stream's key properties (also the SDK's error for it)."""
+
+
 class SchemaChangeError(DativoError):
     """A schema change the table cannot absorb (breaking change)."""
 
@@ -36,3 +42,8 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(f"stopped by signal {signum}")
         self.signum = signum
+
+
+class InputError(DativoError):
+    """A line of the Singer input cannot be taken: not UTF-8, not JSON, nested too deep, or a
+    message lacking a required key. Names the input line (and stream, record, field if known)."""

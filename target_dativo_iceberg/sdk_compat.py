@@ -13,9 +13,11 @@ singer-sdk 0.54.9 (pinned to 0.54.x in pyproject.toml):
 | `Target._sinks_active`, `_sinks_to_clear` | every sink of the run |
 | `Target._handle_max_record_age`, `_max_record_age_in_minutes`, `_MAX_RECORD_AGE_IN_MINUTES` | batch age |
 | `PluginBase._setup_signal_handlers` | SIGTERM/SIGINT (delivery/shutdown.py) |
+| `PluginBase._validate_config`, `_config` | messages naming each invalid setting |
 | `PluginBase.invoke` (unbound), `plugin_base._ConfigInput` | `--about` and config input of the CLI |
 | `Sink._get_context`, `_pending_batch`, `_remove_sdc_metadata_from_record` | the batch being buffered |
-| `Sink._validate_and_parse`, `_validator` | per-record JSON Schema validation (off with a contract) |
+| `Sink._validate_and_parse`, `_validator`, `_parse_timestamps_in_record` | per-record validation (a contract replaces it) |
+| `Sink._singer_validate_message`, `_total_records_read` | key properties; record positions in messages |
 | `GenericSingerReader._process_unknown_message` | messages of unknown type |
 """
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.sinks import BatchSink
@@ -48,6 +51,15 @@ class SdkTarget(Target):
 
     def install_signal_handlers(self) -> None:
         """Called where the SDK installs its SIGTERM/SIGINT handlers."""
+
+    def invalid_config(self, error: Exception) -> Exception:
+        """The error to raise for settings the SDK's JSON Schema check rejected."""
+        return error
+
+    @property
+    def raw_config(self) -> dict:
+        """The settings as given (before the SDK's defaults)."""
+        return self._config
 
     # ---- the SDK's private members, public
 
@@ -89,6 +101,12 @@ class SdkTarget(Target):
     def _setup_signal_handlers(self) -> None:
         self.install_signal_handlers()
 
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        try:
+            return super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as exc:
+            raise self.invalid_config(exc) from exc
+
     @classmethod
     def handle_about(cls, *, about: bool, about_format: str | None) -> None:
         """The SDK's `--about` handling of `PluginBase.invoke` (exits when `about` is set)."""
@@ -115,12 +133,35 @@ class SdkBatchSink(BatchSink):
         """Turn the SDK's per-record JSON Schema validation off (a contract validates whole batches)."""
         self._validator = None
 
+    @property
+    def record_validator(self) -> Any:
+        """The SDK's JSON Schema validator of the stream's records (None: `validate_records` off)."""
+        return self._validator
+
+    @property
+    def records_read(self) -> int:
+        """Records of the stream read so far in the run."""
+        return self._total_records_read
+
+    def parse_timestamps(self, record: dict) -> None:
+        """The SDK's parsing of `date-time` strings in a record (after validation)."""
+        self._parse_timestamps_in_record(
+            record=record, schema=self.schema, treatment=self.datetime_error_treatment
+        )
+
     def validate_and_parse(self, record: dict) -> dict:
         """The SDK's per-record validation and parsing (overridable)."""
         return super()._validate_and_parse(record)
 
+    def check_key_properties(self, record: dict) -> None:
+        """The SDK's check that a record holds the stream's key properties (overridable)."""
+        super()._singer_validate_message(record)
+
     def _validate_and_parse(self, record: dict) -> dict:
         return self.validate_and_parse(record)
+
+    def _singer_validate_message(self, record: dict) -> None:
+        self.check_key_properties(record)
 
 
 class SdkReader(GenericSingerReader[str]):

@@ -7,6 +7,7 @@ import typing as t
 from dataclasses import dataclass
 
 if t.TYPE_CHECKING:
+    from target_dativo_iceberg.claims import TableClaims
     from target_dativo_iceberg.contracts.contract import Contract
     from target_dativo_iceberg.delivery.commits import CommitQueue
     from target_dativo_iceberg.delivery.ledger import StateLedger
@@ -51,3 +52,4 @@ class RunServices:
     progress: RunProgress
     reader: BlockReader  # the raw line of a record-path RECORD, and line parsing as the SDK does it
     drain: t.Callable[[t.Any], None]  # commit a sink's buffered batch now (the SDK's drain_one)
+    claims: TableClaims  # which stream writes which table (two streams never share one)

@@ -28,7 +28,7 @@ from target_dativo_iceberg.contracts.enforcement import (
 from target_dativo_iceberg.delivery.replay import REPLAY_KEY, ReplayGuard, parse_marker
 from target_dativo_iceberg.iceberg.committer import CommitResult, TableSpec, json_state
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
-from target_dativo_iceberg.iceberg.maintenance import expire_old_snapshots
+from target_dativo_iceberg.iceberg.maintenance import expire_reporting
 from target_dativo_iceberg.iceberg.markers import stream_marker
 from target_dativo_iceberg.iceberg.rows import retire_versions
 from target_dativo_iceberg.iceberg.schema import singer_to_iceberg
@@ -36,6 +36,8 @@ from target_dativo_iceberg.iceberg.writer import RollingWriter
 from target_dativo_iceberg.intake.batchfiles import read_batch_file
 from target_dativo_iceberg.intake.buffer import StreamBuffer, pieces_of
 from target_dativo_iceberg.intake.builders import BatchBuilder
+from target_dativo_iceberg.intake.recordchecks import RecordChecks
+from target_dativo_iceberg.intake.routes import parse_types
 from target_dativo_iceberg.memory import release_unused
 from target_dativo_iceberg.sdk_compat import SdkBatchSink
 from target_dativo_iceberg.table_plan import plan_table, sdc_fields
@@ -43,6 +45,7 @@ from target_dativo_iceberg.table_plan import plan_table, sdc_fields
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
+    from target_dativo_iceberg.contracts.odcs.results import RowError
     from target_dativo_iceberg.services import RunServices
 
 
@@ -59,7 +62,17 @@ class IcebergSink(SdkBatchSink):
         self.stream_schema = singer_to_iceberg(stream_name, self.schema, self.key_properties)
         self.contract = contract_for_stream(run.contracts, stream_name)
         self.enforcer: Enforcer | None = None
-        if self.contract is not None:
+        self.checks: RecordChecks | None = None
+        if self.contract is None:
+            self.checks = RecordChecks(
+                stream_name,
+                self.key_properties,
+                run.validation_mode,
+                run.reader,
+                lambda: self.record_validator,
+                lambda: self.records_read + 1,
+            )
+        else:
             self.skip_record_validation()  # the contract validates whole batches; the SDK's per-record check would abort warn mode
             self.enforcer = Enforcer(
                 stream_name,
@@ -71,6 +84,7 @@ class IcebergSink(SdkBatchSink):
             )
         self.plan = plan_table(stream_name, self.stream_schema, self.contract, settings)
         self.identifier, self.spec = self.plan.identifier, self.plan.spec
+        run.claims.claim(stream_name, self.identifier)  # two streams never share a table
         self.load_method = settings.load_method
         self.upsert_keys = self.plan.upsert_keys
         #: hard_delete: deletion records (`_sdc_deleted_at` set) delete these keys' rows.
@@ -106,20 +120,11 @@ class IcebergSink(SdkBatchSink):
             self.stream_schema,
             sdc_fields(self.stream_schema),
             run.ingest_date,
-            run.reader.deserialize_json,
+            lambda line, position: run.reader.deserialize_json(line, position=position),
             self.strip_sdc_metadata,
+            run.events,
         )
-        #: Record field → the Arrow type the hot path parses it as (else Arrow infers): Singer
-        #: string properties stay strings; contract decimals are parsed exactly (never via a float).
-        self.record_types: dict[str, pa.DataType | None] = {
-            name: pa.string() if _only_strings(prop) else None
-            for name, prop in (self.schema.get("properties") or {}).items()
-        }
-        if self.enforcer is not None:
-            validator = self.enforcer.validator
-            for key, arrow_field in zip(validator.keys, validator.arrow_schema, strict=True):
-                if pa.types.is_decimal(arrow_field.type):
-                    self.record_types[key] = arrow_field.type
+        self.record_types = parse_types(self.schema, self.enforcer)
         run.events.emit(
             "writer_initialized",
             stream=stream_name,
@@ -131,10 +136,23 @@ class IcebergSink(SdkBatchSink):
     # ------------------------------------------------------------------ buffering (intake/buffer.py)
 
     def validate_and_parse(self, record: dict) -> dict:
-        """With a contract, records stay raw: the contract validator coerces and judges whole batches."""
-        if self.enforcer is not None:
-            return record
-        return super().validate_and_parse(record)
+        """With a contract, records stay raw (the contract validator judges whole batches); without
+        one, the record is checked here (the SDK's own check names neither stream nor record)."""
+        if self.checks is not None and self.checks.check(record):
+            self.parse_timestamps(record)
+        return record
+
+    def check_key_properties(self, record: dict) -> None:
+        """Key properties: checked in `validate_and_parse` for streams without a contract."""
+        if self.checks is None:
+            super().check_key_properties(record)
+
+    def take_findings(self) -> list[RowError] | None:
+        return self.checks.take_findings() if self.checks is not None else None
+
+    def check_batch_record(self, record: dict) -> None:
+        if self.checks is not None:
+            self.checks.check_batch_record(record)
 
     def process_record(self, record: dict, context: dict) -> None:
         """Record path (the SDK calls this): the record joins the buffer."""
@@ -233,16 +251,14 @@ class IcebergSink(SdkBatchSink):
             release_unused()  # the batch's Arrow buffers and Parquet pages, freed on this thread
             faults.reached("after_commit")
             self._report(result, landed, len(rejected_rows), path, started)
-            self._expire(table)
+            expire_reporting(table, self.run.settings.max_snapshots, self.run.events, self.stream_name)
             return result
 
         def done(result: CommitResult) -> None:  # back on the main thread, in input order
             self.tally_record_written(landed)
             self.run.progress.committed(result.records, len(rejected_rows))
             self.run.ledger.emit(covered_seq)  # the STATE this commit made safe
-            self.buffer.segments.prune(
-                self.run.ledger.emitted_seq
-            )  # a crash from now on replays from that STATE
+            self.buffer.segments.prune(self.run.ledger.emitted_seq)  # a resume starts from there
 
         self.buffer.drained()
         self.run.commits.submit(covered_seq, work, done)
@@ -298,18 +314,6 @@ class IcebergSink(SdkBatchSink):
             records_rejected=rejected,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
-
-    def _expire(self, table: Table) -> None:
-        """Keep metadata small (commit latency flat); a failed expiry is reported, the data has landed."""
-        try:
-            expired = expire_old_snapshots(table, self.run.settings.max_snapshots)
-        except Exception as exc:  # maintenance only: the commit above already holds
-            self.run.events.emit(
-                "maintenance_failed", stream=self.stream_name, error=self.run.events.redact(str(exc))
-            )
-            return
-        if expired:
-            self.run.events.emit("snapshots_expired", stream=self.stream_name, count=len(expired))
 
     def _candidate(self, from_seq: int) -> dict[str, Any]:
         """Replay marker from STATE `from_seq`: records after it, and the first STATE that followed."""
@@ -389,10 +393,3 @@ class IcebergSink(SdkBatchSink):
             len(rows),
             rejected_summary,
         )
-
-
-def _only_strings(prop: dict[str, Any]) -> bool:
-    """A JSON Schema property whose only non-null type is string (no anyOf, no format surprises)."""
-    types = prop.get("type")
-    kinds = {types} if isinstance(types, str) else set(types or [])
-    return kinds - {"null"} == {"string"} and "anyOf" not in prop

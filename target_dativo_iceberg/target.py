@@ -18,12 +18,13 @@ from typing import Any
 from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 
+from target_dativo_iceberg.claims import TableClaims
 from target_dativo_iceberg.contracts.contract import Contract, resolve_contracts
 from target_dativo_iceberg.delivery.commits import CommitQueue
 from target_dativo_iceberg.delivery.ledger import StateLedger
 from target_dativo_iceberg.delivery.shutdown import Shutdown, exit_code
 from target_dativo_iceberg.envvars import expand_env
-from target_dativo_iceberg.errors import DativoError, Interrupted
+from target_dativo_iceberg.errors import ConfigError, DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.committer import Committer
 from target_dativo_iceberg.iceberg.retry import RetryPolicy
@@ -33,7 +34,7 @@ from target_dativo_iceberg.ops.preflight import run_preflight
 from target_dativo_iceberg.redact import activate
 from target_dativo_iceberg.sdk_compat import ConfigInput, SdkTarget
 from target_dativo_iceberg.services import RunProgress, RunServices
-from target_dativo_iceberg.settings import Settings
+from target_dativo_iceberg.settings import Settings, describe_config_errors
 from target_dativo_iceberg.sink import IcebergSink
 
 S3_SETTINGS = th.ObjectType(
@@ -152,14 +153,17 @@ class TargetDativoIceberg(SdkTarget):
             flattening=bool(self.config.get("flattening_enabled")),
             stream_maps=lambda stream: self.mapper.stream_maps.get(stream, []),
         )
-        self.message_reader.connect(self.routes, self.shutdown, self.on_idle, self.after_records)
+        self.message_reader.connect(
+            self.routes, self.shutdown, self.on_idle, self.after_records, self._next_position
+        )
+        mode = str(self.config.get("schema_validation_mode") or "strict")
         self.services = RunServices(
             run_id=self.run_id,
             ingest_date=datetime.datetime.now(datetime.timezone.utc).date(),
             settings=self.settings,
             events=self.events,
             contracts=self._load_contracts(),
-            validation_mode=str(self.config.get("schema_validation_mode") or "strict"),
+            validation_mode=mode,
             committer=Committer(self.settings, self.events, self.retry_policy),
             ledger=self.ledger,
             commits=self.commits,
@@ -167,6 +171,7 @@ class TargetDativoIceberg(SdkTarget):
             progress=self.progress,
             reader=self.message_reader,
             drain=self.drain_one,
+            claims=TableClaims(rejected_tables=mode == "warn"),
         )
 
     def install_signal_handlers(self) -> None:
@@ -175,6 +180,10 @@ class TargetDativoIceberg(SdkTarget):
         self.shutdown = Shutdown()
         if threading.current_thread() is threading.main_thread():
             self.shutdown.install()
+
+    def invalid_config(self, error: Exception) -> Exception:
+        """Settings the SDK found invalid: exit 2 with each bad setting and what it takes."""
+        return ConfigError(describe_config_errors(self.config_jsonschema, self.raw_config))
 
     def _load_contracts(self) -> dict[str, Contract]:
         """Resolve `assets`/`assets_dir` before any input is read: an invalid contract fails the run."""
@@ -233,6 +242,11 @@ class TargetDativoIceberg(SdkTarget):
         return max(0.05, self.seconds_until_due())
 
     # ------------------------------------------------------------------ state
+
+    def _next_position(self, stream: str) -> int | None:
+        """Position the stream's next record will have (error messages at read time)."""
+        sink = self.active_sinks().get(stream)
+        return sink.records_read + 1 if isinstance(sink, IcebergSink) else None
 
     def _iceberg_sinks(self) -> list[IcebergSink]:
         return [s for s in self.all_sinks() if isinstance(s, IcebergSink)]

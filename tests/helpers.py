@@ -55,23 +55,22 @@ def singer_lines(messages: list[dict[str, Any]]) -> str:
 
 
 def run_target(
-    root: Path, messages: list[dict[str, Any]] | str, env: dict[str, str] | None = None, **config: Any
+    root: Path, messages: list[dict[str, Any]] | str | bytes, env: dict[str, str] | None = None, **config: Any
 ) -> Run:
-    """Run the target CLI with a config under `root`, the messages on stdin."""
+    """Run the target CLI with a config under `root`, the messages on stdin (bytes: as they are)."""
     root.mkdir(parents=True, exist_ok=True)
     cfg = root / "target.json"
     cfg.write_text(json.dumps(target_config(root, **config)))
-    text = messages if isinstance(messages, str) else singer_lines(messages)
+    text = messages if isinstance(messages, (str, bytes)) else singer_lines(messages)
     proc = subprocess.run(
         [str(BIN / "target-dativo-iceberg"), "--config", str(cfg)],
-        input=text,
+        input=text.encode() if isinstance(text, str) else text,
         capture_output=True,
-        text=True,
         cwd=root,
         env={**os.environ, **(env or {})},
         timeout=300,
     )
-    return Run(proc.returncode, proc.stdout, proc.stderr)
+    return Run(proc.returncode, proc.stdout.decode(), proc.stderr.decode(errors="replace"))
 
 
 def open_catalog(root: Path) -> Catalog:

@@ -39,6 +39,7 @@ from target_dativo_iceberg.contracts.odcs.results import (
     QualityFailure,
     RowError,
     short_repr,
+    value_message,
 )
 from target_dativo_iceberg.contracts.odcs.rules import QualityCheck
 from target_dativo_iceberg.contracts.odcs.types import ResolvedType
@@ -225,7 +226,7 @@ class Validator:
             for index in pc.indices_nonzero(mask).to_pylist():
                 flags[index] = True
                 value = raw[index]
-                message = detail if rule == "required" else f"{detail}: {short_repr(value)}"
+                message = detail if rule == "required" else value_message(detail, value)
                 errors.append(RowError(first_position + index, name, rule, message, value))
         warnings: list[RowError] = []
         for index, key, value in self._unknown(batch):

@@ -93,11 +93,28 @@ def sql_uri(uri: str) -> str:
         uri = uri[len("jdbc:") :]
     if uri.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg2://" + uri.split("://", 1)[1]
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        db_path = Path(uri[len("sqlite:///") :]).expanduser().resolve()
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{db_path}"
+    if uri.startswith("sqlite:///"):
+        path, query = uri[len("sqlite:///") :], ""
+        if "?" in path:
+            path, query = path.split("?", 1)
+            query = "?" + query
+        if not path or path == ":memory:":
+            return uri
+        db_path = Path(path).expanduser()
+        if not db_path.is_absolute():
+            db_path = db_path.resolve()  # relative to the working directory
+        make_directory(db_path.parent, "catalog_uri (the SQLite catalog file's directory)")
+        return f"sqlite:///{db_path}{query}"
     return uri
+
+
+def make_directory(path: Path, purpose: str) -> None:
+    """Create `path` (and its parents) or fail naming the directory, what it is for, and why."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot create directory {path} for {purpose}: {reason}") from exc
 
 
 def nessie_base_uri(uri: str) -> str:
@@ -192,7 +209,7 @@ def catalog_properties(
     if catalog_type == "sql":
         props.update(type="sql", uri=sql_uri(uri or DEFAULT_CATALOG_URI))
         if "://" not in warehouse:
-            Path(warehouse).expanduser().mkdir(parents=True, exist_ok=True)
+            make_directory(Path(warehouse).expanduser(), "warehouse")
         props["warehouse"] = local_uri(warehouse)
     elif catalog_type in ("rest", "nessie"):
         if catalog_type == "nessie":

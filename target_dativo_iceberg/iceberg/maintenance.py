@@ -16,8 +16,13 @@ orphan-file cleanup is a separate job).
 
 from __future__ import annotations
 
+import typing as t
+
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import ancestors_of
+
+if t.TYPE_CHECKING:
+    from target_dativo_iceberg.events import EventLog
 
 SLACK = 20  # expire in chunks, not on every commit
 
@@ -55,3 +60,15 @@ def expire_old_snapshots(table: Table, max_snapshots: int) -> list[int]:
     if expire:
         table.maintenance.expire_snapshots().by_ids(expire).commit()
     return expire
+
+
+def expire_reporting(table: Table, max_snapshots: int, events: EventLog, stream: str) -> None:
+    """Expire after a commit; a failed expiry is reported (`maintenance_failed`), not raised: the
+    commit before it already holds."""
+    try:
+        expired = expire_old_snapshots(table, max_snapshots)
+    except Exception as exc:  # maintenance only
+        events.emit("maintenance_failed", stream=stream, error=events.redact(str(exc)))
+        return
+    if expired:
+        events.emit("snapshots_expired", stream=stream, count=len(expired))

@@ -317,13 +317,18 @@ def records_to_arrow(
     arrow_schema: pa.Schema,
     first_position: int = 1,
     required: frozenset[str] = frozenset(),
+    positions: list[int] | None = None,
 ) -> pa.Table:
     """Build an Arrow table in the table's column order; columns the stream lacks are null.
 
     `required` names columns the stream's schema declares required: a null there is an error even
     when the table column itself is optional. A value that cannot be converted raises RecordError
-    naming stream, record position and field.
+    naming stream, record position (`positions[i]`, else `first_position + i`) and field.
     """
+
+    def position(index: int) -> int:
+        return positions[index] if positions is not None else first_position + index
+
     columns: dict[str, list[Any]] = {}
     for src, (col, ck) in kind.children.items():
         values: list[Any] = []
@@ -334,7 +339,7 @@ def records_to_arrow(
                 append(convert_value(raw, ck))
             except (ValueError, TypeError, ArithmeticError) as exc:
                 raise RecordError(
-                    f"stream {stream!r}, record {first_position + idx}, field {src!r}: "
+                    f"stream {stream!r}, record {position(idx)}, field {src!r}: "
                     f"cannot convert {raw!r} to {ck.kind} ({exc})"
                 ) from exc
         columns[col] = values
@@ -353,9 +358,8 @@ def records_to_arrow(
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             raise RecordError(f"stream {stream!r}, field {arrow_field.name!r}: {exc}") from exc
         if array.null_count and (not arrow_field.nullable or arrow_field.name in required):
-            position = first_position + values.index(None)
             raise RecordError(
-                f"stream {stream!r}, record {position}, field {arrow_field.name!r}: "
+                f"stream {stream!r}, record {position(values.index(None))}, field {arrow_field.name!r}: "
                 "null or missing value for a required column"
             )
         arrays.append(array)

@@ -69,7 +69,7 @@ def read_batch_file(
             with GzipFile(fileobj=BytesIO(raw)) as unzipped:
                 raw = guard.bounded(unzipped.read(guard.limit + 1), "uncompressed ")
         return [deserialize_json(line) for line in BytesIO(raw)]
-    except (OSError, EOFError, ValueError, pa.ArrowException) as exc:
+    except (OSError, EOFError, ValueError, RecursionError, pa.ArrowException) as exc:
         raise BatchFileError(f"stream {stream!r}: cannot read BATCH file {entry}: {exc}") from exc
 
 

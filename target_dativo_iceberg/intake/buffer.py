@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from target_dativo_iceberg.delivery.replay import ReplayGuard, SegmentLog, line_bytes, record_bytes
 from target_dativo_iceberg.intake.pieces import ArrowRows, Piece, RecordRows
+from target_dativo_iceberg.intake.recordchecks import Rejected
 
 if t.TYPE_CHECKING:
     from target_dativo_iceberg.delivery.ledger import StateLedger
@@ -54,6 +55,12 @@ class BufferHost(t.Protocol):
     def drain(self) -> None:
         """Commit the buffered batch now."""
 
+    def take_findings(self) -> list[Any] | None:
+        """Findings on the record just checked: in warn mode it is buffered as rejected."""
+
+    def check_batch_record(self, record: dict) -> None:
+        """Check a BATCH file's record as it is read."""
+
 
 class LineSource(t.Protocol):
     """The reader: the raw line of the RECORD being handled on the record path (None otherwise)."""
@@ -75,7 +82,7 @@ def pieces_of(context: dict | None) -> list[Piece]:
     return (context or {}).get("pieces", [])
 
 
-def _append_records(context: dict, records: list[dict[str, Any]]) -> None:
+def _append_records(context: dict, records: list[Any]) -> None:
     """Buffer record-path records after whatever arrived before them."""
     if not records:
         return
@@ -134,12 +141,14 @@ class StreamBuffer:
             self.first_pending_seq = seq
         line = self._lines.current_line
         data = line_bytes(line) if line is not None else record_bytes(record)
+        findings = self._host.take_findings()
+        item = Rejected(record, findings) if findings else record
         guard = self.replay
         if guard is not None and not guard.decided:
-            self._resolve(guard.offer(seq, record, data), context)
+            self._resolve(guard.offer(seq, item, data), context)
             return
         self.segments.add(seq, data)
-        _append_records(context, [record])
+        _append_records(context, [item])
         self._maybe_spill(context)
 
     def _maybe_spill(self, context: dict) -> None:
@@ -190,6 +199,7 @@ class StreamBuffer:
             data = self._read_file(path, encoding)
             if isinstance(data, list):
                 for record in data:
+                    host.check_batch_record(record)
                     host.tally_record_read()
                     self.add_record(record, host.pending_context())
                 continue

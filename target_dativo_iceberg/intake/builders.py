@@ -20,9 +20,11 @@ from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.iceberg.partitioning import INGEST_DATE, PartitionTerm
 from target_dativo_iceberg.iceberg.schema import ColumnKind, records_to_arrow
 from target_dativo_iceberg.intake.pieces import Builder, Piece, RecordRows, Validated
+from target_dativo_iceberg.intake.recordchecks import rejection_summary, split_rejected
 
 if TYPE_CHECKING:
     from target_dativo_iceberg.contracts.enforcement import Enforcer
+    from target_dativo_iceberg.events import EventLog
     from target_dativo_iceberg.iceberg.schema import StreamSchema
 
 #: Record keys the SDK drops from records unless `add_record_metadata` is on.
@@ -59,16 +61,18 @@ class BatchBuilder:
         stream_schema: StreamSchema,
         sdc_fields: list[NestedField],
         ingest_date: Any,
-        parse_line: t.Callable[[bytes], dict[str, Any]],
+        parse_line: t.Callable[[bytes, int], dict[str, Any]],
         strip_sdc: t.Callable[[dict[str, Any]], None],
+        events: EventLog,
     ) -> None:
         self.stream_name = stream
         self.enforcer = enforcer
         self.stream_schema = stream_schema
         self._sdc = sdc_fields
         self._ingest_date = ingest_date
-        self._parse_line = parse_line  # a RECORD line parsed exactly as the SDK parses it
+        self._parse_line = parse_line  # a RECORD line (and its record position) parsed as the SDK parses it
         self._strip_sdc = strip_sdc
+        self._events = events
         self._position = 0  # records of the stream seen so far (error messages name positions)
 
     def validated(self, pieces: list[Piece]) -> Validated:
@@ -81,18 +85,24 @@ class BatchBuilder:
         hot = self._hot_batch(pieces, first_position)
         if hot is not None:
             return Validated(hot[0], hot[1], [], True)
-        records = self._records(pieces)
+        records = self._records(pieces, first_position)
         if self.enforcer is None:
-            return Validated(self._schema_builder(records, first_position), len(records), [], False)
+            kept, positions, findings, rejected = split_rejected(records, first_position)
+            if rejected:
+                summary = rejection_summary(findings, count, len(rejected), first_position)
+                self._events.emit("validation_errors", stream=self.stream_name, mode="warn", **summary)
+            return Validated(
+                self._schema_builder(kept, first_position, positions), len(kept), rejected, False
+            )
         outcome = self.enforcer.validate(records, first_position)
         chosen = [records[i] for i in outcome.valid_indices]
         return Validated(
             self._contract_builder(outcome.valid, chosen), outcome.valid.num_rows, outcome.rejected, False
         )
 
-    def _records(self, pieces: list[Piece]) -> list[dict[str, Any]]:
+    def _records(self, pieces: list[Piece], first_position: int) -> list[Any]:
         """The batch as record dicts (the record path), parsing hot pieces' lines like the SDK does."""
-        records: list[dict[str, Any]] = []
+        records: list[Any] = []
         for piece in pieces:
             if isinstance(piece, RecordRows):
                 records.extend(piece.records)
@@ -101,7 +111,7 @@ class BatchBuilder:
                 records.extend(piece.table.to_pylist())
                 continue
             for line in piece.lines.to_pylist():
-                record = self._parse_line(line)["record"]
+                record = self._parse_line(line, first_position + len(records))["record"]
                 self._strip_sdc(record)
                 records.append(record)
         return records
@@ -147,8 +157,11 @@ class BatchBuilder:
                 return None
         return extras
 
-    def _schema_builder(self, records: list[dict[str, Any]], first_position: int) -> Builder:
-        """Singer-schema path: convert records to the table's Arrow schema after evolution."""
+    def _schema_builder(
+        self, records: list[dict[str, Any]], first_position: int, positions: list[int] | None = None
+    ) -> Builder:
+        """Singer-schema path: convert records to the table's Arrow schema after evolution
+        (`positions`: the records' positions when rejected ones were taken out)."""
         stream_schema = self.stream_schema
         required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
 
@@ -160,7 +173,9 @@ class BatchBuilder:
                     for src, (col, ck) in kind.children.items()
                 }
                 kind = ColumnKind("struct", children=children)
-            data = records_to_arrow(self.stream_name, records, kind, arrow_schema, first_position, required)
+            data = records_to_arrow(
+                self.stream_name, records, kind, arrow_schema, first_position, required, positions
+            )
             return fill_ingest_date(data, self._ingest_date)
 
         return build

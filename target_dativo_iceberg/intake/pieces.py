@@ -34,9 +34,10 @@ class ArrowRows:
 
 @dataclass
 class RecordRows:
-    """Records of the per-record path (Python dicts, already checked against the Singer schema)."""
+    """Records of the per-record path: Python dicts, and in warn mode `recordchecks.Rejected` ones
+    that failed their Singer-schema checks (kept in place so record positions stay exact)."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)
 
     @property
     def count(self) -> int:

@@ -25,10 +25,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 from singer_sdk.singerlib.encoding.base import SingerMessageType
-from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
 from target_dativo_iceberg import faults
+from target_dativo_iceberg.errors import InputError
+from target_dativo_iceberg.intake.inputs import (
+    ARROW_DEPTH,
+    MAX_DEPTH,
+    DeepValue,
+    deep_value,
+    long_lines,
+    message_label,
+    message_problem,
+    openers,
+    preview,
+    stream_of,
+    utf8_problem,
+    where,
+)
 from target_dativo_iceberg.intake.stdin import read_blocks
 from target_dativo_iceberg.memory import release_unused
 from target_dativo_iceberg.sdk_compat import SdkReader
@@ -74,7 +88,9 @@ class BlockReader(SdkReader):
         self.shutdown: Shutdown | None = None
         self._idle: t.Callable[[], float | None] | None = None
         self._after_records: t.Callable[[], None] = lambda: None
+        self._position: t.Callable[[str], int | None] = lambda _stream: None
         self.current_line: bytes | None = None  # the RECORD line being handled on the record path
+        self.lines_read = 0  # input lines of the blocks read so far (error messages name lines)
 
     def connect(
         self,
@@ -82,18 +98,69 @@ class BlockReader(SdkReader):
         shutdown: Shutdown,
         idle: t.Callable[[], float | None],
         after_records: t.Callable[[], None],
+        next_position: t.Callable[[str], int | None],
     ) -> None:
         """The target's collaborators: which streams are hot, the stop request, what to do while the
-        input is silent (time-based commits) and after each hot run (batch age, finished commits)."""
-        self.routes, self.shutdown, self._idle, self._after_records = routes, shutdown, idle, after_records
+        input is silent (time-based commits) and after each hot run (batch age, finished commits),
+        and the position a stream's next record will have (error messages name it)."""
+        self.routes, self.shutdown, self._idle = routes, shutdown, idle
+        self._after_records, self._position = after_records, next_position
 
-    def deserialize_json(self, line: str | bytes) -> dict:
-        """Like the SDK: floats as Decimal; a bad line is an InvalidInputLine naming it."""
+    def deserialize_json(
+        self, line: str | bytes, number: int | None = None, position: int | None = None
+    ) -> dict:
+        """Like the SDK: floats as Decimal. A line that is not JSON, or nests deeper than `MAX_DEPTH`,
+        is an InputError naming the input line `number` (or the record `position`) and the field."""
+        data = line.encode() if isinstance(line, str) else line
         try:
-            return deserialize_json(line)
+            message = deserialize_json(data)
+        except RecursionError:
+            raise self._too_deep(data, deep_value(data), number, position, None) from None
         except json.JSONDecodeError as exc:
-            text = line.decode(errors="replace") if isinstance(line, bytes) else line
-            raise InvalidInputLine(f"Unable to parse line as JSON: {text[:500]}") from exc
+            problem = f"{exc.msg} at column {exc.colno}"
+            raise InputError(
+                f"{where(number, position=position)}: not valid JSON ({problem}): {preview(data, 200)}"
+            ) from None
+        except ValueError as exc:  # not UTF-8 (lines are checked per block; this is the fallback)
+            raise InputError(f"{where(number, position=position)}: cannot be read ({exc})") from None
+        if openers(data) > MAX_DEPTH:
+            site = deep_value(data)
+            if site is not None:
+                raise self._too_deep(data, site, number, position, message)
+        return message
+
+    def _too_deep(
+        self, data: bytes, site: DeepValue | None, number: int | None, position: int | None, message: t.Any
+    ) -> InputError:
+        """The error for a line nested deeper than `MAX_DEPTH`: line, stream, record, field, preview."""
+        stream = message.get("stream") if isinstance(message, dict) else stream_of(data)
+        field = site.field if site is not None else None
+        if position is None and field is not None:
+            position = self._next_position(stream)
+        snippet = preview(data[site.offset :] if site is not None else data)
+        return InputError(
+            f"{where(number, stream, position, field)}: value nested more than {MAX_DEPTH} levels deep "
+            f"(at most {MAX_DEPTH} levels of [ and {{ are accepted in an input line): {snippet}"
+        )
+
+    def _next_position(self, stream: t.Any) -> int | None:
+        """Position the stream's next record will have (error messages at read time)."""
+        return self._position(stream) if isinstance(stream, str) else None
+
+    def _arrow_safe(self, block: bytes, lines: pa.Array, first: int) -> bool:
+        """Before anything parses the block: every line must be UTF-8 (Arrow would copy invalid
+        bytes into columns). False when a line nests deeper than `MAX_DEPTH` and long enough that
+        Arrow might crash on it (its nested-type code recurses: a few thousand levels take the
+        process down): the block then goes line by line, and that line's error names its record
+        like any other."""
+        bad = utf8_problem(lines)
+        if bad is not None:
+            index, offset, byte = bad
+            raise InputError(
+                f"input line {first + index}: not valid UTF-8 at byte offset {offset} of the line "
+                f"(0x{byte:02x}); Singer messages are UTF-8 encoded JSON, one per line"
+            )
+        return not any(deep_value(lines[i].as_py()) for i in long_lines(block, lines, ARROW_DEPTH))
 
     def process_lines(
         self, file_input: t.IO[str] | None, callbacks: dict[str, t.Callable[[dict], None]]
@@ -118,17 +185,20 @@ class BlockReader(SdkReader):
         """
         lines = split_lines(block)
         n = len(lines)
+        first = self.lines_read + 1  # input line number of lines[0]
+        self.lines_read += n
         if not n:
             return
+        safe = self._arrow_safe(block, lines, first)
         maybe_record = pc.match_substring(lines, '"RECORD"')
         others = pc.indices_nonzero(pc.invert(maybe_record)).to_pylist()
-        messages = {i: self.deserialize_json(lines[i].as_py()) for i in others}
+        messages = {i: self.deserialize_json(lines[i].as_py(), first + i) for i in others}
         whole = None
         only_states = all(m.get("type") == "STATE" for m in messages.values())
-        tried = self._hot() and only_states and len(others) < n
+        tried = safe and self._hot() and only_states and len(others) < n
         if tried:
             whole = self._parse(lines.filter(maybe_record) if others else lines)
-        retry = not (tried and whole is None and not others)  # one run that just failed: no second try
+        retry = safe and not (tried and whole is None and not others)  # a run that just failed: no second try
         start = offset = 0
         for index in [*others, n]:
             if index > start:
@@ -136,23 +206,25 @@ class BlockReader(SdkReader):
                 part = (
                     None if whole is None else (whole[0].slice(offset, count), whole[1].slice(offset, count))
                 )
-                self._records(lines.slice(start, count), callbacks, stats, part, retry)
+                self._records(lines.slice(start, count), callbacks, stats, part, retry, first + start)
                 offset += count
             if index < n:
-                self._message(messages[index], lines[index].as_py(), callbacks, stats)
+                self._message(messages[index], lines[index].as_py(), callbacks, stats, first + index)
             start = index + 1
 
     def _hot(self) -> bool:
         return self.routes is not None and self.routes.any()
 
-    def _line(self, line: bytes, callbacks: dict, stats: Counter[str]) -> None:
-        """One message through the SDK's handler (the record path for a RECORD)."""
-        self._message(self.deserialize_json(line), line, callbacks, stats)
+    def _line(self, line: bytes, callbacks: dict, stats: Counter[str], number: int) -> None:
+        """Input line `number` through the SDK's handler (the record path for a RECORD)."""
+        self._message(self.deserialize_json(line, number), line, callbacks, stats, number)
 
-    def _message(self, message: dict, line: bytes, callbacks: dict, stats: Counter[str]) -> None:
+    def _message(self, message: dict, line: bytes, callbacks: dict, stats: Counter[str], number: int) -> None:
         if self.shutdown is not None:
             self.shutdown.check()  # a stop signal: no further message is handled
-        self.assert_line_requires(message, requires={"type"})
+        problem = message_problem(message)
+        if problem is not None:
+            raise InputError(f"input line {number}: {message_label(message)} {problem}")
         kind = message["type"]
         self.current_line = line if kind == RECORD else None
         if callback := callbacks.get(kind):
@@ -169,31 +241,43 @@ class BlockReader(SdkReader):
         stats: Counter[str],
         parsed: tuple[pa.Array, pa.Table] | None = None,
         parse: bool = True,
+        first: int = 1,
     ) -> None:
-        """A run of (probable) RECORD lines: parsed as one Arrow table when every stream in it is hot."""
+        """A run of (probable) RECORD lines, the first being input line `first`: parsed as one Arrow
+        table when every stream in it is hot."""
         if parsed is None and parse and self._hot():
             parsed = self._parse(lines)
         if parsed is None:
-            for line in lines.to_pylist():
-                self._line(line, callbacks, stats)
+            for offset, line in enumerate(lines.to_pylist()):
+                self._line(line, callbacks, stats, first + offset)
             return
         streams, records = parsed
         names = pc.unique(streams).to_pylist()
         if len(names) == 1:
-            self._route(names[0], lines, records, callbacks, stats)
+            self._route(names[0], lines, records, callbacks, stats, first)
         else:
             for name in names:
                 mask = pc.equal(streams, name)
-                self._route(name, lines.filter(mask), records.filter(mask), callbacks, stats)
+                self._route(name, lines.filter(mask), records.filter(mask), callbacks, stats, first, mask)
         self._after_records()
 
     def _route(
-        self, stream: str, lines: pa.Array, records: pa.Table, callbacks: dict, stats: Counter[str]
+        self,
+        stream: str,
+        lines: pa.Array,
+        records: pa.Table,
+        callbacks: dict,
+        stats: Counter[str],
+        first: int,
+        mask: pa.Array | None = None,
     ) -> None:
+        """A stream's rows of a run (`mask`: which lines of the run they are) to its hot sink, or
+        line by line through the SDK's handler."""
         sink = self.routes.sink(stream) if self.routes is not None else None
         if sink is None:
-            for line in lines.to_pylist():
-                self._line(line, callbacks, stats)
+            offsets = range(len(lines)) if mask is None else pc.indices_nonzero(mask).to_pylist()
+            for offset, line in zip(offsets, lines.to_pylist(), strict=True):
+                self._line(line, callbacks, stats, first + offset)
             return
         sink.add_rows(lines, records)
         stats[RECORD] += len(lines)

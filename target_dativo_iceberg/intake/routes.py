@@ -15,6 +15,7 @@ import pyarrow as pa
 from singer_sdk.mapper import SameRecordTransform
 
 if t.TYPE_CHECKING:
+    from target_dativo_iceberg.contracts.enforcement import Enforcer
     from target_dativo_iceberg.events import EventLog
     from target_dativo_iceberg.sink import IcebergSink
 
@@ -81,3 +82,25 @@ class HotRoutes:
             for name, kind in sink.record_types.items():
                 hints[name] = kind if hints.get(name, kind) == kind else None
         return pa.struct([(name, kind) for name, kind in hints.items() if kind is not None])
+
+
+def parse_types(schema: dict[str, Any], enforcer: Enforcer | None) -> dict[str, pa.DataType | None]:
+    """Record field → the Arrow type the hot path parses it as (else Arrow infers): Singer string
+    properties stay strings; contract decimals are parsed exactly (never via a float)."""
+    types: dict[str, pa.DataType | None] = {
+        name: pa.string() if _only_strings(prop) else None
+        for name, prop in (schema.get("properties") or {}).items()
+    }
+    if enforcer is not None:
+        validator = enforcer.validator
+        for key, arrow_field in zip(validator.keys, validator.arrow_schema, strict=True):
+            if pa.types.is_decimal(arrow_field.type):
+                types[key] = arrow_field.type
+    return types
+
+
+def _only_strings(prop: dict[str, Any]) -> bool:
+    """A JSON Schema property whose only non-null type is string (no anyOf, no format surprises)."""
+    types = prop.get("type")
+    kinds = {types} if isinstance(types, str) else set(types or [])
+    return kinds - {"null"} == {"string"} and "anyOf" not in prop

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from target_dativo_iceberg.contracts.odcs.types import ResolvedType
+from target_dativo_iceberg.intake.inputs import lone_surrogate, surrogate_message
 
 _INT_RE = r"^\s*[+-]?\d+(\.0*)?\s*$"
 _NUMBER_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
@@ -117,9 +118,17 @@ def _to_decimal(value: Any, resolved: ResolvedType) -> decimal.Decimal:
     return quantized
 
 
+def _text(text: str) -> str:
+    """`text` if it is valid Unicode (a JSON `\\ud800` escape decodes to text no column can store)."""
+    found = lone_surrogate(text)
+    if found is not None:
+        raise ValueError(surrogate_message(found[1]))
+    return text
+
+
 def _to_string(value: Any) -> str:
     if isinstance(value, str):
-        return value
+        return _text(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float, decimal.Decimal)):
@@ -131,9 +140,9 @@ def _to_string(value: Any) -> str:
 
 def _to_json(value: Any) -> str:
     if isinstance(value, str):
-        return value
+        return _text(value)
     if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str, ensure_ascii=False)
+        return _text(json.dumps(value, default=str, ensure_ascii=False))
     raise TypeError(f"a {type(value).__name__} is not an object or array")
 
 
@@ -389,8 +398,8 @@ def coerce_column(
     """Typed array (unconvertible values null) and the mask of `type` violations (None: none)."""
     try:
         inferred = pa.array(values, from_pandas=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-        return _slow(values, resolved, arrow_type, fmt)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
+        return _slow(values, resolved, arrow_type, fmt)  # one at a time: each bad value is named
     if pa.types.is_null(inferred.type):
         return pa.nulls(len(values), type=arrow_type), None
     try:

@@ -17,6 +17,8 @@ from typing import Any, Union
 
 import pyarrow as pa
 
+from target_dativo_iceberg.intake.inputs import lone_surrogate, surrogate_message
+
 Batch = Union[Sequence[Mapping[str, Any]], Mapping[str, Sequence[Any]]]
 
 MAX_EXAMPLES = 5
@@ -33,9 +35,24 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def record_json(record: Mapping[str, Any]) -> str:
+    """A raw record as JSON text for `_record`; a lone surrogate stays its `\\udxxx` escape (the
+    text must be valid UTF-8 to be stored)."""
+    text = json.dumps(record, default=_json_default, ensure_ascii=False)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def short_repr(value: Any, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def value_message(detail: str, value: Any) -> str:
+    """`detail: value`, saying why when the value holds text that is not valid Unicode (its repr
+    looks like an ordinary escape)."""
+    found = lone_surrogate(value)
+    reason = f" ({surrogate_message(found[1])})" if found is not None else ""
+    return f"{detail}: {short_repr(value)}{reason}"
 
 
 @dataclass(frozen=True)
@@ -83,7 +100,7 @@ class BatchResult:
                 record = dict(batch[index])
             rows.append(
                 {
-                    "_record": json.dumps(record, default=_json_default, ensure_ascii=False),
+                    "_record": record_json(record),
                     "_errors": [{"field": e.field, "rule": e.rule, "message": e.message} for e in errors],
                 }
             )

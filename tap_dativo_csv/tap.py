@@ -15,6 +15,7 @@ from tap_dativo_csv.s3 import S3Settings
 from tap_dativo_csv.settings import CONFIG_SCHEMA, METADATA_COLUMNS, csv_options, sample_rows
 from tap_dativo_csv.sources import SourceError, SourceFile, Sources
 from tap_dativo_csv.streams import CSVFileStream, StreamPlan
+from target_dativo_iceberg.process import run_and_exit
 
 if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream
@@ -219,5 +220,11 @@ class TapDativoCSV(Tap):
         return [CSVFileStream(self, self._plan(name, entries, options)) for name, entries in grouped.items()]
 
 
+def main() -> None:
+    """Console script: the SDK's CLI, then an exit without interpreter teardown (Arrow's native
+    threads can abort the process there after a successful sync: target_dativo_iceberg/process.py)."""
+    run_and_exit(TapDativoCSV.cli)
+
+
 if __name__ == "__main__":
-    TapDativoCSV.cli()
+    main()

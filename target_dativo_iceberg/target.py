@@ -31,6 +31,7 @@ from target_dativo_iceberg.iceberg.retry import RetryPolicy
 from target_dativo_iceberg.intake.reader import BlockReader
 from target_dativo_iceberg.intake.routes import HotRoutes
 from target_dativo_iceberg.ops.preflight import run_preflight
+from target_dativo_iceberg.process import run_and_exit
 from target_dativo_iceberg.redact import activate
 from target_dativo_iceberg.sdk_compat import ConfigInput, SdkTarget
 from target_dativo_iceberg.services import RunProgress, RunServices
@@ -350,14 +351,19 @@ class TargetDativoIceberg(SdkTarget):
             sys.exit(code)
 
 
-def main() -> None:
-    """Console script: failures (including invalid config, which the SDK exits 1 on) exit 2."""
+def cli() -> None:
+    """The target's CLI: failures (including invalid config, which the SDK exits 1 on) exit 2."""
     try:
         TargetDativoIceberg.cli()
     except SystemExit as exc:
         if exc.code == 1 and not TargetDativoIceberg.partial:
             sys.exit(2)
         raise
+
+
+def main() -> None:
+    """Console script: the CLI, then an exit without interpreter teardown (process.py)."""
+    run_and_exit(cli)
 
 
 if __name__ == "__main__":

@@ -160,6 +160,17 @@ def test_hot_path_lands_what_the_record_path_lands(
     assert hot == slow
 
 
+def test_all_null_lists_land_like_the_record_path(tmp_path: Path) -> None:
+    """A run whose array values hold only nulls parses to list<null> columns that pyarrow cannot
+    combine (ArrowIndexError): that run takes the record path, with the same outcome."""
+    contract = tmp_path / "things.yaml"
+    _contract(contract, ["array", "array"], [False, False])
+    text = _messages(["array", "array"], [[None, [None, None]]])
+    hot = _land(tmp_path / "hot", contract, text, hot=True)
+    assert hot == _land(tmp_path / "slow", contract, text, hot=False)
+    assert hot[0] == 0 and len(hot[1]) == 1
+
+
 def test_contract_stream_takes_the_hot_path_and_lands_typed_rows(tmp_path: Path) -> None:
     contract = tmp_path / "things.yaml"
     types = ["bigint", "string", "decimal(12,2)", "timestamp", "boolean", "double"]

@@ -301,8 +301,11 @@ class BlockReader(SdkReader):
         kinds = table.column("type")
         if kinds.null_count or not pc.all(pc.equal(kinds, RECORD.value)).as_py():
             return None
-        streams = table.column("stream").combine_chunks()
-        struct = table.column("record").combine_chunks()
+        try:
+            streams = table.column("stream").combine_chunks()
+            struct = table.column("record").combine_chunks()
+        except pa.ArrowException:  # pyarrow 26 cannot combine a struct with a list<null> child
+            return None
         if streams.null_count or struct.null_count or not pa.types.is_struct(struct.type):
             return None
         fields = struct.type

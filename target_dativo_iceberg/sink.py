@@ -50,8 +50,6 @@ if TYPE_CHECKING:
 
     from target_dativo_iceberg.target import TargetDativoIceberg
 
-LOAD_METHODS = ("append-only", "upsert", "overwrite")
-
 
 class IcebergSink(Intake, Builders, BatchSink):
     """Buffers one stream's records and appends each batch to its table on the branch."""
@@ -78,7 +76,7 @@ class IcebergSink(Intake, Builders, BatchSink):
                 stream_name,
                 contract,
                 self.schema,
-                target.validation_mode,
+                settings.schema_validation_mode,
                 settings.load_method == "upsert",
                 target.events,
             )
@@ -101,11 +99,7 @@ class IcebergSink(Intake, Builders, BatchSink):
                 keep_required=True,
             )
         build_spec(self.spec.schema, list(self.spec.partitioning))  # a bad term fails before any data is read
-        self.load_method = settings.load_method
-        if self.load_method not in LOAD_METHODS:
-            raise ConfigError(
-                f"load_method must be one of {', '.join(LOAD_METHODS)}, got {self.load_method!r}"
-            )
+        self.load_method = settings.load_method  # one of the allowed values: Settings checked it at start
         self.upsert_keys: list[str] | None = None
         if self.load_method == "upsert":
             keys = self.contract.identifier_columns() if self.contract else self.stream_schema.key_columns
@@ -116,7 +110,7 @@ class IcebergSink(Intake, Builders, BatchSink):
             self.upsert_keys = list(keys)
         #: hard_delete: deletion records (`_sdc_deleted_at` set) delete these keys' rows.
         self.delete_keys: list[str] | None = None
-        if self.config.get("hard_delete") and self.include_sdc_metadata_properties:
+        if settings.hard_delete and self.include_sdc_metadata_properties:
             keys = self.contract.identifier_columns() if self.contract else self.stream_schema.key_columns
             self.delete_keys = list(keys) if keys else None
             if not keys:
@@ -375,7 +369,7 @@ class IcebergSink(Intake, Builders, BatchSink):
                 reason="the table has no _sdc_table_version column (enable add_record_metadata)",
             )
             return
-        hard = bool(self.config.get("hard_delete", False))
+        hard = self.dativo.settings.hard_delete
         summary = {
             "dativo.run-id": self.dativo.run_id,
             "dativo.tenant": self.dativo.settings.tenant_id,

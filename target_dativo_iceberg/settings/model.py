@@ -187,7 +187,7 @@ class Settings:
     max_batch_age_seconds: float = setting(
         300.0,
         "Commit (and emit STATE) at least this often while records keep arriving.",
-        check=not_negative,
+        check=positive,
     )
     hot_path: bool = setting(
         True,

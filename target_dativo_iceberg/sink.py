@@ -89,7 +89,7 @@ class IcebergSink(SdkBatchSink):
         self.upsert_keys = self.plan.upsert_keys
         #: hard_delete: deletion records (`_sdc_deleted_at` set) delete these keys' rows.
         self.delete_keys: list[str] | None = None
-        if self.config.get("hard_delete") and self.include_sdc_metadata_properties:
+        if settings.hard_delete and self.include_sdc_metadata_properties:
             self.delete_keys = self.plan.keys or None
             if not self.plan.keys:
                 run.events.emit(
@@ -353,7 +353,7 @@ class IcebergSink(SdkBatchSink):
                 reason="the table has no _sdc_table_version column (enable add_record_metadata)",
             )
             return
-        hard = bool(self.config.get("hard_delete", False))
+        hard = self.run.settings.hard_delete
         summary = {
             "dativo.run-id": self.run.run_id,
             "dativo.tenant": self.run.settings.tenant_id,

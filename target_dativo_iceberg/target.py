@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from singer_sdk import typing as th
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 
 from target_dativo_iceberg.claims import TableClaims
@@ -23,11 +22,9 @@ from target_dativo_iceberg.contracts.contract import Contract, resolve_contracts
 from target_dativo_iceberg.delivery.commits import CommitQueue
 from target_dativo_iceberg.delivery.ledger import StateLedger
 from target_dativo_iceberg.delivery.shutdown import Shutdown, exit_code
-from target_dativo_iceberg.envvars import expand_env
 from target_dativo_iceberg.errors import ConfigError, DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.committer import Committer
-from target_dativo_iceberg.iceberg.retry import RetryPolicy
 from target_dativo_iceberg.intake.reader import BlockReader
 from target_dativo_iceberg.intake.routes import HotRoutes
 from target_dativo_iceberg.ops.preflight import run_preflight
@@ -36,18 +33,8 @@ from target_dativo_iceberg.redact import activate
 from target_dativo_iceberg.sdk_compat import ConfigInput, SdkTarget
 from target_dativo_iceberg.services import RunProgress, RunServices
 from target_dativo_iceberg.settings import Settings, describe_config_errors
+from target_dativo_iceberg.settings import config_jsonschema as settings_jsonschema
 from target_dativo_iceberg.sink import IcebergSink
-
-S3_SETTINGS = th.ObjectType(
-    th.Property("endpoint", th.StringType, description="S3 endpoint URL, e.g. http://127.0.0.1:8333."),
-    th.Property("bucket", th.StringType, description="Bucket holding the warehouse."),
-    th.Property("access_key_id", th.StringType, secret=True, description="S3 access key id."),
-    th.Property("secret_access_key", th.StringType, secret=True, description="S3 secret access key."),
-    th.Property("region", th.StringType, description="S3 region, e.g. us-east-1."),
-    th.Property(
-        "path_style_access", th.BooleanType, description="Use path-style addressing (MinIO, SeaweedFS)."
-    ),
-)
 
 
 class TargetDativoIceberg(SdkTarget):
@@ -65,72 +52,7 @@ class TargetDativoIceberg(SdkTarget):
     _MAX_PARALLELISM = 1  # commits run one at a time so covered-state bookkeeping stays exact
     partial: t.ClassVar[bool] = False  # set when a run ends with exit code 1 (warn-mode rejections)
 
-    config_jsonschema = th.PropertiesList(
-        th.Property("tenant_id", th.StringType, default="default",
-                    description="Owner of the data; the default branch name; carried in state, logs and snapshots."),
-        th.Property("branch", th.StringType,
-                    description="Iceberg branch to write (default: tenant_id). Created from main's head on first write; `main` allowed."),
-        th.Property("namespace", th.StringType,
-                    description="Iceberg namespace (default: the contract's domain, else tenant_id)."),
-        th.Property("catalog_type", th.StringType, default="sql",
-                    allowed_values=["sql", "rest", "nessie", "glue", "hive", "none"],
-                    description="Catalog kind: sql (SQLite/PostgreSQL), rest, nessie, glue, hive, or none."),
-        th.Property("catalog_uri", th.StringType, default="sqlite:///.local/iceberg/catalog.db", secret=True,
-                    description="SQLAlchemy URL (sql), REST catalog URL (rest) or Nessie base URL (nessie)."),
-        th.Property("catalog_name", th.StringType, default="dativo", description="Name given to the catalog."),
-        th.Property("catalog_properties", th.ObjectType(additional_properties=True),
-                    description="Extra properties passed to pyiceberg.catalog.load_catalog (credential, token, s3.*, ...)."),
-        th.Property("warehouse", th.StringType, default=".local/iceberg/warehouse",
-                    description="Warehouse path or URI (s3://bucket/prefix)."),
-        th.Property("connection", th.ObjectType(
-            th.Property("s3", S3_SETTINGS, description="Object storage connection (the shape Dativo job configs use)."),
-            th.Property("nessie", th.ObjectType(
-                th.Property("uri", th.StringType, description="Nessie URL; the native /api/v1 form is accepted."),
-            ), description="Nessie connection."),
-        ), description="Connections to object storage and catalogs."),
-        th.Property("assets", th.ObjectType(additional_properties=True),
-                    description="Stream name → ODCS contract path."),
-        th.Property("assets_dir", th.StringType,
-                    description="Directory of ODCS contracts, matched to streams by schema object name/physicalName."),
-        th.Property("schema_validation_mode", th.StringType, default="strict", allowed_values=["strict", "warn"],
-                    description="strict: a violating batch fails the run; warn: invalid records go to the __rejected table."),
-        th.Property("parquet_target_size_mb", th.IntegerType, default=150,
-                    description="Target Parquet file size in MB of compressed bytes on disk."),
-        th.Property("partitioning", th.ArrayType(th.StringType),
-                    description='Partition spec, e.g. ["ingest_date", "region", "day(created_at)", "bucket(16, id)"].'),
-        th.Property("retry_config", th.ObjectType(
-            th.Property("max_retries", th.IntegerType, default=3, description="Retries of transient errors."),
-            th.Property("retry_delay_seconds", th.NumberType, default=5, description="First retry delay (backoff doubles it)."),
-            th.Property("retryable_errors", th.ArrayType(th.StringType), description="Extra error substrings treated as transient."),
-            th.Property("max_conflict_retries", th.IntegerType, default=10,
-                        description="Retries of a commit that conflicts with a concurrent writer (redone on the branch's new head)."),
-        ), description="Retries of transient network, storage and catalog errors, and of commit conflicts."),
-        th.Property(
-            "hard_delete",
-            th.BooleanType,
-            default=False,
-            description="ACTIVATE_VERSION: delete rows of older table versions (default: set their _sdc_deleted_at).",
-        ),
-        th.Property(
-            "max_snapshots",
-            th.IntegerType,
-            default=100,
-            description="Snapshot expiry: keep about this many snapshots of main's history (branch histories back to main, "
-            "heads and the newest commit markers are always kept); 0 disables expiry.",
-        ),
-        th.Property("max_batch_age_seconds", th.NumberType, default=300,
-                    description="Commit (and emit STATE) at least this often while records keep arriving."),
-        th.Property("hot_path", th.BooleanType, default=True,
-                    description="Parse RECORD runs of contract streams with Arrow (columnar). false: every record "
-                    "takes the SDK's per-record path (slower; same tables)."),
-        th.Property("batch_allowed_roots", th.ArrayType(th.StringType),
-                    description="Directories BATCH manifest files may be read from (symlinks and .. resolved "
-                    "first); default: the working directory and the system temp directory. s3:// files are "
-                    "read through connection.s3."),
-        th.Property("batch_max_file_mb", th.NumberType, default=2048,
-                    description="Largest BATCH file read, in MB (for gzip JSONL also its uncompressed size); "
-                    "a larger one fails the run."),
-    ).to_dict()  # fmt: skip
+    config_jsonschema = settings_jsonschema()  # every setting is declared once, in settings/model.py
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         activate()  # log lines (config validation errors too) are redacted from the first one
@@ -140,7 +62,7 @@ class TargetDativoIceberg(SdkTarget):
         self.events = EventLog(self.settings.tenant_id, self.run_id, self.settings.secret_values())
         self.shutdown.events = self.events
         activate(self.events.redactor)  # and from here on with the configured secret values
-        self.retry_policy = RetryPolicy.from_config(self.config.get("retry_config"))
+        self.retry_policy = self.settings.retry_config.policy()
         self.set_max_batch_age(self.settings.max_batch_age_seconds)
         self.max_parallelism = 1  # sinks drain one at a time (the SDK default runs 8 in threads)
         self.progress = RunProgress()
@@ -150,14 +72,14 @@ class TargetDativoIceberg(SdkTarget):
         self.commits = CommitQueue(self.ledger)
         self.routes = HotRoutes(
             self.events,
-            enabled=bool(self.config.get("hot_path", True)),
-            flattening=bool(self.config.get("flattening_enabled")),
+            enabled=self.settings.hot_path,
+            flattening=self.settings.flattening_enabled,
             stream_maps=lambda stream: self.mapper.stream_maps.get(stream, []),
         )
         self.message_reader.connect(
             self.routes, self.shutdown, self.on_idle, self.after_records, self._next_position
         )
-        mode = str(self.config.get("schema_validation_mode") or "strict")
+        mode = self.settings.schema_validation_mode
         self.services = RunServices(
             run_id=self.run_id,
             ingest_date=datetime.datetime.now(datetime.timezone.utc).date(),
@@ -188,8 +110,7 @@ class TargetDativoIceberg(SdkTarget):
 
     def _load_contracts(self) -> dict[str, Contract]:
         """Resolve `assets`/`assets_dir` before any input is read: an invalid contract fails the run."""
-        config = expand_env(dict(self.config))
-        contracts = resolve_contracts(config.get("assets") or {}, config.get("assets_dir"), Path.cwd())
+        contracts = resolve_contracts(self.settings.assets, self.settings.assets_dir, Path.cwd())
         for stream, contract in contracts.items():
             self.events.emit(
                 "asset_loaded",

@@ -24,6 +24,7 @@ from target_dativo_iceberg.iceberg.retry import (
     call_with_retries,
     describe,
 )
+from target_dativo_iceberg.settings import Settings
 
 if TYPE_CHECKING:
     from servers import SeaweedFS
@@ -174,25 +175,34 @@ def test_retryable_errors_add_substrings_and_class_names() -> None:
 # --------------------------------------------------------------------------- policy
 
 
+def _policy(retry_config: dict[str, Any] | None) -> RetryPolicy:
+    """The policy a target builds from its `retry_config` setting."""
+    config = {} if retry_config is None else {"retry_config": retry_config}
+    return Settings.from_config(config).retry_config.policy()
+
+
 def test_policy_from_config_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    default = RetryPolicy.from_config(None)
+    default = _policy(None)
     assert (default.max_retries, default.retry_delay_seconds, default.retryable_errors) == (3, 5.0, ())
     assert default.max_conflict_retries == 10  # conflicts: more, and sooner, than transient errors
-    assert RetryPolicy.from_config({"max_conflict_retries": "25"}).max_conflict_retries == 25
-    assert RetryPolicy.from_config({}) == default
+    assert default == RetryPolicy()  # the declared defaults are the policy's own
+    assert _policy({"max_conflict_retries": "25"}).max_conflict_retries == 25
+    assert _policy({}) == default
     monkeypatch.setenv("DATIVO_RETRIES", "7")
-    made = RetryPolicy.from_config(
+    made = _policy(
         {"max_retries": "${DATIVO_RETRIES}", "retry_delay_seconds": "0.5", "retryable_errors": ["Throttled"]}
     )
     assert (made.max_retries, made.retry_delay_seconds, made.retryable_errors) == (7, 0.5, ("Throttled",))
-    assert RetryPolicy.from_config({"retryable_errors": "A, B"}).retryable_errors == ("A", "B")
-    assert RetryPolicy.from_config({"retryable_errors": '["A"]'}).retryable_errors == ("A",)
-    with pytest.raises(ConfigError, match="negative"):
-        RetryPolicy.from_config({"max_retries": -1})
-    with pytest.raises(ConfigError, match="max_conflict_retries must not be negative"):
-        RetryPolicy.from_config({"max_conflict_retries": -1})
-    with pytest.raises(ConfigError, match="retry_config"):
-        RetryPolicy.from_config({"retry_delay_seconds": "soon"})
+    assert _policy({"retryable_errors": "A, B"}).retryable_errors == ("A", "B")
+    assert _policy({"retryable_errors": '["A"]'}).retryable_errors == ("A",)
+    with pytest.raises(ConfigError, match="retry_config.max_retries must not be negative, got -1"):
+        _policy({"max_retries": -1})
+    with pytest.raises(ConfigError, match="retry_config.max_conflict_retries must not be negative"):
+        _policy({"max_conflict_retries": -1})
+    with pytest.raises(ConfigError, match="retry_config.retry_delay_seconds must be a number, got 'soon'"):
+        _policy({"retry_delay_seconds": "soon"})
+    with pytest.raises(ConfigError, match="retry_config.retryable_errors must be a list of strings"):
+        _policy({"retryable_errors": [1]})
 
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:
@@ -300,8 +310,6 @@ def test_rest_call_survives_seaweedfs_restart(seaweedfs: SeaweedFS, table_bucket
     from pyiceberg.schema import Schema
     from pyiceberg.types import LongType, NestedField
 
-    from target_dativo_iceberg.settings import Settings
-
     settings = Settings.from_config(seaweedfs.target_settings(table_bucket))
     catalog = load_catalog("dativo", **settings.catalog_load_properties())
     catalog.create_namespace("acme")
@@ -347,8 +355,6 @@ def test_storage_write_survives_seaweedfs_restart(
 ) -> None:
     """The same for an S3 write through pyiceberg's FileIO (pyarrow raises a plain OSError)."""
     from pyiceberg.io import load_file_io
-
-    from target_dativo_iceberg.settings import Settings
 
     settings = Settings.from_config(seaweedfs.target_settings(table_bucket))
     location = f"s3://{table_bucket}/acme/users/data/retry-probe"

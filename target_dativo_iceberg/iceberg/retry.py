@@ -10,16 +10,14 @@ policy. Callers that retry a commit pass `before_retry` to look for their commit
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from target_dativo_iceberg.envvars import expand_env
-from target_dativo_iceberg.errors import ConfigError, DativoError
+from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.redact import active
 
@@ -172,19 +170,6 @@ def _type_names(exc: BaseException) -> set[str]:
     return {cls.__name__ for cls in type(exc).__mro__}
 
 
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):  # Meltano env vars: comma-separated or a JSON list
-        text = value.strip()
-        if text.startswith("["):
-            return [str(v) for v in json.loads(text)]
-        return [part.strip() for part in text.split(",") if part.strip()]
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    raise ConfigError(f"retry_config.retryable_errors must be a list of strings, got {value!r}")
-
-
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long to retry transient errors: exponential backoff with jitter.
@@ -196,6 +181,8 @@ class RetryPolicy:
     Commit conflicts (`conflicts.retry_conflicts`) are retried `max_conflict_retries` times; the
     delay before conflict retry n is drawn from `[c/4, c * 2**(n-1)]` (c = `conflict_delay_seconds`),
     capped at `max_conflict_delay_seconds`.
+
+    The target builds it from its `retry_config` setting (`settings.RetrySettings.policy`).
     """
 
     max_retries: int = DEFAULT_MAX_RETRIES
@@ -208,28 +195,6 @@ class RetryPolicy:
     max_conflict_delay_seconds: float = 10.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
     random: Callable[[], float] = field(default=random.random, compare=False, repr=False)
-
-    @classmethod
-    def from_config(cls, retry_config: Mapping[str, Any] | None) -> RetryPolicy:
-        """The policy for the target's `retry_config` setting (values may be strings or `${VAR}`)."""
-        cfg = expand_env(dict(retry_config or {}), "retry_config")
-        try:
-            max_retries = int(cfg.get("max_retries", DEFAULT_MAX_RETRIES))
-            delay = float(cfg.get("retry_delay_seconds", DEFAULT_RETRY_DELAY_SECONDS))
-            conflicts = int(cfg.get("max_conflict_retries", DEFAULT_MAX_CONFLICT_RETRIES))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"retry_config: {exc}") from exc
-        if max_retries < 0 or delay < 0 or conflicts < 0:
-            raise ConfigError(
-                "retry_config.max_retries, retry_delay_seconds and max_conflict_retries must not be negative"
-            )
-        extra = tuple(_as_list(cfg.get("retryable_errors")))
-        return cls(
-            max_retries=max_retries,
-            retry_delay_seconds=delay,
-            retryable_errors=extra,
-            max_conflict_retries=conflicts,
-        )
 
     @property
     def attempts(self) -> int:

@@ -45,8 +45,7 @@ def doctor_command(args: argparse.Namespace) -> int:
     """Run the checks and print them; 0 when all pass, 2 otherwise."""
     try:
         config = _read_config(args.config)
-        settings = Settings.from_config(config)
-        RetryPolicy.from_config(config.get("retry_config"))  # validated; doctor reports without waiting
+        settings = Settings.from_config(config)  # retry_config is checked too; doctor reports without waiting
         policy = (
             NO_RETRY if not args.retries else RetryPolicy(max_retries=args.retries, retry_delay_seconds=1)
         )

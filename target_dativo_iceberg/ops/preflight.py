@@ -144,7 +144,7 @@ def check_branch(
             return CheckResult("branch", True, "writes go to main", _ms(started))
         detail = f"table branch {settings.branch!r} (created from main's head on first write)"
         return CheckResult("branch", True, detail, _ms(started))
-    base = settings.nessie.get("uri") or settings.catalog_uri
+    base = settings.connection.nessie.uri or settings.catalog_uri
     api = events.redact(nessie_api_v2_uri(base))
     branch = settings.branch
     seconds = timeout or DEFAULT_TIMEOUT

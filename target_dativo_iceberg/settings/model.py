@@ -1,0 +1,288 @@
+"""The target's settings, each declared once: name, type, default, description, secret flag, allowed values.
+
+Every field below is a setting (see `declare.py`): the same declaration gives the `config_jsonschema`
+of `--about` and Meltano's lock files, the typed value the code reads (`Settings.from_config`) and
+the checks a config must pass. The rest of the package reads settings only from a `Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from target_dativo_iceberg.envvars import expand_env
+from target_dativo_iceberg.errors import ConfigError
+from target_dativo_iceberg.iceberg.catalogs import (
+    DEFAULT_CATALOG_URI,
+    DEFAULT_WAREHOUSE,
+    catalog_properties,
+    s3_file_io_properties,
+)
+from target_dativo_iceberg.iceberg.retry import (
+    DEFAULT_MAX_CONFLICT_RETRIES,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_DELAY_SECONDS,
+    RetryPolicy,
+)
+from target_dativo_iceberg.redact import Redactor, mapping_secrets, uri_secrets
+from target_dativo_iceberg.settings.declare import (
+    builtin,
+    group,
+    json_schema,
+    masked_repr,
+    not_negative,
+    parse,
+    positive,
+    setting,
+    text_list,
+)
+
+CATALOG_TYPES = ("sql", "rest", "nessie", "glue", "hive", "none")
+VALIDATION_MODES = ("strict", "warn")
+
+
+def sanitize_identifier(name: str) -> str:
+    """Namespace and table names: lower-case, non-alphanumerics → `_` (REST catalogs reject others)."""
+    clean = re.sub(r"[^a-z0-9_]", "_", str(name).strip().lower()) or "_"
+    return clean
+
+
+def batch_roots(value: Any, name: str = "batch_allowed_roots") -> tuple[str, ...]:
+    """`batch_allowed_roots` as real paths (relative entries from the working directory); absent:
+    the working directory and the system temp directory, where taps write batch files by default."""
+    if value is None:
+        value = [os.getcwd(), tempfile.gettempdir()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{name} must be a list of directory paths, got {value!r}")
+    return tuple(dict.fromkeys(os.path.realpath(os.path.expanduser(v)) for v in value))
+
+
+@dataclass(frozen=True)
+class S3Connection:
+    """`connection.s3`: object storage, mapped onto pyiceberg's `s3.*` FileIO properties."""
+
+    endpoint: str | None = setting(None, "S3 endpoint URL, e.g. http://127.0.0.1:8333.")
+    bucket: str | None = setting(None, "Bucket holding the warehouse.")
+    access_key_id: str | None = setting(None, "S3 access key id.", secret=True)
+    secret_access_key: str | None = setting(None, "S3 secret access key.", secret=True)
+    session_token: str | None = setting(None, "S3 session token, for temporary keys.", secret=True)
+    region: str | None = setting(None, "S3 region, e.g. us-east-1.")
+    path_style_access: bool | None = setting(None, "Use path-style addressing (MinIO, SeaweedFS).")
+
+    def given(self) -> dict[str, Any]:
+        """The keys that are set, as `catalogs.s3_file_io_properties` and DuckDB read them."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    def __repr__(self) -> str:
+        return masked_repr(self)
+
+
+@dataclass(frozen=True)
+class NessieConnection:
+    """`connection.nessie`."""
+
+    uri: str | None = setting(None, "Nessie URL; the native /api/v1 form is accepted.")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """`connection`: object storage and catalog endpoints, in the shape Dativo job configs use."""
+
+    s3: S3Connection = group(S3Connection, "Object storage connection (the shape Dativo job configs use).")
+    nessie: NessieConnection = group(NessieConnection, "Nessie connection.")
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """`retry_config`: retries of transient errors and of commit conflicts (`iceberg/retry.py`)."""
+
+    max_retries: int = setting(DEFAULT_MAX_RETRIES, "Retries of transient errors.", check=not_negative)
+    retry_delay_seconds: float = setting(
+        DEFAULT_RETRY_DELAY_SECONDS, "First retry delay (backoff doubles it).", check=not_negative
+    )
+    retryable_errors: tuple[str, ...] = setting(
+        (), "Extra error substrings treated as transient.", from_text=text_list
+    )
+    max_conflict_retries: int = setting(
+        DEFAULT_MAX_CONFLICT_RETRIES,
+        "Retries of a commit that conflicts with a concurrent writer (redone on the branch's new head).",
+        check=not_negative,
+    )
+
+    def policy(self) -> RetryPolicy:
+        """The retry policy these settings describe."""
+        return RetryPolicy(
+            max_retries=self.max_retries,
+            retry_delay_seconds=self.retry_delay_seconds,
+            retryable_errors=self.retryable_errors,
+            max_conflict_retries=self.max_conflict_retries,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The target's settings, after `${VAR}` expansion, defaults and checks (`from_config`)."""
+
+    tenant_id: str = setting(
+        "default", "Owner of the data; the default branch name; carried in state, logs and snapshots."
+    )
+    branch: str = setting(
+        "default",
+        "Iceberg branch to write (default: tenant_id). Created from main's head on first write; `main` allowed.",
+        derive=lambda earlier: earlier["tenant_id"],
+    )
+    namespace: str | None = setting(
+        None,
+        "Iceberg namespace (default: the contract's domain, else tenant_id).",
+        check=lambda value, _: sanitize_identifier(value),
+    )
+    catalog_type: str = setting(
+        "sql",
+        "Catalog kind: sql (SQLite/PostgreSQL), rest, nessie, glue, hive, or none.",
+        allowed=CATALOG_TYPES,
+    )
+    catalog_uri: str = setting(
+        DEFAULT_CATALOG_URI,
+        "SQLAlchemy URL (sql), REST catalog URL (rest) or Nessie base URL (nessie).",
+        secret=True,
+    )
+    catalog_name: str = setting("dativo", "Name given to the catalog.")
+    catalog_properties: dict[str, Any] = setting(
+        {}, "Extra properties passed to pyiceberg.catalog.load_catalog (credential, token, s3.*, ...)."
+    )
+    warehouse: str = setting(DEFAULT_WAREHOUSE, "Warehouse path or URI (s3://bucket/prefix).")
+    connection: Connection = group(Connection, "Connections to object storage and catalogs.")
+    assets: dict[str, Any] = setting({}, "Stream name → ODCS contract path.")
+    assets_dir: str | None = setting(
+        None, "Directory of ODCS contracts, matched to streams by schema object name/physicalName."
+    )
+    schema_validation_mode: str = setting(
+        "strict",
+        "strict: a violating batch fails the run; warn: invalid records go to the __rejected table.",
+        allowed=VALIDATION_MODES,
+    )
+    parquet_target_size_mb: int = setting(
+        150, "Target Parquet file size in MB of compressed bytes on disk.", check=positive
+    )
+    partitioning: list[str] | None = setting(
+        None, 'Partition spec, e.g. ["ingest_date", "region", "day(created_at)", "bucket(16, id)"].'
+    )
+    retry_config: RetrySettings = group(
+        RetrySettings, "Retries of transient network, storage and catalog errors, and of commit conflicts."
+    )
+    hard_delete: bool = setting(
+        False,
+        "ACTIVATE_VERSION: delete rows of older table versions (default: set their _sdc_deleted_at).",
+    )
+    max_snapshots: int = setting(
+        100,
+        "Snapshot expiry: keep about this many snapshots of main's history (branch histories back to main, "
+        "heads and the newest commit markers are always kept); 0 disables expiry.",
+        check=not_negative,
+    )
+    max_batch_age_seconds: float = setting(
+        300.0,
+        "Commit (and emit STATE) at least this often while records keep arriving.",
+        check=positive,
+    )
+    hot_path: bool = setting(
+        True,
+        "Parse RECORD runs of contract streams with Arrow (columnar). false: every record "
+        "takes the SDK's per-record path (slower; same tables).",
+    )
+    #: Real paths of the directories BATCH manifest files may be read from (see batchfiles.py).
+    batch_allowed_roots: tuple[str, ...] = setting(
+        (),
+        "Directories BATCH manifest files may be read from (symlinks and .. resolved "
+        "first); default: the working directory and the system temp directory. s3:// files are "
+        "read through connection.s3.",
+        derive=lambda _: batch_roots(None),
+        check=batch_roots,
+    )
+    batch_max_file_mb: float = setting(
+        2048.0,
+        "Largest BATCH file read, in MB (for gzip JSONL also its uncompressed size); "
+        "a larger one fails the run.",
+        check=positive,
+    )
+    # Declared by the Singer SDK (its default and allowed values apply), read here too.
+    load_method: str = builtin("load_method")
+    add_record_metadata: bool = builtin("add_record_metadata")
+    flattening_enabled: bool = builtin("flattening_enabled")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        """Settings from a config mapping (the SDK's validated config, or a JSON file read by `dativo`):
+        `${VAR}` expanded, defaults applied, every value checked against its declaration."""
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"the config must be a JSON object, got {type(config).__name__}")
+        return parse(cls, expand_env(dict(config)))
+
+    @property
+    def parquet_target_bytes(self) -> int:
+        """`parquet_target_size_mb` in bytes: where `writer.RollingWriter` starts a new file."""
+        return self.parquet_target_size_mb * 1024 * 1024
+
+    @property
+    def batch_max_file_bytes(self) -> int:
+        """`batch_max_file_mb` in bytes: the most read of one BATCH file (after decompression)."""
+        return int(self.batch_max_file_mb * 1024 * 1024)
+
+    @property
+    def table_branch(self) -> str:
+        """The Iceberg table branch written. On Nessie the reference (in the catalog URI) already
+        separates tenants, and Nessie refuses Iceberg table branches, so tables are written on main."""
+        return "main" if self.catalog_type == "nessie" else self.branch
+
+    @property
+    def default_namespace(self) -> str:
+        """Namespace used when neither the setting nor a contract names one."""
+        return self.namespace or sanitize_identifier(self.tenant_id)
+
+    def s3_file_io_properties(self) -> dict[str, str]:
+        """Map `connection.s3.*` onto pyiceberg's FileIO `s3.*` properties."""
+        return s3_file_io_properties(self.connection.s3.given())
+
+    def catalog_load_properties(self) -> dict[str, Any]:
+        """Properties for `pyiceberg.catalog.load_catalog`, user `catalog_properties` winning."""
+        return catalog_properties(
+            self.catalog_type,
+            self.catalog_uri,
+            self.warehouse,
+            s3=self.connection.s3.given(),
+            user_properties=self.catalog_properties,
+            branch=self.branch,
+            nessie_uri=self.connection.nessie.uri,
+        )
+
+    def secret_values(self) -> list[str]:
+        """Secret values in the settings, for redaction (`redact.py`): the S3 keys and token,
+        secret-named `catalog_properties` (`credential`, `token`, `s3.secret-access-key`, ...), and the
+        password and secret parameters of `catalog_uri`, the Nessie URI and the warehouse."""
+        values = mapping_secrets(
+            {
+                "s3": self.connection.s3.given(),
+                "nessie": asdict(self.connection.nessie),
+                "props": self.catalog_properties,
+            }
+        )
+        values += uri_secrets(self.catalog_uri) + uri_secrets(self.warehouse)
+        return sorted(set(values), key=len, reverse=True)
+
+    def redactor(self) -> Redactor:
+        """The redactor for these settings' secrets."""
+        return Redactor(self.secret_values())
+
+    def __repr__(self) -> str:
+        """The dataclass repr with secrets redacted (settings end up in tracebacks and debug output)."""
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__)
+        return self.redactor().text(f"Settings({fields})")
+
+
+def config_jsonschema() -> dict[str, Any]:
+    """The target's `config_jsonschema` (the SDK appends its built-in settings to it)."""
+    return json_schema(Settings)

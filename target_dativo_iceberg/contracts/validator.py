@@ -42,11 +42,11 @@ from target_dativo_iceberg.contracts.odcs.results import (
 )
 from target_dativo_iceberg.contracts.odcs.rules import QualityCheck
 from target_dativo_iceberg.contracts.odcs.types import ResolvedType
+from target_dativo_iceberg.sdk_compat import SDK_METADATA_COLUMNS
 
 __all__ = [
     "MAX_EXAMPLES",
     "REJECTED_ERRORS_TYPE",
-    "SDC_FIELDS",
     "Batch",
     "BatchResult",
     "ErrorSummary",
@@ -54,12 +54,6 @@ __all__ = [
     "RowError",
     "Validator",
 ]
-
-# Singer SDK metadata columns (`add_record_metadata`): never unknown fields.
-SDC_FIELDS = (
-    "_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at", "_sdc_deleted_at",
-    "_sdc_sequence", "_sdc_table_version", "_sdc_sync_started_at",
-)  # fmt: skip
 
 
 @dataclass
@@ -83,7 +77,7 @@ class Validator:
         contract: Contract,
         *,
         source_fields: Iterable[str] | None = None,
-        allow_extra: Iterable[str] = SDC_FIELDS,
+        allow_extra: Iterable[str] = SDK_METADATA_COLUMNS,
         extra_prefixes: tuple[str, ...] = ("_sdc_",),
         primary_key_unique: bool = True,
         unknown_fields: str = "reject",

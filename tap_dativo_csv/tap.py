@@ -8,13 +8,14 @@ from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
-from tap_dativo_csv.contract import ColumnSpec, Contract, ContractError, json_schema_for, load_contract
+from tap_dativo_csv.contract import ColumnSpec, Contract, json_schema_for, load_contract
 from tap_dativo_csv.convert import UNKNOWN, merge_kinds
-from tap_dativo_csv.reader import CSVOptions, CSVReadError, FileLayout, infer_kinds, inspect_file
+from tap_dativo_csv.reader import CSVOptions, FileLayout, infer_kinds, inspect_file
 from tap_dativo_csv.s3 import S3Settings
 from tap_dativo_csv.settings import CONFIG_SCHEMA, METADATA_COLUMNS, csv_options, sample_rows
-from tap_dativo_csv.sources import SourceError, SourceFile, Sources
+from tap_dativo_csv.sources import SourceFile, Sources
 from tap_dativo_csv.streams import CSVFileStream, StreamPlan
+from target_dativo_iceberg.errors import ContractError, CSVReadError, SourceError
 
 if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from helpers import BIN, record, run_target, schema_msg, state, target_config
 
+from target_dativo_iceberg.errors import PreflightError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.retry import RetryPolicy
 from target_dativo_iceberg.ops.preflight import (
-    PreflightError,
     branch_name_problem,
     check_all,
     run_preflight,
@@ -180,7 +180,7 @@ def test_rest_storage_without_client_keys_is_left_to_the_catalog(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without our own storage keys a REST catalog vends them per table: a denied probe is not a failure."""
-    from target_dativo_iceberg import preflight
+    from target_dativo_iceberg.ops import preflight
 
     def denied(warehouse: str, props: dict[str, Any]) -> str:
         raise OSError("AWS Error ACCESS_DENIED during PutObject operation: Access Denied.")

@@ -19,7 +19,8 @@ import yaml
 from jsonschema import Draft201909Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from target_dativo_iceberg.contracts.odcs import ContractProblem, join_location
+from target_dativo_iceberg.contracts.odcs import join_location
+from target_dativo_iceberg.errors import ContractProblem
 
 # apiVersion minor → vendored official schema file.
 OFFICIAL_SCHEMAS = {

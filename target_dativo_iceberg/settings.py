@@ -8,7 +8,6 @@ one place.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from target_dativo_iceberg.iceberg.catalogs import (
     catalog_properties,
     s3_file_io_properties,
 )
+from target_dativo_iceberg.iceberg.schema import sanitize_name
 from target_dativo_iceberg.redact import Redactor, mapping_secrets, uri_secrets
 
 CATALOG_TYPES = ("sql", "rest", "nessie", "glue", "hive", "none")
@@ -73,7 +73,7 @@ class Settings:
         return cls(
             tenant_id=tenant,
             branch=str(cfg.get("branch") or tenant),
-            namespace=sanitize_identifier(cfg["namespace"]) if cfg.get("namespace") else None,
+            namespace=sanitize_name(cfg["namespace"]) if cfg.get("namespace") else None,
             catalog_type=catalog_type,
             catalog_uri=str(cfg.get("catalog_uri") or DEFAULT_CATALOG_URI),
             catalog_name=str(cfg.get("catalog_name") or "dativo"),
@@ -102,7 +102,7 @@ class Settings:
     @property
     def default_namespace(self) -> str:
         """Namespace used when neither the setting nor a contract names one."""
-        return self.namespace or sanitize_identifier(self.tenant_id)
+        return self.namespace or sanitize_name(self.tenant_id)
 
     def s3_file_io_properties(self) -> dict[str, str]:
         """Map `connection.s3.*` onto pyiceberg's FileIO `s3.*` properties."""
@@ -136,12 +136,6 @@ class Settings:
         """The dataclass repr with secrets redacted (settings end up in tracebacks and debug output)."""
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__)
         return self.redactor().text(f"Settings({fields})")
-
-
-def sanitize_identifier(name: str) -> str:
-    """Namespace and table names: lower-case, non-alphanumerics → `_` (REST catalogs reject others)."""
-    clean = re.sub(r"[^a-z0-9_]", "_", str(name).strip().lower()) or "_"
-    return clean
 
 
 def batch_roots(value: Any) -> tuple[str, ...]:

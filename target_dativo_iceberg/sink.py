@@ -43,7 +43,6 @@ from target_dativo_iceberg.iceberg.writer import RollingWriter
 from target_dativo_iceberg.intake.buffer import Intake, Piece
 from target_dativo_iceberg.intake.builders import Builders, with_ingest_date
 from target_dativo_iceberg.memory import release_unused
-from target_dativo_iceberg.settings import sanitize_identifier
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -82,9 +81,7 @@ class IcebergSink(Intake, Builders, BatchSink):
                 settings.load_method == "upsert",
                 target.events,
             )
-            namespace = settings.namespace or (
-                sanitize_identifier(contract.domain) if contract.domain else None
-            )
+            namespace = settings.namespace or (sanitize_name(contract.domain) if contract.domain else None)
             self.identifier = (namespace or settings.default_namespace, contract.table_name())
             location = None
             if contract.domain and contract.data_product:

@@ -56,7 +56,7 @@ class Builders:
     stream_name: str
     _position: int  # records of the stream seen so far (error messages name positions)
 
-    def _validated(self, pieces: list[Piece]):  # noqa: ANN202
+    def _validated(self, pieces: list[Piece]):
         """(builder, rows landing, rejected rows, hot?) of buffered pieces: validated as Arrow when
         the whole batch allows, else record by record."""
         count = sum(len(p) if isinstance(p, list) else p[1].num_rows for p in pieces)
@@ -91,7 +91,7 @@ class Builders:
                 records.append(record)
         return records
 
-    def _hot_batch(self, pieces: list[Piece], first_position: int):  # noqa: ANN202
+    def _hot_batch(self, pieces: list[Piece], first_position: int):
         """(builder, rows) when the whole batch is hot and clean; None: take the record path."""
         if self.enforcer is None or not pieces or any(isinstance(p, list) for p in pieces):
             return None
@@ -132,7 +132,7 @@ class Builders:
                 return None
         return extras
 
-    def _schema_builder(self, records: list[dict[str, Any]], first_position: int):  # noqa: ANN202
+    def _schema_builder(self, records: list[dict[str, Any]], first_position: int):
         """Singer-schema path: convert records to the table's Arrow schema after evolution."""
         stream_schema = self.stream_schema
         required = frozenset(f.name for f in stream_schema.iceberg.fields if f.required)
@@ -150,7 +150,7 @@ class Builders:
 
         return build
 
-    def _contract_builder(  # noqa: ANN202
+    def _contract_builder(
         self,
         valid: pa.Table,
         records: list[dict[str, Any]] | None = None,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from target_dativo_iceberg.contracts.odcs import join_location
-from target_dativo_iceberg.contracts.odcs.coerce import convert_value, strptime_format
+from target_dativo_iceberg.contracts.odcs.convert import convert_value, strptime_format
 from target_dativo_iceberg.contracts.odcs.types import ResolvedType
 from target_dativo_iceberg.errors import ContractProblem
 

@@ -1,7 +1,9 @@
-"""Private library APIs are used from their adapter module only, so a library upgrade touches one file.
+"""Rules of the source, checked by scanning it (no run needed).
 
-A source scan (no run needed): importing a private pyiceberg or singer-sdk name, or reaching a private
-member of another object (`obj._x`, `getattr(obj, "_x")`), is allowed in the adapters only.
+- Private library APIs are used from their adapter module only, so a library upgrade touches one file:
+  importing a private pyiceberg or singer-sdk name, or reaching a private member of another object
+  (`obj._x`, `getattr(obj, "_x")`), is allowed in the adapters only.
+- Exception classes of the target and the tap are defined in `target_dativo_iceberg/errors.py` only.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("target_dativo_iceberg", "tap_dativo_csv")
 PYICEBERG_ADAPTER = "target_dativo_iceberg/iceberg/pyiceberg_compat.py"
 SDK_ADAPTER = "target_dativo_iceberg/sdk_compat.py"
+ERRORS = "target_dativo_iceberg/errors.py"
 #: Modules still importing a private singer-sdk name directly, until they move to the SDK adapter.
 SDK_PENDING = {"target_dativo_iceberg/target.py"}
 #: Private-looking names of the standard library that are its public API.
@@ -99,3 +102,24 @@ def test_private_singer_sdk_names_only_in_the_adapter(path, tree):
 def test_no_private_members_of_other_objects_outside_the_adapters(path, tree):
     if path not in (PYICEBERG_ADAPTER, SDK_ADAPTER):
         assert _private_members(tree) == []
+
+
+def _exception_classes(tree: ast.Module) -> list[str]:
+    """Classes with a base whose name ends in Error or Exception (BaseException included)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            bases = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases]
+            if any(b.endswith(("Error", "Exception")) for b in bases):
+                found.append(node.name)
+    return found
+
+
+def test_the_errors_module_holds_the_exceptions():
+    assert {"ContractError", "CSVReadError", "Interrupted"} <= set(_exception_classes(dict(SOURCES)[ERRORS]))
+
+
+@pytest.mark.parametrize("path,tree", SOURCES, ids=[p for p, _ in SOURCES])
+def test_exception_classes_only_in_the_errors_module(path, tree):
+    if path != ERRORS:
+        assert _exception_classes(tree) == []

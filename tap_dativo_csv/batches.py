@@ -12,7 +12,8 @@ from uuid import uuid4
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from singer_sdk.helpers._batch import BatchConfig
+
+from target_dativo_iceberg.sdk_compat import BatchConfig
 
 
 class ParquetBatchWriter:

@@ -1,18 +1,23 @@
 """Minimal ODCS v3 contract reading for the CSV tap: column names, types, required and keys.
 
 The tap only needs a type mapping so it can emit typed values; full contract validation is the
-target's job, so everything beyond types, `required` and `primaryKey` is ignored here.
+target's job, so everything beyond types, `required` and `primaryKey` is ignored here. Decimal
+physical types are read with the target's rule (`physical_decimal`). The logicalType mapping is the
+tap's own: coarser (six reader kinds) and lenient (an unknown or contradictory type is read as text
+with a warning, where the target rejects the contract), so a CSV still reads for the target to judge.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from target_dativo_iceberg.contracts.odcs.types import physical_decimal
+from target_dativo_iceberg.errors import ContractError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,10 +39,6 @@ _LOGICAL_TO_KIND = {
     "timestamp": "timestamp",
     "datetime": "timestamp",
 }
-
-
-class ContractError(ValueError):
-    """A contract file that cannot be used to type a stream."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _pick_schema_object(doc: dict[str, Any], object_name: str, path: str) -> dic
     """Choose the schema object matching the stream, else the only/first one."""
     objects = doc.get("schema") or []
     if not isinstance(objects, list) or not objects:
-        raise ContractError(f"contract {path}: no `schema` objects found")
+        raise ContractError(path, "", "no `schema` objects found")
     wanted = object_name.lower()
     for obj in objects:
         names = {str(obj.get("name", "")).lower(), str(obj.get("physicalName", "")).lower()}
@@ -116,15 +117,12 @@ def _kind_of(prop: dict[str, Any], path: str) -> str:
     return kind
 
 
-_DECIMAL = re.compile(r"^\s*(?:decimal|numeric|number|dec)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)\s*$", re.I)
-
-
 def _decimal_of(prop: dict[str, Any], kind: str) -> tuple[int, int] | None:
     """(precision, scale) from a physicalType like `decimal(12,2)` of a number column."""
-    match = _DECIMAL.match(str(prop.get("physicalType") or ""))
-    if kind != "number" or not match:
+    declared = physical_decimal(str(prop.get("physicalType") or "")) if kind == "number" else None
+    if declared is None:
         return None
-    precision, scale = int(match.group(1)), int(match.group(2) or 0)
+    precision, scale = declared[0], declared[1] or 0
     return (precision, scale) if 1 <= precision <= 38 and scale <= precision else None
 
 
@@ -132,13 +130,13 @@ def load_contract(path: str, object_name: str) -> Contract:
     """Read an ODCS v3 YAML file and extract the column types for one stream."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ContractError(f"contract file not found: {path}")
+        raise ContractError(path, "", "file not found")
     try:
         doc = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ContractError(f"contract {path}: invalid YAML: {exc}") from exc
+        raise ContractError(path, "", f"invalid YAML: {exc}") from exc
     if not isinstance(doc, dict):
-        raise ContractError(f"contract {path}: expected a YAML mapping at the top level")
+        raise ContractError(path, "", "expected a YAML mapping at the top level")
 
     obj = _pick_schema_object(doc, object_name, path)
     columns: list[ColumnSpec] = []
@@ -146,7 +144,7 @@ def load_contract(path: str, object_name: str) -> Contract:
     for index, prop in enumerate(obj.get("properties") or []):
         name = prop.get("name")
         if not name:
-            raise ContractError(f"contract {path}: property #{index + 1} has no name")
+            raise ContractError(path, "", f"property #{index + 1} has no name")
         kind = _kind_of(prop, path)
         columns.append(
             ColumnSpec(str(name), kind, bool(prop.get("required", False)), decimal=_decimal_of(prop, kind))
@@ -154,7 +152,7 @@ def load_contract(path: str, object_name: str) -> Contract:
         if prop.get("primaryKey"):
             keyed.append((int(prop.get("primaryKeyPosition") or 10_000), index, str(name)))
     if not columns:
-        raise ContractError(f"contract {path}: schema object has no properties")
+        raise ContractError(path, "", "schema object has no properties")
     return Contract(
         path=path,
         object_name=str(obj.get("name") or object_name),

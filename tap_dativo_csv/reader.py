@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from tap_dativo_csv.convert import UNKNOWN, infer_kind, merge_kinds
+from target_dativo_iceberg.errors import CSVReadError
 
 _MIN_BLOCK = 64 * 1024
 #: pyarrow reads up to 32 blocks ahead of the parser (its background reader queue), so the block
@@ -34,10 +35,6 @@ BAD_ROWS = ("fail", "skip")
 
 #: Opens a fresh native input stream of one file (decompressed when gzipped).
 Opener = Callable[[], pa.NativeFile]
-
-
-class CSVReadError(ValueError):
-    """A CSV file that cannot be parsed; the message names the file (and line when known)."""
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ with values left raw (cells that do not fit their type) is written record by rec
 
 from __future__ import annotations
 
+import datetime
 import sys
 import typing as t
 
 import pyarrow as pa
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.encoding import SimpleSingerWriter
 
@@ -136,7 +136,7 @@ class ArrowRecords:
         stream, as the SDK does); returns the stream's records written so far."""
         lines = None
         if not fallbacks:
-            now = utc_now().isoformat(sep="T")
+            now = datetime.datetime.now(datetime.timezone.utc).isoformat(sep="T")
             lines = record_lines(batch, self.name, now, self._stream_version, end="\n")
         records = as_records(batch, fallbacks) if lines is None else []
         start, total, every = 0, batch.num_rows, self.STATE_MSG_FREQUENCY

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from target_dativo_iceberg.errors import S3Error
+
 if t.TYPE_CHECKING:
     from pyarrow import fs as pa_fs
 
@@ -29,10 +31,6 @@ CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 _READ_BUFFER = 1024 * 1024
 #: Keys per ListObjectsV2 page (the S3 maximum); tests lower it to exercise pagination.
 PAGE_SIZE = 1000
-
-
-class S3Error(ValueError):
-    """An S3 path that cannot be listed or read; the message names path and endpoint, never keys."""
 
 
 def _as_bool(value: t.Any) -> bool:

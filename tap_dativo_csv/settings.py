@@ -9,7 +9,13 @@ from singer_sdk import typing as th
 from tap_dativo_csv.reader import BAD_ROWS, CSVOptions
 
 STRATEGIES = ("file_modified_time", "full_table", "replication_key")
-METADATA_COLUMNS = ("_sdc_source_file", "_sdc_source_lineno", "_sdc_modified_at")
+#: The columns `add_metadata_columns` adds to every record, with their JSON schemas.
+METADATA_SCHEMAS: dict[str, dict[str, t.Any]] = {
+    "_sdc_source_file": {"type": ["string", "null"]},
+    "_sdc_source_lineno": {"type": ["integer", "null"]},
+    "_sdc_modified_at": {"type": ["string", "null"], "format": "date-time"},
+}
+METADATA_COLUMNS = tuple(METADATA_SCHEMAS)
 DEFAULT_INFER_SAMPLE_ROWS = 10_000
 
 FILE_ENTRY = th.ObjectType(

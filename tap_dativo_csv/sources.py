@@ -9,15 +9,12 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from tap_dativo_csv.s3 import CSV_SUFFIXES, S3Error, S3Settings, S3Store
+from tap_dativo_csv.s3 import CSV_SUFFIXES, S3Settings, S3Store
+from target_dativo_iceberg.errors import S3Error, SourceError
 
 UTC = datetime.timezone.utc
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 _READ_BUFFER = 1024 * 1024
-
-
-class SourceError(ValueError):
-    """A configured path that cannot be read (missing, unmatched glob, unsupported scheme)."""
 
 
 @dataclass(frozen=True, order=True)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 from singer_sdk import Stream
-from singer_sdk.helpers._batch import BatchConfig, BatchFileFormat
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_dativo_csv.batches import ParquetBatchWriter
@@ -18,6 +17,7 @@ from tap_dativo_csv.reader import CSVOptions, FileLayout, ReadReport
 from tap_dativo_csv.records import ArrowRecords
 from tap_dativo_csv.settings import STRATEGIES
 from tap_dativo_csv.sources import SourceFile, Sources, parse_timestamp
+from target_dativo_iceberg.sdk_compat import BatchConfig, BatchFileFormat
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap

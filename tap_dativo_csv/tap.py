@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import copy
 import typing as t
 
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
-from tap_dativo_csv.contract import ColumnSpec, Contract, ContractError, json_schema_for, load_contract
+from tap_dativo_csv.contract import ColumnSpec, Contract, json_schema_for, load_contract
 from tap_dativo_csv.convert import UNKNOWN, merge_kinds
-from tap_dativo_csv.reader import CSVOptions, CSVReadError, FileLayout, infer_kinds, inspect_file
+from tap_dativo_csv.reader import CSVOptions, FileLayout, infer_kinds, inspect_file
 from tap_dativo_csv.s3 import S3Settings
-from tap_dativo_csv.settings import CONFIG_SCHEMA, METADATA_COLUMNS, csv_options, sample_rows
-from tap_dativo_csv.sources import SourceError, SourceFile, Sources
+from tap_dativo_csv.settings import (
+    CONFIG_SCHEMA,
+    METADATA_COLUMNS,
+    METADATA_SCHEMAS,
+    csv_options,
+    sample_rows,
+)
+from tap_dativo_csv.sources import SourceFile, Sources
 from tap_dativo_csv.streams import CSVFileStream, StreamPlan
+from target_dativo_iceberg.errors import ContractError, CSVReadError, SourceError
 from target_dativo_iceberg.process import run_and_exit
 
 if t.TYPE_CHECKING:
@@ -140,11 +148,7 @@ class TapDativoCSV(Tap):
         cursor = self._replication_key(name, entries, specs)
         properties = {c.name: json_schema_for(c) for c in specs.values()}
         if metadata:
-            properties.update(
-                _sdc_source_file={"type": ["string", "null"]},
-                _sdc_source_lineno={"type": ["integer", "null"]},
-                _sdc_modified_at={"type": ["string", "null"], "format": "date-time"},
-            )
+            properties.update(copy.deepcopy(METADATA_SCHEMAS))
         schema = {"type": "object", "properties": properties}
         return StreamPlan(
             name=name,

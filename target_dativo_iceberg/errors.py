@@ -1,4 +1,10 @@
-"""Exception classes; each maps to exit code 2 (failure) at the CLI boundary."""
+"""Exception classes of the target, the `dativo` CLI and the CSV tap, in one module.
+
+Every error a user sees derives from `DativoError`; its message names what failed and where (stream,
+record position, field, setting, file or endpoint). The target and the `dativo` CLI exit with
+`exit_code` (2) on them; the CSV tap reports them as singer-sdk configuration errors (exit 1).
+`ContractProblem`/`ContractProblems` are internal: contract parsing turns them into a `ContractError`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from singer_sdk.exceptions import MissingKeyPropertiesError
 
 
 class DativoError(Exception):
-    """Base class for errors the target reports to the user and exits 2 on."""
+    """Base class for errors reported to the user; the target and the CLI exit 2 on them."""
 
     exit_code = 2
 
@@ -33,6 +39,91 @@ class SchemaChangeError(DativoError):
 
 class CommitError(DativoError):
     """The Iceberg commit failed; nothing of the batch is visible."""
+
+
+class RetryExhaustedError(DativoError):
+    """A transient error outlasted every retry; names what was attempted, the endpoint and the cause."""
+
+    def __init__(
+        self, message: str, what: str, endpoint: str | None, cause: BaseException, attempts: int
+    ) -> None:
+        super().__init__(message)
+        self.what = what
+        self.endpoint = endpoint
+        self.cause = cause
+        self.attempts = attempts
+
+
+class PublishError(DativoError):
+    """main cannot be fast-forwarded to the branch (missing branch, or histories diverged)."""
+
+
+class BatchFileError(DativoError):
+    """A BATCH message names a file that cannot or may not be read, or an encoding we do not take."""
+
+
+class PreflightError(DativoError):
+    """A preflight check failed: the message names the check, the endpoint (redacted) and the cause."""
+
+
+class ProbeMismatchError(DativoError):
+    """The storage probe read back different bytes than it wrote."""
+
+
+# --------------------------------------------------------------------------- contracts
+
+
+class ContractError(DativoError):
+    """A contract cannot be read or is invalid; names file, location in the document and problem.
+
+    Raised by the target's contract loading and by the CSV tap's (which reads column types only)."""
+
+    def __init__(self, path: str, location: str, problem: str, more: list[str] | None = None) -> None:
+        where = f"{location}: " if location else ""
+        message = f"contract {path}: {where}{problem}"
+        if more:
+            message += "".join(f"\n  also {m}" for m in more)
+        super().__init__(message)
+        self.path, self.location, self.problem = path, location, problem
+
+
+class ContractViolation(DativoError):
+    """Strict mode: a batch violates the contract; nothing of it is committed."""
+
+
+class ContractProblem(Exception):
+    """One problem in a contract document at a JSON-pointer-like location (e.g. `schema[0].name`)."""
+
+    def __init__(self, location: str, problem: str) -> None:
+        super().__init__(f"{location}: {problem}" if location else problem)
+        self.location = location
+        self.problem = problem
+
+
+class ContractProblems(Exception):
+    """Every problem found in one contract document (the first is the message)."""
+
+    def __init__(self, problems: list[ContractProblem]) -> None:
+        super().__init__(str(problems[0]))
+        self.problems = problems
+
+
+# --------------------------------------------------------------------------- CSV tap
+
+
+class SourceError(DativoError):
+    """A configured path that cannot be read (missing, unmatched glob, unsupported scheme)."""
+
+
+class S3Error(DativoError):
+    """An S3 path that cannot be listed or read; the message names path and endpoint, never keys."""
+
+
+class CSVReadError(DativoError):
+    """A CSV file that cannot be parsed; the message names the file (and line when known)."""
+
+
+# --------------------------------------------------------------------------- signals
 
 
 class Interrupted(BaseException):

@@ -19,6 +19,8 @@ singer-sdk 0.54.9 (pinned to 0.54.x in pyproject.toml):
 | `Sink._validate_and_parse`, `_validator`, `_parse_timestamps_in_record` | per-record validation (a contract replaces it) |
 | `Sink._singer_validate_message`, `_total_records_read` | key properties; record positions in messages |
 | `GenericSingerReader._process_unknown_message` | messages of unknown type |
+| `singer_sdk.helpers._batch.BatchConfig`, `.BatchFileFormat` | the `batch_config` setting and its formats (tap and target) |
+| `Sink._add_sdc_metadata_to_record` / `_remove_sdc_metadata_from_record` | which columns are SDK metadata (`SDK_METADATA_COLUMNS`: the SDK has no public list) |
 """
 
 from __future__ import annotations
@@ -26,12 +28,24 @@ from __future__ import annotations
 from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._batch import BatchConfig, BatchFileFormat
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.sinks import BatchSink
 from singer_sdk.target_base import Target
 
 ConfigInput = _ConfigInput
+
+#: Record keys singer-sdk's sinks add (`add_record_metadata`) and otherwise drop: never unknown fields.
+SDK_METADATA_COLUMNS = (
+    "_sdc_extracted_at",
+    "_sdc_received_at",
+    "_sdc_batched_at",
+    "_sdc_deleted_at",
+    "_sdc_sequence",
+    "_sdc_table_version",
+    "_sdc_sync_started_at",
+)
 
 
 class SdkTarget(Target):
@@ -95,7 +109,7 @@ class SdkTarget(Target):
         if self.on_state(state):
             self._latest_state = state  # the SDK's drain_all writes a STATE only when it is set
 
-    def _write_state_message(self, state: dict) -> None:  # noqa: ARG002 (the ledger knows the STATE)
+    def _write_state_message(self, state: dict) -> None:
         self.on_full_drain()
 
     def _setup_signal_handlers(self) -> None:
@@ -172,4 +186,12 @@ class SdkReader(GenericSingerReader[str]):
         self._process_unknown_message(message)
 
 
-__all__ = ["ConfigInput", "SdkBatchSink", "SdkReader", "SdkTarget"]
+__all__ = [
+    "SDK_METADATA_COLUMNS",
+    "BatchConfig",
+    "BatchFileFormat",
+    "ConfigInput",
+    "SdkBatchSink",
+    "SdkReader",
+    "SdkTarget",
+]

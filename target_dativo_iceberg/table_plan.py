@@ -20,7 +20,6 @@ from target_dativo_iceberg.iceberg.partitioning import build_spec, parse_terms
 from target_dativo_iceberg.iceberg.paths import table_location
 from target_dativo_iceberg.iceberg.schema import StreamSchema, sanitize_name
 from target_dativo_iceberg.intake.builders import with_ingest_date
-from target_dativo_iceberg.settings import sanitize_identifier
 
 if t.TYPE_CHECKING:
     from target_dativo_iceberg.contracts.contract import Contract
@@ -54,7 +53,7 @@ def plan_table(
         spec = TableSpec(with_ingest_date(stream_schema.iceberg, terms), partitioning=terms)
         keys = list(stream_schema.key_columns)
     else:
-        namespace = settings.namespace or (sanitize_identifier(contract.domain) if contract.domain else None)
+        namespace = settings.namespace or (sanitize_name(contract.domain) if contract.domain else None)
         identifier = (namespace or settings.default_namespace, contract.table_name())
         location = None
         if contract.domain and contract.data_product:

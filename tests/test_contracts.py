@@ -23,15 +23,13 @@ from pyiceberg.types import (
 )
 
 from target_dativo_iceberg.contracts.contract import (
-    ContractError,
     contract_for_stream,
     load_contract,
     load_contracts,
     resolve_contracts,
 )
-from target_dativo_iceberg.contracts.odcs import ContractProblem
 from target_dativo_iceberg.contracts.odcs.types import resolve_type
-from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.errors import ContractError, ContractProblem, DativoError
 
 HERE = Path(__file__).parent
 CONTRACTS = HERE / "contracts"

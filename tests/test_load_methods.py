@@ -3,11 +3,20 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-from helpers import open_catalog, record, run_target, schema_msg, state
+import pyarrow as pa
+import pytest
+from helpers import open_catalog, record, run_target, schema_msg, state, target_config
+from pyiceberg.schema import Schema
+from pyiceberg.types import LongType, NestedField, StringType
 
+from target_dativo_iceberg.errors import CommitError
+from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.iceberg.committer import Committer, TableSpec
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
+from target_dativo_iceberg.settings import Settings
 
 PROPS = {"id": {"type": "integer"}, "v": {"type": ["string", "null"]}}
 
@@ -106,3 +115,50 @@ def test_failed_overwrite_leaves_content_untouched(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert run.states == []
     assert landed(tmp_path) == [(1, "old"), (2, "old")]
+
+
+# --------------------------------------------------------------------------- the publish step, in-process
+
+ITEMS = Schema(NestedField(1, "id", LongType()), NestedField(2, "v", StringType()))
+
+
+def staged(root: Path) -> tuple[Committer, int]:
+    """A table whose branch `acme` holds (1, old) and whose staging branch, cut from it, holds (2, new)."""
+    settings = Settings.from_config(target_config(root))
+    committer = Committer(settings, EventLog("acme", "run", [], stream=io.StringIO()))
+    table = committer.ensure_table("items", ("acme", "items"), TableSpec(ITEMS))
+    rows = pa.Table.from_pylist([{"id": 1, "v": "old"}], schema=table.schema().as_arrow())
+    committer.ensure_branch(table, "acme")
+    table.append(rows, branch="acme")
+    head = committer.create_branch_from(table, "staging", "acme")
+    table.append(pa.Table.from_pylist([{"id": 2, "v": "new"}], schema=rows.schema), branch="staging")
+    return committer, head
+
+
+def test_replace_branch_points_the_branch_at_staging_and_drops_it_in_one_commit(tmp_path: Path) -> None:
+    committer, head = staged(tmp_path)
+    table = open_catalog(tmp_path).load_table("acme.items")
+    staging_head = table.snapshot_by_name("staging").snapshot_id
+    metadata_files = len(table.metadata.metadata_log)
+
+    assert committer.replace_branch(table, "acme", "staging", head) == staging_head
+
+    table = open_catalog(tmp_path).load_table("acme.items")
+    assert set(table.metadata.refs) == {"main", "acme"}
+    assert table.snapshot_by_name("acme").snapshot_id == staging_head
+    assert len(table.metadata.metadata_log) == metadata_files + 1  # one catalog commit
+    assert landed(tmp_path) == [(1, "old"), (2, "new")]
+
+
+def test_replace_branch_refuses_when_the_branch_moved(tmp_path: Path) -> None:
+    committer, head = staged(tmp_path)
+    table = open_catalog(tmp_path).load_table("acme.items")
+    table.append(pa.Table.from_pylist([{"id": 3, "v": "theirs"}], schema=ITEMS.as_arrow()), branch="acme")
+    moved = table.snapshot_by_name("acme").snapshot_id
+
+    with pytest.raises(CommitError, match="branch 'acme' moved during the run"):
+        committer.replace_branch(table, "acme", "staging", head)
+
+    table = open_catalog(tmp_path).load_table("acme.items")
+    assert table.snapshot_by_name("acme").snapshot_id == moved
+    assert "staging" in table.metadata.refs

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from helpers import BIN, record, run_target, schema_msg, state, target_config
 
+from target_dativo_iceberg.errors import PreflightError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.retry import RetryPolicy
 from target_dativo_iceberg.ops.preflight import (
-    PreflightError,
     branch_name_problem,
     check_all,
     run_preflight,

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from target_dativo_iceberg.errors import ConfigError, DativoError, SchemaChangeError
+from target_dativo_iceberg.errors import ConfigError, DativoError, RetryExhaustedError, SchemaChangeError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.retry import (
     NO_RETRY,
-    RetryExhaustedError,
     RetryPolicy,
     call_with_retries,
     describe,

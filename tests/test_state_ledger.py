@@ -81,7 +81,7 @@ def test_only_states_a_commit_can_still_report_are_kept() -> None:
     ledger, _, _ = make(sink)
     for pos in range(1, 1001):
         ledger.receive({"pos": pos})
-    assert len(ledger._states) <= 2  # noqa: SLF001 (the bound is the point of this test)
+    assert len(ledger._states) <= 2  # a private member: the bound is the point of this test
     sink.first_pending_seq = ledger.seq  # a record arrives after STATE 1000
     for pos in range(1001, 1101):
         ledger.receive({"pos": pos})

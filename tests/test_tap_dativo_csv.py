@@ -400,3 +400,20 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
 
     run = run_tap(tmp_path, {"files": [{"path": str(data), "object": "a", "pk": ["id"]}]}, check=False)
     assert run.returncode != 0 and "pk" in run.stderr
+
+
+def test_contract_problems_fail_naming_stream_and_contract(tmp_path: Path) -> None:
+    """A missing or unusable contract stops the tap (exit 1, no traceback) naming stream and file."""
+    data = write_csv(tmp_path / "a.csv", [["1"]], ["id"])
+    empty = tmp_path / "empty.odcs.yaml"
+    empty.write_text("schema:\n  - name: a\n    properties: []\n", encoding="utf-8")
+    for asset, problem in (
+        (tmp_path / "missing.yaml", "file not found"),
+        (empty, "schema object has no properties"),
+    ):
+        for args in ((), ("--discover",)):
+            config = {"files": [{"path": str(data), "object": "a", "asset": str(asset)}]}
+            run = run_tap(tmp_path, config, None, *args, check=False)
+            assert run.returncode == 1, run.stderr
+            assert f"stream 'a': contract {asset}: {problem}" in run.stderr
+            assert "Traceback" not in run.stderr

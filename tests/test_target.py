@@ -215,6 +215,17 @@ def test_name_collision_is_reported(tmp_path: Path) -> None:
     assert "columns 'Name' and 'name'" in run.stderr and "'name'" in run.stderr
 
 
+def test_namespace_table_and_column_names_follow_one_rule(tmp_path: Path) -> None:
+    """Lower-cased, non-alphanumerics → `_`, `_` in front of a leading digit: tenant, stream, columns."""
+    props = {"1st Place": {"type": "string"}, "Score-2": {"type": "integer"}}
+    messages = [schema_msg("2024-Sales", props), record("2024-Sales", **{"1st Place": "a", "Score-2": 7})]
+    run = run_target(tmp_path, messages, tenant_id="42-Acme")
+    assert run.returncode == 0, run.stderr
+    table = open_catalog(tmp_path).load_table("_42_acme._2024_sales")
+    assert table.schema().column_names == ["_1st_place", "score_2"]
+    assert pyiceberg_rows(table, "42-Acme") == [{"_1st_place": "a", "score_2": 7}]
+
+
 def test_required_column_missing_fails(tmp_path: Path) -> None:
     props = {"id": {"type": "integer"}, "v": {"type": "string"}}
     messages = [schema_msg("r", props, ["id"], required=["id", "v"]), record("r", id=1)]

@@ -20,7 +20,7 @@ import pyarrow as pa
 from pyiceberg.schema import Schema
 from pyiceberg.types import NestedField
 
-from target_dativo_iceberg.contracts.odcs import ContractProblem, join_location, metadata
+from target_dativo_iceberg.contracts.odcs import join_location, metadata
 from target_dativo_iceberg.contracts.odcs.documents import (
     FLAT_SCHEMA,
     OFFICIAL_SCHEMAS,
@@ -36,13 +36,12 @@ from target_dativo_iceberg.contracts.odcs.fields import (
     stream_compatibility,
 )
 from target_dativo_iceberg.contracts.odcs.rules import QualityCheck, parse_quality
-from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.errors import ContractError, ContractProblem, ContractProblems
 from target_dativo_iceberg.iceberg.paths import segment_problem
 from target_dativo_iceberg.iceberg.schema import sanitize_name
 
 __all__ = [
     "Contract",
-    "ContractError",
     "ContractField",
     "StreamCompatibility",
     "contract_for_stream",
@@ -53,18 +52,6 @@ __all__ = [
 
 FLAT_MARKER = "dativo-odcs-3.0.2-extended"
 CONTRACT_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-class ContractError(DativoError):
-    """A contract cannot be read or is invalid; names file, location in the document and problem."""
-
-    def __init__(self, path: str, location: str, problem: str, more: list[str] | None = None) -> None:
-        where = f"{location}: " if location else ""
-        message = f"contract {path}: {where}{problem}"
-        if more:
-            message += "".join(f"\n  also {m}" for m in more)
-        super().__init__(message)
-        self.path, self.location, self.problem = path, location, problem
 
 
 @dataclass(frozen=True)
@@ -259,7 +246,7 @@ def _parse(doc: Any, path: str) -> list[Contract]:
     if FLAT_MARKER in str(doc.get("$schema", "")):
         problems = schema_problems(doc, FLAT_SCHEMA)
         if problems:
-            raise _Problems(problems)
+            raise ContractProblems(problems)
         return _flat(doc, path)
     minor = api_minor(doc.get("apiVersion"))
     if minor not in OFFICIAL_SCHEMAS:
@@ -284,14 +271,8 @@ def _parse(doc: Any, path: str) -> list[Contract]:
                     f"$schema: .../{FLAT_MARKER}.schema.json",
                 )
             )
-        raise _Problems(problems)
+        raise ContractProblems(problems)
     return _official(doc, path)
-
-
-class _Problems(Exception):
-    def __init__(self, problems: list[ContractProblem]) -> None:
-        super().__init__(str(problems[0]))
-        self.problems = problems
 
 
 def _error(path: str, text: str | None, problems: list[ContractProblem]) -> ContractError:
@@ -315,7 +296,7 @@ def load_contracts(path: str | os.PathLike[str]) -> list[Contract]:
         raise ContractError(shown, "", f"cannot read: {exc.strerror or exc}") from exc
     try:
         return _parse(parse_yaml(text), shown)
-    except _Problems as exc:
+    except ContractProblems as exc:
         raise _error(shown, text, exc.problems) from None
     except ContractProblem as exc:
         raise _error(shown, text, [exc]) from None

@@ -19,7 +19,7 @@ from pyiceberg.types import ListType, NestedField, StringType, StructType, Times
 
 from target_dativo_iceberg.contracts.contract import Contract
 from target_dativo_iceberg.contracts.validator import BatchResult, ErrorSummary, QualityFailure, Validator
-from target_dativo_iceberg.errors import DativoError, SchemaError
+from target_dativo_iceberg.errors import ContractViolation, SchemaError
 from target_dativo_iceberg.events import EventLog
 
 REJECTED_SUFFIX = "__rejected"
@@ -44,10 +44,6 @@ REJECTED_SCHEMA = Schema(
         required=False,
     ),
 )
-
-
-class ContractViolation(DativoError):
-    """Strict mode: a batch violates the contract; nothing of it is committed."""
 
 
 @dataclass

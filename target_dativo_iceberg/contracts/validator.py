@@ -5,28 +5,22 @@ a list of record dicts (what the SDK sink holds) or a dict of columns (source fi
 cheaper form if the caller already has columns) — and returns the valid rows as an Arrow table
 typed per `contract.arrow_schema()`, plus every violation of every row. Each column is coerced
 and checked with pyarrow compute; only uniqueness (a Python set per unique column / key, kept for
-the whole run) and values Arrow cannot settle are handled one by one. `finish()` evaluates
-object-level quality (rowCount) and run-level thresholds before the final commit.
+the whole run, in `uniqueness.Uniqueness`) and values Arrow cannot settle are handled one by one.
+`finish()` evaluates object-level quality (rowCount) and run-level thresholds before the final commit.
 
-Memory: the uniqueness state holds every distinct accepted key of the run, per unique column,
-primary key and multi-column duplicate check: integer keys in `keysets.IntKeys` (sorted numpy
-arrays: 16 bytes per run of consecutive keys, at most 8 bytes per key), ~85 bytes + the length per
-string key, ~160 bytes per two-column key (Python sets).
-`keys_held` tells how many there are. Nothing else is kept between batches.
+Memory: the uniqueness keys (`keys_held`; sizes in uniqueness.py). Nothing else is kept between batches.
 """
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from target_dativo_iceberg.contracts.contract import Contract
-from target_dativo_iceberg.contracts.keysets import IntKeys, sorted_keys
 from target_dativo_iceberg.contracts.odcs.checks import check_masks, field_masks
 from target_dativo_iceberg.contracts.odcs.coerce import coerce_arrow, coerce_column
 from target_dativo_iceberg.contracts.odcs.fields import bind_source_key
@@ -38,16 +32,16 @@ from target_dativo_iceberg.contracts.odcs.results import (
     ErrorSummary,
     QualityFailure,
     RowError,
-    short_repr,
     value_message,
 )
 from target_dativo_iceberg.contracts.odcs.rules import QualityCheck
 from target_dativo_iceberg.contracts.odcs.types import ResolvedType
+from target_dativo_iceberg.contracts.uniqueness import Uniqueness
+from target_dativo_iceberg.sdk_compat import SDK_METADATA_COLUMNS
 
 __all__ = [
     "MAX_EXAMPLES",
     "REJECTED_ERRORS_TYPE",
-    "SDC_FIELDS",
     "Batch",
     "BatchResult",
     "ErrorSummary",
@@ -55,25 +49,6 @@ __all__ = [
     "RowError",
     "Validator",
 ]
-
-# Singer SDK metadata columns (`add_record_metadata`): never unknown fields.
-SDC_FIELDS = (
-    "_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at", "_sdc_deleted_at",
-    "_sdc_sequence", "_sdc_table_version", "_sdc_sync_started_at",
-)  # fmt: skip
-
-
-@dataclass
-class _Group:
-    """A uniqueness check kept across the run: one column or a composite key."""
-
-    rule: str
-    label: str
-    columns: tuple[int, ...]
-    reject: bool = True
-    check: QualityCheck | None = None
-    seen: set[Any] | IntKeys = field(default_factory=set)
-    duplicates: int = 0
 
 
 class Validator:
@@ -84,7 +59,7 @@ class Validator:
         contract: Contract,
         *,
         source_fields: Iterable[str] | None = None,
-        allow_extra: Iterable[str] = SDC_FIELDS,
+        allow_extra: Iterable[str] = SDK_METADATA_COLUMNS,
         extra_prefixes: tuple[str, ...] = ("_sdc_",),
         primary_key_unique: bool = True,
         unknown_fields: str = "reject",
@@ -108,44 +83,17 @@ class Validator:
         self.keys = [bind_source_key(f, available) or f.name for f in self.fields]
         self.known = frozenset(self.keys) | frozenset(allow_extra)
         self.extra_prefixes = extra_prefixes
-        self.groups = self._groups(primary_key_unique)
+        self.uniqueness = Uniqueness(contract, self.resolved, primary_key_unique)
         self.aggregate_counts: dict[QualityCheck, int] = {
             q: 0 for f in self.fields for q in f.quality if not q.row_level and q.metric != "duplicateValues"
         }
         self.records_seen = 0
         self.records_valid = 0
 
-    def _groups(self, primary_key_unique: bool) -> list[_Group]:
-        index = {f.name: i for i, f in enumerate(self.fields)}
-        keys = sorted(
-            (f for f in self.fields if f.primary_key_position), key=lambda f: f.primary_key_position or 0
-        )
-        groups: list[_Group] = []
-        if keys and primary_key_unique:
-            groups.append(
-                _Group("primary_key", ",".join(f.name for f in keys), tuple(index[f.name] for f in keys))
-            )
-        sole_key = keys[0].name if len(keys) == 1 and primary_key_unique else None
-        for i, f in enumerate(self.fields):
-            upserted = f.primary_key_position is not None and not primary_key_unique
-            if f.unique and f.name != sole_key and not upserted:
-                groups.append(_Group("unique", f.name, (i,)))
-            for q in f.quality:
-                if q.metric == "duplicateValues" and not (q.row_level and (f.unique or f.name == sole_key)):
-                    groups.append(_Group("duplicateValues", f.name, (i,), q.row_level, q))
-        for q in self.contract.quality:
-            if q.metric == "duplicateValues" and q.properties:
-                cols = tuple(index[p] for p in q.properties)
-                groups.append(_Group("duplicateValues", ",".join(q.properties), cols, q.row_level, q))
-        for group in groups:  # integer keys: 8 bytes each instead of ~70 in a Python set
-            if len(group.columns) == 1 and self.resolved[group.columns[0]].kind in ("int", "long"):
-                group.seen = IntKeys()
-        return groups
-
     @property
     def keys_held(self) -> int:
         """Distinct keys held for uniqueness checks (the validator's memory cost)."""
-        return sum(len(g.seen) for g in self.groups)
+        return self.uniqueness.keys_held
 
     # ------------------------------------------------------------ per batch
 
@@ -238,8 +186,8 @@ class Validator:
                 errors.append(finding)
             else:
                 warnings.append(finding)
-        if self.groups:
-            flags = self._uniqueness(typed_columns, raws, flags, first_position, errors)
+        if self.uniqueness.groups:
+            flags = self.uniqueness.reject_duplicates(typed_columns, raws, flags, first_position, errors)
         valid = pc.invert(pa.array(flags, type=pa.bool_()))
         for check, mask in pending:
             self.aggregate_counts[check] += pc.and_(mask, valid).true_count
@@ -287,110 +235,14 @@ class Validator:
                     if not q.row_level:
                         pending.append((q, mask))
             typed_columns.append(typed)
-        cache: dict[int, list[Any]] = {}
-
-        def values(group: _Group) -> list[Any]:
-            lists = [cache.setdefault(c, typed_columns[c].to_pylist()) for c in group.columns]
-            if len(lists) == 1:
-                return lists[0]
-            return [None if None in key else key for key in zip(*lists, strict=True)]
-
-        if not self._all_new_arrays([g for g in self.groups if g.reject], typed_columns, values):
+        if not self.uniqueness.claim_all(typed_columns, n):
             return None  # a duplicate: the record path names it
-        flags = [False] * n
-        for group in self.groups:
-            if not group.reject:
-                self._count_duplicates(group, values(group), flags)
         for check, mask in pending:
             self.aggregate_counts[check] += mask.true_count
         self.records_seen += n
         self.records_valid += n
         result_table = pa.Table.from_arrays(typed_columns, schema=self.arrow_schema)
         return BatchResult(result_table, list(range(n)), [], n, first_position, [])
-
-    def _all_new_arrays(self, groups: list[_Group], typed: list[pa.Array], values: Any) -> bool:
-        """`_all_new` for the hot path: integer keys are checked and claimed as numpy arrays (no
-        Python object per key); other keys as Python values."""
-        arrays: list[tuple[_Group, Any]] = []
-        others: list[tuple[_Group, list[Any]]] = []
-        for group in groups:
-            if isinstance(group.seen, IntKeys):
-                keys = sorted_keys(typed[group.columns[0]])
-                if keys is None or not group.seen.isdisjoint_sorted(keys):
-                    return False
-                arrays.append((group, keys))
-            else:
-                others.append((group, values(group)))
-        if others and not self._all_new(others):
-            return False
-        for group, keys in arrays:
-            group.seen.add_sorted(keys)  # type: ignore[union-attr]
-        return True
-
-    @staticmethod
-    def _count_duplicates(group: _Group, keys: list[Any], flags: list[bool]) -> None:
-        """A non-rejecting duplicateValues check: count repeats among accepted rows."""
-        for index, key in enumerate(keys):
-            if not flags[index] and key is not None:
-                if key in group.seen:
-                    group.duplicates += 1
-                else:
-                    group.seen.add(key)
-
-    def _uniqueness(
-        self,
-        typed: list[pa.Array],
-        raws: list[list[Any]],
-        flags: list[bool],
-        first: int,
-        errors: list[RowError],
-    ) -> list[bool]:
-        """Reject rows whose key was accepted earlier in the run; only accepted rows claim a key."""
-        cache: dict[int, list[Any]] = {}
-
-        def values(group: _Group) -> list[Any]:
-            lists = [cache.setdefault(c, typed[c].to_pylist()) for c in group.columns]
-            if len(lists) == 1:
-                return lists[0]
-            return [None if None in key else key for key in zip(*lists, strict=True)]
-
-        rejecting = [(g, values(g)) for g in self.groups if g.reject]
-        counting = [(g, values(g)) for g in self.groups if not g.reject]
-        if not any(flags) and self._all_new(rejecting):
-            rejecting = []
-        for index in range(len(flags) if rejecting else 0):
-            duplicate = False
-            for group, keys in rejecting:
-                key = keys[index]
-                if key is not None and key in group.seen:
-                    duplicate = True
-                    raw = [raws[c][index] for c in group.columns]
-                    value = raw[0] if len(raw) == 1 else raw
-                    message = f"duplicate {group.label} {short_repr(value)}: already accepted in this run"
-                    errors.append(RowError(first + index, group.label, group.rule, message, value))
-            if duplicate:
-                flags[index] = True
-            elif not flags[index]:
-                for group, keys in rejecting:
-                    if keys[index] is not None:
-                        group.seen.add(keys[index])
-        for group, keys in counting:
-            self._count_duplicates(group, keys, flags)
-        return flags
-
-    @staticmethod
-    def _all_new(rejecting: list[tuple[_Group, list[Any]]]) -> bool:
-        """Fast path: every key of a fully valid batch is distinct and unseen → claim them all."""
-        batches = []
-        for group, keys in rejecting:
-            present = [k for k in keys if k is not None] if None in keys else keys
-            distinct = set(present)
-            if len(distinct) != len(present) or not group.seen.isdisjoint(distinct):
-                return False
-            batches.append(distinct)
-        for (group, _), distinct in zip(rejecting, batches, strict=True):
-            group.seen |= distinct
-        return True
 
     # ------------------------------------------------------------ end of run
 
@@ -419,7 +271,6 @@ class Validator:
                 judge(check, None, rows)
         for check, count in self.aggregate_counts.items():
             judge(check, check.field, count)
-        for group in self.groups:
-            if not group.reject and group.check is not None:
-                judge(group.check, group.label, group.duplicates)
+        for check, label, count in self.uniqueness.duplicate_counts():
+            judge(check, label, count)
         return failures

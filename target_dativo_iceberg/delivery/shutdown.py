@@ -63,7 +63,7 @@ class Shutdown:
         """The signal's name (SIGTERM, SIGINT) once one arrived."""
         return signal.Signals(self.signum).name if self.signum is not None else None
 
-    def handle(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002 (signal API)
+    def handle(self, signum: int, frame: FrameType | None) -> None:  # `frame`: the signal API passes it
         """Signal handler: the first signal asks for a stop; a second one ends the process now."""
         name = signal.Signals(signum).name
         if self.signum is not None:

@@ -11,13 +11,9 @@ from dataclasses import dataclass, field
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot, ancestors_of
 
-from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.errors import PublishError
 
 MAIN = "main"
-
-
-class PublishError(DativoError):
-    """main cannot be fast-forwarded to the branch (missing branch, or histories diverged)."""
 
 
 @dataclass

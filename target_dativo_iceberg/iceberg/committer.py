@@ -26,8 +26,6 @@ from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
-from pyiceberg.table.refs import SnapshotRefType
-from pyiceberg.table.update import RemoveSnapshotRefUpdate
 from pyiceberg.table.upsert_util import create_match_filter
 
 from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
@@ -224,9 +222,9 @@ class Committer:
                 f"overwrite of {table.name()}: branch {branch!r} moved during the run "
                 f"({expected_head} → {head.snapshot_id if head else None}); the new content stays on {staging!r}"
             )
-        with table.transaction() as tx:
-            tx._stage(*tx._set_ref_snapshot(staged.snapshot_id, branch, SnapshotRefType.BRANCH))  # noqa: SLF001
-            tx._stage((RemoveSnapshotRefUpdate(ref_name=staging),), ())  # noqa: SLF001
+        # One catalog commit, guarded by both refs' current heads.
+        manage = table.manage_snapshots().create_branch(snapshot_id=staged.snapshot_id, branch_name=branch)
+        manage.remove_branch(staging).commit()
         return staged.snapshot_id
 
     def _append_files(

@@ -27,6 +27,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from target_dativo_iceberg.errors import CommitError, DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.markers import find_commit
+from target_dativo_iceberg.iceberg.pyiceberg_compat import added_data_files
 from target_dativo_iceberg.iceberg.retry import RetryPolicy, describe
 
 
@@ -110,9 +111,7 @@ def discard_lost_attempt(table: Table, branch: str, commit_id: str, tx: Transact
     """Delete the data files of a transaction that lost a conflict — the batch's and those an
     upsert's delete rewrote — unless the commit is on the branch after all. Best effort: a file
     left over is only an orphan (`dativo maintain` removes those)."""
-    # pyiceberg keeps a transaction's new files on its snapshot producers (no public accessor).
-    producers = getattr(tx, "_snapshot_producers", None) or []
-    files = [f for producer in producers for f in getattr(producer, "_added_data_files", None) or []]
+    files = added_data_files(tx)
     if not files:
         return
     try:

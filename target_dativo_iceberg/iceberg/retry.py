@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.errors import DativoError, RetryExhaustedError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.redact import active
 
@@ -120,19 +120,6 @@ _HTTP_STATUS = re.compile(
     r"(?:\bhttp(?: status)?|\bstatus(?: code)?|\bcode)\W{0,3}(?:429|5\d\d)\b|\b(?:429|5\d\d) (?:server error|client error)",
     re.IGNORECASE,
 )
-
-
-class RetryExhaustedError(DativoError):
-    """A transient error outlasted every retry; names what was attempted, the endpoint and the cause."""
-
-    def __init__(
-        self, message: str, what: str, endpoint: str | None, cause: BaseException, attempts: int
-    ) -> None:
-        super().__init__(message)
-        self.what = what
-        self.endpoint = endpoint
-        self.cause = cause
-        self.attempts = attempts
 
 
 def describe(exc: BaseException, scrub: Callable[[str], str] | None = None) -> str:

@@ -38,8 +38,10 @@ _NON_ALNUM = re.compile(r"[^a-z0-9_]")
 
 
 def sanitize_name(name: str) -> str:
-    """Lower-case, non-alphanumerics → `_`, never empty, never starting with a digit."""
-    clean = _NON_ALNUM.sub("_", name.strip().lower())
+    """The one rule for namespace, table and column names: lower-case, non-alphanumerics → `_`,
+    never empty, never starting with a digit (`_` goes in front: SQL engines take a name that
+    starts with a digit only quoted). Documented in docs/iceberg.md, "Tables"."""
+    clean = _NON_ALNUM.sub("_", str(name).strip().lower())
     if not clean:
         clean = "_"
     if clean[0].isdigit():

@@ -17,19 +17,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.io import FileIO
-from pyiceberg.io.pyarrow import (
-    FileFormatFactory,
-    ParquetFormatWriter,
-    _check_pyarrow_schema_compatible,
-    _determine_partitions,
-    _to_requested_schema,
-    pyarrow_to_schema,
-)
+from pyiceberg.io.pyarrow import pyarrow_to_schema
 from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
 from pyiceberg.partitioning import PartitionKey
 from pyiceberg.schema import sanitize_column_names
@@ -37,6 +29,13 @@ from pyiceberg.table import Transaction
 from pyiceberg.table.locations import load_location_provider
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.typedef import Record
+
+from target_dativo_iceberg.iceberg.pyiceberg_compat import (
+    ParquetFileWriter,
+    check_schema_compatible,
+    split_by_partition,
+    to_file_schema,
+)
 
 MB = 1024 * 1024
 #: Rows sampled per file to choose the dictionary-encoded columns.
@@ -59,24 +58,10 @@ def dictionary_columns(data: pa.Table) -> bool | list[str]:
     return chosen
 
 
-class _ParquetWriter(ParquetFormatWriter):
-    """pyiceberg's Parquet writer (table properties, field ids, statistics) with dictionary
-    encoding limited to the columns where it pays."""
-
-    def write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            self._parquet_writer_kwargs = {
-                **self._parquet_writer_kwargs,
-                "use_dictionary": dictionary_columns(table),
-            }
-        super().write(table)
-
-
 @dataclass
 class _OpenFile:
     path: str
-    output: Any
-    writer: ParquetFormatWriter
+    writer: ParquetFileWriter
     partition_key: PartitionKey | None
     rows: int = 0
 
@@ -106,28 +91,18 @@ class RollingWriter:
         if spec.is_unpartitioned():
             self._write(None, data)
             return
-        for part in _determine_partitions(spec=spec, schema=self.metadata.schema(), arrow_table=data):
-            self._write(part.partition_key, part.arrow_table_partition)
+        for key, rows in split_by_partition(spec, self.metadata.schema(), data):
+            self._write(key, rows)
 
     def _write(self, key: PartitionKey | None, data: pa.Table) -> None:
         slot = key.to_path() if key is not None else ""
         current = self._open.get(slot) or self._new_file(slot, key)
         task_schema = pyarrow_to_schema(data.schema, name_mapping=self.metadata.schema().name_mapping)
-        batches = [
-            _to_requested_schema(
-                requested_schema=self.file_schema,
-                file_schema=task_schema,
-                batch=batch,
-                include_field_ids=True,
-                format_model=FileFormatFactory.get(FileFormat.PARQUET),
-            )
-            for batch in data.to_batches()
-        ]
+        batches = [to_file_schema(self.file_schema, task_schema, batch) for batch in data.to_batches()]
         current.writer.write(pa.Table.from_batches(batches))
-        current.output = current.writer._fos  # noqa: SLF001 - its position: the bytes on disk so far
         current.rows += data.num_rows
         self.rows += data.num_rows
-        if current.output.tell() >= self.target_bytes:
+        if current.writer.bytes_written() >= self.target_bytes:
             self._close(slot)
 
     def _new_file(self, slot: str, key: PartitionKey | None) -> _OpenFile:
@@ -135,8 +110,10 @@ class RollingWriter:
         name = f"00000-{self._count}-{self.write_id}.parquet"
         path = self.locations.new_data_location(data_file_name=name, partition_key=key)
         output_file = self.io.new_output(path)
-        writer = _ParquetWriter(output_file, self.file_schema, self.metadata.properties)
-        opened = _OpenFile(path, None, writer, key)
+        writer = ParquetFileWriter(
+            output_file, self.file_schema, self.metadata.properties, dictionary_columns
+        )
+        opened = _OpenFile(path, writer, key)
         self._open[slot] = opened
         return opened
 
@@ -171,9 +148,7 @@ def append_table(
     """`Transaction.append` with the files written by `RollingWriter` (sized on disk, dictionary
     encoding where it pays). An empty batch still makes a snapshot, as pyiceberg's does."""
     metadata = tx.table_metadata
-    _check_pyarrow_schema_compatible(
-        metadata.schema(), provided_schema=data.schema, format_version=metadata.format_version
-    )
+    check_schema_compatible(metadata.schema(), data.schema, metadata.format_version)
     files: list[DataFile] = []
     if data.num_rows:
         writer = RollingWriter(metadata, io, target_bytes)

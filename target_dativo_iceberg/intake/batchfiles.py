@@ -22,11 +22,11 @@ from urllib.request import url2pathname
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.io import load_file_io
-from singer_sdk.helpers._batch import BatchConfig, BatchFileFormat
 from singer_sdk.singerlib.json import deserialize_json
 
-from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.errors import BatchFileError
 from target_dativo_iceberg.iceberg.paths import path_within
+from target_dativo_iceberg.sdk_compat import BatchConfig, BatchFileFormat
 from target_dativo_iceberg.settings import Settings
 
 #: URI schemes read through the configured S3 connection (pyiceberg's names for S3).
@@ -39,10 +39,6 @@ _KINDS = (
     (stat.S_ISFIFO, "FIFO"),
     (stat.S_ISSOCK, "socket"),
 )
-
-
-class BatchFileError(DativoError):
-    """A BATCH message names a file that cannot or may not be read, or an encoding we do not take."""
 
 
 def read_batch_file(

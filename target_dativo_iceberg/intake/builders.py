@@ -21,6 +21,7 @@ from target_dativo_iceberg.iceberg.partitioning import INGEST_DATE, PartitionTer
 from target_dativo_iceberg.iceberg.schema import ColumnKind, records_to_arrow
 from target_dativo_iceberg.intake.pieces import Builder, Piece, RecordRows, Validated
 from target_dativo_iceberg.intake.recordchecks import rejection_summary, split_rejected
+from target_dativo_iceberg.sdk_compat import SDK_METADATA_COLUMNS
 
 if TYPE_CHECKING:
     from target_dativo_iceberg.contracts.enforcement import Enforcer
@@ -28,10 +29,7 @@ if TYPE_CHECKING:
     from target_dativo_iceberg.iceberg.schema import StreamSchema
 
 #: Record keys the SDK drops from records unless `add_record_metadata` is on.
-SDK_METADATA = frozenset(
-    ("_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at", "_sdc_deleted_at", "_sdc_sequence",
-     "_sdc_table_version", "_sdc_sync_started_at")
-)  # fmt: skip
+SDK_METADATA = frozenset(SDK_METADATA_COLUMNS)
 
 
 def with_ingest_date(schema: Schema, terms: list[PartitionTerm]) -> Schema:

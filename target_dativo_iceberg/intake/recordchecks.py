@@ -18,13 +18,11 @@ import pyarrow as pa
 from target_dativo_iceberg.contracts.odcs.results import BatchResult, ErrorSummary, RowError, record_json
 from target_dativo_iceberg.errors import KeyPropertyMissingError, RecordError
 from target_dativo_iceberg.intake.inputs import (
-    lone_surrogate,
-    may_hold_surrogates,
     preview,
     printable,
-    surrogate_message,
     where,
 )
+from target_dativo_iceberg.unicode import lone_surrogate, may_hold_surrogates, surrogate_message
 
 if TYPE_CHECKING:
     from target_dativo_iceberg.intake.buffer import LineSource

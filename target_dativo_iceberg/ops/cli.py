@@ -15,8 +15,8 @@ from typing import Any
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.table import Table
 
-from target_dativo_iceberg.errors import DativoError
-from target_dativo_iceberg.iceberg.branches import PublishError, branches, diff, publish
+from target_dativo_iceberg.errors import DativoError, PublishError
+from target_dativo_iceberg.iceberg.branches import branches, diff, publish
 from target_dativo_iceberg.iceberg.markers import committed_state
 from target_dativo_iceberg.iceberg.retry import describe
 from target_dativo_iceberg.redact import RedactingStream, activate, write_data

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.errors import DativoError, PreflightError, ProbeMismatchError, RetryExhaustedError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.catalogs import (
     catalog_endpoint,
@@ -39,7 +39,6 @@ from target_dativo_iceberg.iceberg.catalogs import (
 )
 from target_dativo_iceberg.iceberg.retry import (
     NO_RETRY,
-    RetryExhaustedError,
     RetryPolicy,
     call_with_retries,
     describe,
@@ -52,14 +51,6 @@ DEFAULT_TIMEOUT = 30.0
 PROBE_DIR = "_dativo_preflight/probe/data"  # <ns>/<table>/data/: the only shape S3 table buckets accept
 STORAGE_SCHEMES = ("s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "wasb", "wasbs", "oss", "hdfs", "viewfs")
 _NESSIE_REF = re.compile(r"^[A-Za-z](?:[A-Za-z0-9._/-]*[A-Za-z0-9._-])?$")
-
-
-class PreflightError(DativoError):
-    """A preflight check failed: the message names the check, the endpoint (redacted) and the cause."""
-
-
-class ProbeMismatchError(DativoError):
-    """The storage probe read back different bytes than it wrote."""
 
 
 @dataclass

@@ -15,7 +15,6 @@ from target_dativo_iceberg.settings.model import (
     Settings,
     batch_roots,
     config_jsonschema,
-    sanitize_identifier,
 )
 
 __all__ = [
@@ -29,5 +28,4 @@ __all__ = [
     "batch_roots",
     "config_jsonschema",
     "describe_config_errors",
-    "sanitize_identifier",
 ]

@@ -8,7 +8,6 @@ the checks a config must pass. The rest of the package reads settings only from 
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from target_dativo_iceberg.iceberg.retry import (
     DEFAULT_RETRY_DELAY_SECONDS,
     RetryPolicy,
 )
+from target_dativo_iceberg.iceberg.schema import sanitize_name
 from target_dativo_iceberg.redact import Redactor, mapping_secrets, uri_secrets
 from target_dativo_iceberg.settings.declare import (
     builtin,
@@ -43,12 +43,6 @@ from target_dativo_iceberg.settings.declare import (
 
 CATALOG_TYPES = ("sql", "rest", "nessie", "glue", "hive", "none")
 VALIDATION_MODES = ("strict", "warn")
-
-
-def sanitize_identifier(name: str) -> str:
-    """Namespace and table names: lower-case, non-alphanumerics → `_` (REST catalogs reject others)."""
-    clean = re.sub(r"[^a-z0-9_]", "_", str(name).strip().lower()) or "_"
-    return clean
 
 
 def batch_roots(value: Any, name: str = "batch_allowed_roots") -> tuple[str, ...]:
@@ -138,7 +132,7 @@ class Settings:
     namespace: str | None = setting(
         None,
         "Iceberg namespace (default: the contract's domain, else tenant_id).",
-        check=lambda value, _: sanitize_identifier(value),
+        check=lambda value, _: sanitize_name(value),
     )
     catalog_type: str = setting(
         "sql",
@@ -241,7 +235,7 @@ class Settings:
     @property
     def default_namespace(self) -> str:
         """Namespace used when neither the setting nor a contract names one."""
-        return self.namespace or sanitize_identifier(self.tenant_id)
+        return self.namespace or sanitize_name(self.tenant_id)
 
     def s3_file_io_properties(self) -> dict[str, str]:
         """Map `connection.s3.*` onto pyiceberg's FileIO `s3.*` properties."""

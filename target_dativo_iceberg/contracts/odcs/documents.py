@@ -19,7 +19,8 @@ import yaml
 from jsonschema import Draft201909Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from target_dativo_iceberg.contracts.odcs import ContractProblem, join_location
+from target_dativo_iceberg.contracts.odcs import join_location
+from target_dativo_iceberg.errors import ContractProblem
 
 # apiVersion minor → vendored official schema file.
 OFFICIAL_SCHEMAS = {
@@ -50,7 +51,7 @@ _Loader.yaml_implicit_resolvers = {
 def parse_yaml(text: str) -> Any:
     """Parse YAML (or JSON); a syntax error becomes a ContractProblem with line and column."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -14,7 +14,7 @@ from typing import Any
 
 from pyiceberg.types import IcebergType
 
-from target_dativo_iceberg.contracts.odcs import ContractProblem, join_location
+from target_dativo_iceberg.contracts.odcs import join_location
 from target_dativo_iceberg.contracts.odcs.rules import (
     FieldRules,
     QualityCheck,
@@ -28,6 +28,7 @@ from target_dativo_iceberg.contracts.odcs.types import (
     resolve_flat_type,
     resolve_type,
 )
+from target_dativo_iceberg.errors import ContractProblem
 from target_dativo_iceberg.iceberg.schema import sanitize_name
 
 # Singer JSON types → coercion kinds whose values they can carry (strings reach every kind).

@@ -17,7 +17,7 @@ from typing import Any, Union
 
 import pyarrow as pa
 
-from target_dativo_iceberg.intake.inputs import lone_surrogate, surrogate_message
+from target_dativo_iceberg.unicode import lone_surrogate, surrogate_message
 
 Batch = Union[Sequence[Mapping[str, Any]], Mapping[str, Sequence[Any]]]
 

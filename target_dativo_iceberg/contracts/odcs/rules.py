@@ -17,9 +17,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from target_dativo_iceberg.contracts.odcs import ContractProblem, join_location
-from target_dativo_iceberg.contracts.odcs.coerce import convert_value, strptime_format
+from target_dativo_iceberg.contracts.odcs import join_location
+from target_dativo_iceberg.contracts.odcs.convert import convert_value, strptime_format
 from target_dativo_iceberg.contracts.odcs.types import ResolvedType
+from target_dativo_iceberg.errors import ContractProblem
 
 CHECKED_FORMATS = ("email", "uuid", "date", "date-time", "uri", "hostname", "ipv4", "ipv6")
 RULE_KEYS = ("minLength", "maxLength", "pattern", "format", "minimum", "maximum")

@@ -27,7 +27,7 @@ from pyiceberg.types import (
     TimeType,
 )
 
-from target_dativo_iceberg.contracts.odcs import ContractProblem
+from target_dativo_iceberg.errors import ContractProblem
 
 LOGICAL_TYPES = ("string", "integer", "number", "boolean", "date", "timestamp", "time", "object", "array")
 # ODCS logical types without a flat Iceberg equivalent: stored as JSON text.
@@ -92,6 +92,13 @@ def _parse_physical(physical: str) -> tuple[str | None, int | None, int | None]:
     precision = int(match.group(2)) if match.group(2) else None
     scale = int(match.group(3)) if match.group(3) else None
     return _PHYSICAL_KINDS.get(base), precision, scale
+
+
+def physical_decimal(physical: str) -> tuple[int, int | None] | None:
+    """(precision, scale) of a decimal physicalType that spells its precision (`decimal(12,2)`,
+    `NUMERIC(10)`: scale None); None for any other physicalType."""
+    kind, precision, scale = _parse_physical(physical)
+    return (precision, scale) if kind == "decimal" and precision is not None else None
 
 
 def _build(kind: str, precision: int | None, scale: int | None, location: str) -> ResolvedType:

@@ -1,0 +1,103 @@
+"""Every private pyiceberg API the target relies on, behind typed functions, so an upgrade touches one file.
+
+pyiceberg's public `Table.append` sizes data files by Arrow bytes and gives no way to choose the
+Parquet encoding per column or to learn which files a lost transaction wrote, so `iceberg/writer.py`
+and `iceberg/conflicts.py` use a few internals. They are used from here only (a test fails on a
+private pyiceberg name anywhere else in the package). Checked against pyiceberg 0.12.0; the
+dependency is pinned to `>=0.12,<0.13` in pyproject.toml — on an upgrade, re-check each below:
+
+- `pyiceberg.io.pyarrow._check_pyarrow_schema_compatible(requested_schema, provided_schema,
+  format_version=)`: the check `Transaction.append` makes before writing (`check_schema_compatible`),
+  so a batch is refused with the message pyiceberg users know.
+- `pyiceberg.io.pyarrow._determine_partitions(spec=, schema=, arrow_table=)` and the
+  `partition_key` / `arrow_table_partition` of what it yields: split a batch by partition the
+  way `append` does (`split_by_partition`).
+- `pyiceberg.io.pyarrow._to_requested_schema(requested_schema=, file_schema=, batch=,
+  include_field_ids=, format_model=)`: cast a batch to the file schema with Parquet field ids, as
+  pyiceberg's own `write_file` does (`to_file_schema`).
+- `ParquetFormatWriter._writer`, `._parquet_writer_kwargs` and `._fos`: the Parquet writer is opened
+  on the first `write` with `_parquet_writer_kwargs`, so `ParquetFileWriter` sets `use_dictionary`
+  there; `_fos` is the open output stream, whose `tell()` is the bytes written so far
+  (`ParquetFileWriter.bytes_written`), what files are rolled at.
+- `Transaction._snapshot_producers` and each producer's `_added_data_files`: the data files a
+  transaction wrote, deleted after it lost a conflict (`added_data_files`). Read with `getattr`
+  defaults: if they disappear, the cleanup is skipped (orphans, which `dativo maintain` removes)
+  rather than the commit failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.io import OutputFile
+from pyiceberg.io.pyarrow import (
+    FileFormatFactory,
+    ParquetFormatWriter,
+    _check_pyarrow_schema_compatible,
+    _determine_partitions,
+    _to_requested_schema,
+)
+from pyiceberg.manifest import DataFile, FileFormat
+from pyiceberg.partitioning import PartitionKey, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Transaction
+from pyiceberg.typedef import Properties
+
+#: Chooses Parquet's `use_dictionary` (True, or the columns to encode) from a file's first rows.
+DictionaryChoice = Callable[[pa.Table], bool | list[str]]
+
+
+def check_schema_compatible(schema: Schema, provided: pa.Schema, format_version: int) -> None:
+    """Raise ValueError (pyiceberg's message) unless Arrow data of `provided` fits `schema`."""
+    _check_pyarrow_schema_compatible(schema, provided_schema=provided, format_version=format_version)
+
+
+def split_by_partition(
+    spec: PartitionSpec, schema: Schema, data: pa.Table
+) -> Iterator[tuple[PartitionKey, pa.Table]]:
+    """The rows of `data` grouped by partition of `spec`, each with its partition key."""
+    for part in _determine_partitions(spec=spec, schema=schema, arrow_table=data):
+        yield part.partition_key, part.arrow_table_partition
+
+
+def to_file_schema(file_schema: Schema, data_schema: Schema, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """`batch` (whose Iceberg schema is `data_schema`) cast to `file_schema`, with Parquet field ids."""
+    return _to_requested_schema(
+        requested_schema=file_schema,
+        file_schema=data_schema,
+        batch=batch,
+        include_field_ids=True,
+        format_model=FileFormatFactory.get(FileFormat.PARQUET),
+    )
+
+
+class ParquetFileWriter(ParquetFormatWriter):
+    """pyiceberg's Parquet writer (table properties, field ids, statistics) with the dictionary-encoded
+    columns chosen on the first write, and the bytes written so far."""
+
+    def __init__(
+        self, output_file: OutputFile, file_schema: Schema, properties: Properties, choose: DictionaryChoice
+    ) -> None:
+        super().__init__(output_file, file_schema, properties)
+        self._choose_dictionary = choose
+
+    def write(self, table: pa.Table) -> None:
+        """Append `table` as row groups (the first call opens the file)."""
+        if self._writer is None:
+            self._parquet_writer_kwargs = {
+                **self._parquet_writer_kwargs,
+                "use_dictionary": self._choose_dictionary(table),
+            }
+        super().write(table)
+
+    def bytes_written(self) -> int:
+        """Bytes of the file on disk so far (0 before the first write)."""
+        return self._fos.tell() if self._fos is not None else 0
+
+
+def added_data_files(tx: Transaction | None) -> list[DataFile]:
+    """The data files `tx` wrote (its appends, and the rewrites of its deletes); [] if unknown."""
+    producers: list[Any] = getattr(tx, "_snapshot_producers", None) or []
+    return [f for producer in producers for f in getattr(producer, "_added_data_files", None) or []]

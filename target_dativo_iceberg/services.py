@@ -44,7 +44,6 @@ class RunServices:
     settings: Settings
     events: EventLog
     contracts: dict[str, Contract]
-    validation_mode: str
     committer: Committer
     ledger: StateLedger
     commits: CommitQueue

@@ -67,7 +67,7 @@ class IcebergSink(SdkBatchSink):
             self.checks = RecordChecks(
                 stream_name,
                 self.key_properties,
-                run.validation_mode,
+                settings.schema_validation_mode,
                 run.reader,
                 lambda: self.record_validator,
                 lambda: self.records_read + 1,
@@ -78,7 +78,7 @@ class IcebergSink(SdkBatchSink):
                 stream_name,
                 self.contract,
                 self.schema,
-                run.validation_mode,
+                settings.schema_validation_mode,
                 settings.load_method == "upsert",
                 run.events,
             )

@@ -79,14 +79,12 @@ class TargetDativoIceberg(SdkTarget):
         self.message_reader.connect(
             self.routes, self.shutdown, self.on_idle, self.after_records, self._next_position
         )
-        mode = self.settings.schema_validation_mode
         self.services = RunServices(
             run_id=self.run_id,
             ingest_date=datetime.datetime.now(datetime.timezone.utc).date(),
             settings=self.settings,
             events=self.events,
             contracts=self._load_contracts(),
-            validation_mode=mode,
             committer=Committer(self.settings, self.events, self.retry_policy),
             ledger=self.ledger,
             commits=self.commits,
@@ -94,7 +92,7 @@ class TargetDativoIceberg(SdkTarget):
             progress=self.progress,
             reader=self.message_reader,
             drain=self.drain_one,
-            claims=TableClaims(rejected_tables=mode == "warn"),
+            claims=TableClaims(rejected_tables=self.settings.schema_validation_mode == "warn"),
         )
 
     def install_signal_handlers(self) -> None:

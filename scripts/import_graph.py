@@ -20,6 +20,14 @@ PACKAGE = "target_dativo_iceberg"
 #: or under `if TYPE_CHECKING:` (never runs).
 MODULE_LEVEL, FUNCTION_LEVEL, TYPE_CHECKING = "module", "function", "type_checking"
 
+#: The layering rules of docs/architecture.md: subpackage → what it must not import (subpackages with
+#: everything under them, or top-level modules of the package).
+FORBIDDEN = {
+    "iceberg": ["intake", "delivery", "contracts", "ops", "target", "sink", "services", "table_plan"],
+    "contracts": ["intake", "delivery", "ops", "target", "sink"],
+}
+MAX_LINES = 400
+
 
 @dataclass(frozen=True)
 class Import:
@@ -166,3 +174,19 @@ def layer_of(module: str, root: Path = REPO_ROOT) -> str:
     package, _, rest = module.partition(".")
     first = rest.split(".")[0]
     return first if first and (root / package / first).is_dir() else "top"
+
+
+def within(module: str, name: str, package: str = PACKAGE) -> bool:
+    """`module` is `<package>.<name>` or lies under it."""
+    prefix = f"{package}.{name}"
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def breaks_layering(importer: str, imported: str) -> str | None:
+    """The rule an import breaks (`contracts/ must not import intake`), or None."""
+    for layer, names in FORBIDDEN.items():
+        if within(importer, layer):
+            for name in names:
+                if within(imported, name):
+                    return f"{layer}/ must not import {name}"
+    return None

@@ -29,13 +29,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-from matplotlib.path import Path as MplPath  # noqa: E402
-from PIL import Image  # noqa: E402  (Pillow comes with matplotlib)
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.path import Path as MplPath
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import import_graph as graph  # noqa: E402
+import import_graph as graph
 
 TARGET, SHARED = "top: target", "top: shared"
 #: Box titles and, for the two top-level boxes, their job (subpackages say theirs in `__init__.py`).

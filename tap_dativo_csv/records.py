@@ -62,7 +62,7 @@ class ArrowRecords:
     state_manager: t.Any
     stream_state: dict
     _tap: t.Any
-    _stream_version: int | None
+    stream_version: int | None
     ABORT_AT_RECORD_COUNT: int | None
     STATE_MSG_FREQUENCY: int
 
@@ -119,7 +119,7 @@ class ArrowRecords:
         with counter, timer:
             counter.with_context({})
             timer.with_context({})
-            self._write_starting_replication_value(None)  # type: ignore[attr-defined]
+            self.write_starting_replication_value(None)  # type: ignore[attr-defined]
             for source, state in self._files_to_read():
                 report, count = ReadReport(), 0
                 for batch, fallbacks in self._read_chunks(source, report):
@@ -127,9 +127,9 @@ class ArrowRecords:
                     count += batch.num_rows
                     pa.default_memory_pool().release_unused()  # this chunk's buffers, to the OS
                 self._bookmark(source, state, report, count)
-            self._finalize_state(self.get_context_state(None))  # type: ignore[attr-defined]
-        self._finalize_state(self.stream_state)  # type: ignore[attr-defined]
-        self._write_state_message()  # type: ignore[attr-defined]
+            self.finalize_state(self.get_context_state(None))  # type: ignore[attr-defined]
+        self.finalize_state(self.stream_state)  # type: ignore[attr-defined]
+        self.write_state()  # type: ignore[attr-defined]
 
     def _write_chunk(self, batch: pa.RecordBatch, fallbacks: dict, written: int, counter: t.Any) -> int:
         """Write one chunk's RECORDs (a STATE after every `STATE_MSG_FREQUENCY`-th record of the
@@ -137,7 +137,7 @@ class ArrowRecords:
         lines = None
         if not fallbacks:
             now = datetime.datetime.now(datetime.timezone.utc).isoformat(sep="T")
-            lines = record_lines(batch, self.name, now, self._stream_version, end="\n")
+            lines = record_lines(batch, self.name, now, self.stream_version, end="\n")
         records = as_records(batch, fallbacks) if lines is None else []
         start, total, every = 0, batch.num_rows, self.STATE_MSG_FREQUENCY
         while start < total:
@@ -146,10 +146,10 @@ class ArrowRecords:
                 write_lines(lines.slice(start, take))
             else:
                 for record in records[start : start + take]:
-                    self._write_record_message(record)  # type: ignore[attr-defined]
+                    self.write_record(record)  # type: ignore[attr-defined]
             self.state_manager.is_flushed = False
             counter.increment(take)
             start, written = start + take, written + take
             if written % every == 0:
-                self._write_state_message()  # type: ignore[attr-defined]
+                self.write_state()  # type: ignore[attr-defined]
         return written

@@ -7,7 +7,6 @@ import typing as t
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-from singer_sdk import Stream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_dativo_csv.batches import ParquetBatchWriter
@@ -17,7 +16,7 @@ from tap_dativo_csv.reader import CSVOptions, FileLayout, ReadReport
 from tap_dativo_csv.records import ArrowRecords
 from tap_dativo_csv.settings import STRATEGIES
 from tap_dativo_csv.sources import SourceFile, Sources, parse_timestamp
-from target_dativo_iceberg.sdk_compat import BatchConfig, BatchFileFormat
+from target_dativo_iceberg.sdk_compat import BatchConfig, BatchFileFormat, SdkStream
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
@@ -47,7 +46,7 @@ class StreamPlan:
     metadata_columns: bool = False
 
 
-class CSVFileStream(ArrowRecords, Stream):
+class CSVFileStream(ArrowRecords, SdkStream):
     """Reads every file of a stream in path order; unchanged files are skipped by their mtime.
 
     State: `bookmarks.<stream>.partitions[]`, one SDK partition per file with context `{"path"}`,

@@ -19,6 +19,7 @@ singer-sdk 0.54.9 (pinned to 0.54.x in pyproject.toml):
 | `Sink._validate_and_parse`, `_validator`, `_parse_timestamps_in_record` | per-record validation (a contract replaces it) |
 | `Sink._singer_validate_message`, `_total_records_read` | key properties; record positions in messages |
 | `GenericSingerReader._process_unknown_message` | messages of unknown type |
+| `Stream._write_state_message`, `_finalize_state`, `_write_starting_replication_value`, `_write_record_message`, `_stream_version` | the CSV tap's Arrow record writer (`SdkStream`) |
 | `singer_sdk.helpers._batch.BatchConfig`, `.BatchFileFormat` | the `batch_config` setting and its formats (tap and target) |
 | `Sink._add_sdc_metadata_to_record` / `_remove_sdc_metadata_from_record` | which columns are SDK metadata (`SDK_METADATA_COLUMNS`: the SDK has no public list) |
 """
@@ -32,6 +33,7 @@ from singer_sdk.helpers._batch import BatchConfig, BatchFileFormat
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.sinks import BatchSink
+from singer_sdk.streams import Stream
 from singer_sdk.target_base import Target
 
 ConfigInput = _ConfigInput
@@ -178,6 +180,30 @@ class SdkBatchSink(BatchSink):
         self.check_key_properties(record)
 
 
+class SdkStream(Stream):
+    """`Stream` with the private members the CSV tap's Arrow record writer needs under public names."""
+
+    def write_state(self) -> None:
+        """Write the stream's STATE message (as the SDK does every `STATE_MSG_FREQUENCY` records)."""
+        self._write_state_message()
+
+    def finalize_state(self, state: dict) -> None:
+        """Mark a (partition's) state final: progress markers become its bookmark."""
+        self._finalize_state(state)
+
+    def write_starting_replication_value(self, context: dict | None) -> None:
+        self._write_starting_replication_value(context)
+
+    def write_record(self, record: dict) -> None:
+        """One RECORD message through the SDK's writer (stream maps, metadata, conformance)."""
+        self._write_record_message(record)
+
+    @property
+    def stream_version(self) -> int | None:
+        """The stream's table version (`_sdc_table_version`), when the SDK set one."""
+        return self._stream_version
+
+
 class SdkReader(GenericSingerReader[str]):
     """The SDK's message reader with its unknown-message hook public."""
 
@@ -193,5 +219,6 @@ __all__ = [
     "ConfigInput",
     "SdkBatchSink",
     "SdkReader",
+    "SdkStream",
     "SdkTarget",
 ]

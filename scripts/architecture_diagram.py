@@ -53,7 +53,7 @@ PLACES = {
     "ops": (1320, 310, 450, 1),
     "contracts": (30, 650, 560, 2),
     "iceberg": (640, 930, 600, 2),
-    SHARED: (1320, 930, 450, 2),
+    SHARED: (1300, 930, 490, 2),
 }
 #: How each arrow runs: where it leaves its box (`side@coordinate`: `b@700` is the bottom edge at
 #: x=700, `l@440` the left edge at y=440), the bends on its way, where it enters the other box, and
@@ -143,8 +143,14 @@ class Box:
         return sx + dx * s, sy + dy * s
 
 
+#: Subpackages drawn inside the shared box (what every layer imports, split into modules).
+SHARED_PACKAGES = {"settings"}
+
+
 def box_of(module: str, shared_top: set[str]) -> str:
     layer = graph.layer_of(module)
+    if layer in SHARED_PACKAGES:
+        return SHARED
     if layer != "top":
         return layer
     return SHARED if module in shared_top else TARGET
@@ -153,7 +159,7 @@ def box_of(module: str, shared_top: set[str]) -> str:
 def shown_name(module: str, layer: str) -> str:
     """`target_dativo_iceberg.contracts.odcs.types` → `odcs/types.py` in the contracts box."""
     parts = module.split(".")[1:]
-    if parts and parts[0] == layer:
+    if parts and parts[0] == layer and layer not in SHARED_PACKAGES:
         parts = parts[1:]
     path = MODULE_PATHS[module]
     if path.name == "__init__.py":

@@ -49,7 +49,6 @@ class TargetDativoIceberg(SdkTarget):
         *SdkTarget.capabilities,
         PluginCapabilities.ACTIVATE_VERSION,
     ]
-    _MAX_PARALLELISM = 1  # commits run one at a time so covered-state bookkeeping stays exact
     partial: t.ClassVar[bool] = False  # set when a run ends with exit code 1 (warn-mode rejections)
 
     config_jsonschema = settings_jsonschema()  # every setting is declared once, in settings/model.py

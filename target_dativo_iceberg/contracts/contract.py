@@ -1,4 +1,4 @@
-"""ODCS v3 data contracts: load, validate, and map to an Iceberg table (design §4, issue 3).
+"""ODCS v3 data contracts: load, validate, and map to an Iceberg table.
 
 Two flavours are read. Official ODCS (`apiVersion` v3.0.x, v3.1.x, v3.2.x) is validated against
 the official JSON Schema of its minor version, vendored in `odcs/`. The flat Dativo flavour

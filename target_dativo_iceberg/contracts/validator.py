@@ -1,4 +1,4 @@
-"""Record validation against a contract, a batch at a time, on the hot path (issue 3 §4–5).
+"""Record validation against a contract, a batch at a time, on the hot path.
 
 `Validator.validate(batch, first_position)` takes the raw Singer record values of one batch —
 a list of record dicts (what the SDK sink holds) or a dict of columns (source field → values, the

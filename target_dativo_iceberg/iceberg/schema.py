@@ -1,6 +1,6 @@
 """Singer JSON Schema → Iceberg schema, and Singer records → Arrow columns.
 
-Mapping (design §4, issue 2): integer→long, number→double, string, boolean, `date-time`→timestamptz
+Mapping: integer→long, number→double, string, boolean, `date-time`→timestamptz
 (naive input taken as UTC), `date`, `time`, object with properties→struct, array→list; objects
 without properties, `{}` and unions other than nullable → string holding JSON. Column names are
 lower-cased with non-alphanumerics turned into `_`; two source names landing on one column is an error.

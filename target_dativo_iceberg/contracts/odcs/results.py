@@ -1,6 +1,6 @@
 """Validation results: row errors, the batch result, rejected rows, the error summary.
 
-Shapes the caller needs for issue 3 §5: strict mode logs `ErrorSummary` (counts per field and
+Shapes the callers need: strict mode logs `ErrorSummary` (counts per field and
 rule, up to 5 example values and record positions each); warn mode writes
 `BatchResult.rejected_rows` (`_record` JSON + `_errors` list of {field, rule, message}, every reason
 of the row) to `{table}__rejected`, whose `_errors` Arrow type is `REJECTED_ERRORS_TYPE`.

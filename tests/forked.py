@@ -48,13 +48,13 @@ def _child(argv: list[str], cwd: str, input_path: str, out: str, err: str) -> No
     main()
 
 
-def run_target_forked(root: Path, text: str, **config: Any) -> Run:
-    """Like `helpers.run_target` (config under `root`, `text` on stdin), in a forked child."""
+def run_target_forked(root: Path, data: str | bytes, **config: Any) -> Run:
+    """Like `helpers.run_target` (config under `root`, `data` on stdin: bytes as they are), in a forked child."""
     root.mkdir(parents=True, exist_ok=True)
     cfg = root / "target.json"
     cfg.write_text(json.dumps(target_config(root, **config)))
     source, out, err = root / "stdin.singer", root / "stdout.txt", root / "stderr.txt"
-    source.write_text(text)
+    source.write_bytes(data.encode() if isinstance(data, str) else data)
     argv = ["target-dativo-iceberg", "--config", str(cfg)]
     child = _CONTEXT.Process(target=_child, args=(argv, str(root), str(source), str(out), str(err)))
     child.start()
@@ -63,4 +63,4 @@ def run_target_forked(root: Path, text: str, **config: Any) -> Run:
         child.kill()
         child.join()
         raise AssertionError(f"the target did not finish within 300 s:\n{err.read_text()[-3000:]}")
-    return Run(child.exitcode, out.read_text(), err.read_text())
+    return Run(child.exitcode, out.read_text(), err.read_text(errors="replace"))

@@ -24,6 +24,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
+from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.singerlib.encoding.base import SingerMessageType
 from singer_sdk.singerlib.json import deserialize_json
 
@@ -228,7 +229,13 @@ class BlockReader(SdkReader):
         kind = message["type"]
         self.current_line = line if kind == RECORD else None
         if callback := callbacks.get(kind):
-            callback(message)
+            try:
+                callback(message)
+            except RecordsWithoutSchemaException:
+                raise InputError(
+                    f"input line {number}: RECORD of stream {message.get('stream')!r} before any SCHEMA "
+                    "message of that stream (a tap sends a stream's SCHEMA before its records)"
+                ) from None
         else:
             self.unknown_message(message)
         self.current_line = None

@@ -15,6 +15,15 @@ dependency is pinned to `>=0.12,<0.13` in pyproject.toml — on an upgrade, re-c
 - `pyiceberg.io.pyarrow._to_requested_schema(requested_schema=, file_schema=, batch=,
   include_field_ids=, format_model=)`: cast a batch to the file schema with Parquet field ids, as
   pyiceberg's own `write_file` does (`to_file_schema`).
+- `pyiceberg.io.pyarrow.ArrowProjectionVisitor`, the projection behind `_to_requested_schema` on
+  every pyiceberg read and write: its `list` rebuilds a list of structs (and its `map` a map with
+  struct values) from the offsets alone, so a null list or map becomes an empty one — in the Parquet
+  files written (`to_file_schema`, and the files pyiceberg rewrites for a delete or an upsert) and in
+  what a scan returns. apache/iceberg-python#3833, fixed by #3834 (not in 0.12). Importing this
+  module replaces the class in `pyiceberg.io.pyarrow` by `_NullKeepingProjection`, which gives the
+  rebuilt array the validity of its input (`keep_nested_nulls`); readers that do not commit
+  (`ops/readback.py`) call `keep_nested_nulls` themselves. Remove it once pyiceberg ships #3834
+  (`tests/test_nested_nulls.py` shows whether it is still needed).
 - `ParquetFormatWriter._writer`, `._parquet_writer_kwargs` and `._fos`: the Parquet writer is opened
   on the first `write` with `_parquet_writer_kwargs`, so `ParquetFileWriter` sets `use_dictionary`
   there; `_fos` is the open output stream, whose `tell()` is the bytes written so far
@@ -31,8 +40,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyiceberg.io.pyarrow as pyiceberg_arrow
 from pyiceberg.io import OutputFile
 from pyiceberg.io.pyarrow import (
+    ArrowProjectionVisitor,
     FileFormatFactory,
     ParquetFormatWriter,
     _check_pyarrow_schema_compatible,
@@ -44,6 +55,7 @@ from pyiceberg.partitioning import PartitionKey, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Transaction
 from pyiceberg.typedef import Properties
+from pyiceberg.types import ListType, MapType
 
 #: Chooses Parquet's `use_dictionary` (True, or the columns to encode) from a file's first rows.
 DictionaryChoice = Callable[[pa.Table], bool | list[str]]
@@ -63,7 +75,9 @@ def split_by_partition(
 
 
 def to_file_schema(file_schema: Schema, data_schema: Schema, batch: pa.RecordBatch) -> pa.RecordBatch:
-    """`batch` (whose Iceberg schema is `data_schema`) cast to `file_schema`, with Parquet field ids."""
+    """`batch` (whose Iceberg schema is `data_schema`) cast to `file_schema`, with Parquet field ids.
+
+    Null lists, structs and maps stay null at any depth (`_NullKeepingProjection`), sliced or not."""
     return _to_requested_schema(
         requested_schema=file_schema,
         file_schema=data_schema,
@@ -71,6 +85,54 @@ def to_file_schema(file_schema: Schema, data_schema: Schema, batch: pa.RecordBat
         include_field_ids=True,
         format_model=FileFormatFactory.get(FileFormat.PARQUET),
     )
+
+
+def _unsliced(offsets: pa.Array) -> pa.Array:
+    """The same offsets as an array starting at offset 0 (zero-copy): `from_arrays` refuses a
+    validity mask with sliced offsets, which a rebuilt slice of a batch has."""
+    if not offsets.offset:
+        return offsets
+    width = offsets.type.bit_width // 8
+    data = offsets.buffers()[1].slice(offsets.offset * width)
+    return pa.Array.from_buffers(offsets.type, len(offsets), [None, data])
+
+
+def _with_validity_of(source: pa.Array | None, rebuilt: pa.Array | None) -> pa.Array | None:
+    """`rebuilt` (a list or map array pyiceberg made from `source`'s offsets) null where `source` is.
+
+    No copy of the values: the offsets and children are reused with `source`'s null mask."""
+    if rebuilt is None or source is None or rebuilt.null_count == source.null_count:
+        return rebuilt
+    offsets, mask = _unsliced(rebuilt.offsets), source.is_null()
+    if isinstance(rebuilt, pa.MapArray):
+        return pa.MapArray.from_arrays(offsets, rebuilt.keys, rebuilt.items, type=rebuilt.type, mask=mask)
+    lists = pa.LargeListArray if isinstance(rebuilt, pa.LargeListArray) else pa.ListArray
+    return lists.from_arrays(offsets, rebuilt.values, type=rebuilt.type, mask=mask)
+
+
+class _NullKeepingProjection(ArrowProjectionVisitor):
+    """pyiceberg's Arrow projection, with null lists and maps kept null (apache/iceberg-python#3833)."""
+
+    def list(
+        self, list_type: ListType, list_array: pa.Array | None, value_array: pa.Array | None
+    ) -> pa.Array | None:
+        return _with_validity_of(list_array, super().list(list_type, list_array, value_array))
+
+    def map(
+        self,
+        map_type: MapType,
+        map_array: pa.Array | None,
+        key_result: pa.Array | None,
+        value_result: pa.Array | None,
+    ) -> pa.Array | None:
+        return _with_validity_of(map_array, super().map(map_type, map_array, key_result, value_result))
+
+
+def keep_nested_nulls() -> None:
+    """Make every pyiceberg read and write of this process keep null lists and maps null
+    (idempotent; done when this module is imported)."""
+    if not issubclass(pyiceberg_arrow.ArrowProjectionVisitor, _NullKeepingProjection):
+        pyiceberg_arrow.ArrowProjectionVisitor = _NullKeepingProjection
 
 
 class ParquetFileWriter(ParquetFormatWriter):
@@ -101,3 +163,6 @@ def added_data_files(tx: Transaction | None) -> list[DataFile]:
     """The data files `tx` wrote (its appends, and the rewrites of its deletes); [] if unknown."""
     producers: list[Any] = getattr(tx, "_snapshot_producers", None) or []
     return [f for producer in producers for f in getattr(producer, "_added_data_files", None) or []]
+
+
+keep_nested_nulls()

@@ -15,6 +15,8 @@ from typing import Any
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from target_dativo_iceberg.iceberg.pyiceberg_compat import keep_nested_nulls
+
 
 @dataclass
 class TableReport:
@@ -94,10 +96,11 @@ def duckdb_rows(table: Table, branch: str = "main", query: str = "SELECT * FROM 
 
 
 def pyiceberg_rows(table: Table, branch: str = "main") -> list[dict[str, Any]]:
-    """Rows of `table` at the head of `branch`, read by pyiceberg."""
+    """Rows of `table` at the head of `branch`, read by pyiceberg (null lists kept null)."""
     snap_id = branch_snapshot_id(table, branch)
     if snap_id is None:
         return []
+    keep_nested_nulls()
     return table.scan(snapshot_id=snap_id).to_arrow().to_pylist()
 
 

@@ -8,7 +8,7 @@ record position, field, setting, file or endpoint). The target and the `dativo` 
 
 from __future__ import annotations
 
-from singer_sdk.exceptions import MissingKeyPropertiesError
+from singer_sdk.exceptions import MissingKeyPropertiesError, RecordsWithoutSchemaException
 
 
 class DativoError(Exception):
@@ -138,3 +138,7 @@ class Interrupted(BaseException):
 class InputError(DativoError):
     """A line of the Singer input cannot be taken: not UTF-8, not JSON, nested too deep, or a
     message lacking a required key. Names the input line (and stream, record, field if known)."""
+
+
+class RecordBeforeSchemaError(InputError, RecordsWithoutSchemaException):
+    """A RECORD arrived before its stream's SCHEMA (also the SDK's error for it)."""

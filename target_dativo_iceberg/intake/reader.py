@@ -29,7 +29,7 @@ from singer_sdk.singerlib.encoding.base import SingerMessageType
 from singer_sdk.singerlib.json import deserialize_json
 
 from target_dativo_iceberg import faults
-from target_dativo_iceberg.errors import InputError
+from target_dativo_iceberg.errors import InputError, RecordBeforeSchemaError
 from target_dativo_iceberg.intake.inputs import (
     ARROW_DEPTH,
     MAX_DEPTH,
@@ -232,7 +232,7 @@ class BlockReader(SdkReader):
             try:
                 callback(message)
             except RecordsWithoutSchemaException:
-                raise InputError(
+                raise RecordBeforeSchemaError(
                     f"input line {number}: RECORD of stream {message.get('stream')!r} before any SCHEMA "
                     "message of that stream (a tap sends a stream's SCHEMA before its records)"
                 ) from None

@@ -184,3 +184,32 @@ def assert_no_secret(secrets: list[str], run: Run, catalog: Catalog | None = Non
     for where, text in written.items():
         for secret in secrets:
             assert secret not in text, f"secret in {where}"
+
+
+CRASH_TAP = Path(__file__).with_name("crash_tap.py")
+
+
+def crash_pipeline(
+    root: Path, settings: dict[str, Any], tap_args: list[str], state: dict | None, fault: str | None
+) -> subprocess.CompletedProcess:
+    """`crash_tap.py TAP_ARGS [--state]` piped into the target with `settings` (a config under
+    `root`) and `DATIVO_FAULT=fault`; the target's outcome (stdout: its STATE lines)."""
+    config = root / "target.json"
+    config.write_text(json.dumps(settings))
+    tap_cmd = [sys.executable, str(CRASH_TAP), *tap_args]
+    if state is not None:
+        state_file = root / "state.json"
+        state_file.write_text(json.dumps(state))
+        tap_cmd += ["--state", str(state_file)]
+    tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE)
+    target = subprocess.run(
+        [str(BIN / "target-dativo-iceberg"), "--config", str(config)],
+        stdin=tap.stdout,
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PATH": str(BIN), "DATIVO_FAULT": fault or ""},
+        timeout=300,
+    )
+    tap.wait(timeout=60)
+    return target

@@ -5,16 +5,13 @@ table holds exactly the source rows: no loss, no duplicates (append with a deter
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import BIN, open_catalog, target_config
+from helpers import crash_pipeline, open_catalog, target_config
 
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
-TAP = Path(__file__).with_name("crash_tap.py")
 RECORDS = 70  # batch_size_rows 10 → 7 data commits and 7 printed STATEs per clean run; STATE every 7 records
 
 # 21 kill points for append: before a commit, right after it (STATE not yet printed), after the STATE.
@@ -33,25 +30,8 @@ UPSERT_POINTS = [
 
 def pipeline(root: Path, state: dict | None, fault: str | None, load_method: str) -> tuple[int, list[dict]]:
     """tap | target with the given input state; returns the target's exit code and STATE lines."""
-    config = root / "target.json"
-    config.write_text(json.dumps(target_config(root, batch_size_rows=10, load_method=load_method)))
-    tap_cmd = [sys.executable, str(TAP), "--records", str(RECORDS)]
-    if state is not None:
-        state_file = root / "state.json"
-        state_file.write_text(json.dumps(state))
-        tap_cmd += ["--state", str(state_file)]
-    env = {"PATH": str(BIN), "DATIVO_FAULT": fault or ""}
-    tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE)
-    target = subprocess.run(
-        [str(BIN / "target-dativo-iceberg"), "--config", str(config)],
-        stdin=tap.stdout,
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env=env,
-        timeout=300,
-    )
-    tap.wait(timeout=60)
+    settings = target_config(root, batch_size_rows=10, load_method=load_method)
+    target = crash_pipeline(root, settings, ["--records", str(RECORDS)], state, fault)
     states = [json.loads(line) for line in target.stdout.splitlines() if line.strip()]
     return target.returncode, states
 

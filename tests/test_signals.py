@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import BIN, open_catalog, target_config
+from helpers import BIN, CRASH_TAP, crash_pipeline, open_catalog, target_config
 
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
-TAP = Path(__file__).with_name("crash_tap.py")
 RECORDS = 70  # a STATE every 7 records; batch_size_rows 10 → several commits per stream
 STREAMS = ("items", "others")
 
@@ -85,28 +84,12 @@ def pipeline(
     root: Path, path: str, streams: int, state: dict | None, fault: str | None
 ) -> subprocess.CompletedProcess:
     """tap | target; the target's stdout holds its STATE lines."""
-    config = root / "target.json"
     settings = target_config(
         root, batch_size_rows=10, assets=_contracts(root, streams), hot_path=path == "hot"
     )
-    config.write_text(json.dumps(settings))
-    tap_cmd = [sys.executable, str(TAP), "--records", str(RECORDS), "--streams", str(streams)]
-    if state is not None:
-        state_file = root / "state.json"
-        state_file.write_text(json.dumps(state))
-        tap_cmd += ["--state", str(state_file)]
-    tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE)
-    target = subprocess.run(
-        [str(BIN / "target-dativo-iceberg"), "--config", str(config)],
-        stdin=tap.stdout,
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env={"PATH": str(BIN), "DATIVO_FAULT": fault or ""},
-        timeout=300,
+    return crash_pipeline(
+        root, settings, ["--records", str(RECORDS), "--streams", str(streams)], state, fault
     )
-    tap.wait(timeout=60)
-    return target
 
 
 def committed_ids(root: Path, streams: int) -> dict[str, list[int]]:
@@ -175,7 +158,7 @@ def test_sigterm_while_waiting_for_input_stops_at_once(tmp_path: Path) -> None:
     config = tmp_path / "target.json"
     config.write_text(json.dumps(target_config(tmp_path, batch_size_rows=10, assets=_contracts(tmp_path, 1))))
     tap = subprocess.run(
-        [sys.executable, str(TAP), "--records", "15"], capture_output=True, text=True, check=True
+        [sys.executable, str(CRASH_TAP), "--records", "15"], capture_output=True, text=True, check=True
     )
     head = "".join(line + "\n" for line in tap.stdout.splitlines()[:-1])  # without the final STATE
     proc = subprocess.Popen(

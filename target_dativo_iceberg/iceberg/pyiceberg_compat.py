@@ -36,6 +36,7 @@ dependency is pinned to `>=0.12,<0.13` in pyproject.toml — on an upgrade, re-c
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -165,4 +166,14 @@ def added_data_files(tx: Transaction | None) -> list[DataFile]:
     return [f for producer in producers for f in getattr(producer, "_added_data_files", None) or []]
 
 
+def quiet_expected_warnings() -> None:
+    """pyiceberg warns "Delete operation did not match any records" (with a source line) whenever a
+    delete finds nothing — on every upsert of new keys and every ACTIVATE_VERSION with nothing older:
+    the normal case for us, so it is not shown."""
+    warnings.filterwarnings(
+        "ignore", message="Delete operation did not match any records", category=UserWarning
+    )
+
+
 keep_nested_nulls()
+quiet_expected_warnings()

@@ -213,3 +213,15 @@ def crash_pipeline(
     )
     tap.wait(timeout=60)
     return target
+
+
+def start_target(config: Path, cwd: Path) -> subprocess.Popen:
+    """The target CLI with `config`, stdin/stdout/stderr as text pipes (the test feeds and reads it)."""
+    return subprocess.Popen(
+        [str(BIN / "target-dativo-iceberg"), "--config", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )

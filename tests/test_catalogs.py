@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from helpers import record, run_target, schema_msg, state
+from helpers import record, run_target, schema_msg, start_target, state
 from procs import wait_until
 
 from target_dativo_iceberg.errors import ConfigError
@@ -331,7 +331,7 @@ def test_concurrent_writers_all_land(tmp_path: Path, backend: str, request: pyte
     """Four target processes append to the same table and branch at once: every commit lands once."""
     import subprocess
 
-    from helpers import BIN, singer_lines, target_config
+    from helpers import singer_lines, target_config
 
     if backend == "postgres":
         settings: dict[str, Any] = {"catalog_uri": request.getfixturevalue("postgres_url")}
@@ -348,17 +348,7 @@ def test_concurrent_writers_all_land(tmp_path: Path, backend: str, request: pyte
     cfg = tmp_path / "target.json"
     cfg.write_text(json.dumps(target_config(tmp_path, **settings)))
     writers = 4
-    procs = [
-        subprocess.Popen(
-            [str(BIN / "target-dativo-iceberg"), "--config", str(cfg)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-        )
-        for _ in range(writers)
-    ]
+    procs = [start_target(cfg, tmp_path) for _ in range(writers)]
     threads = []
     results: dict[int, tuple[int, str]] = {}
     for w, proc in enumerate(procs):

@@ -18,7 +18,6 @@ attempts and the data files of lost attempts are checked deterministically.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from collections import Counter
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pytest
-from helpers import BIN, Run, record, run_target, schema_msg, singer_lines, state, target_config
+from helpers import Run, record, run_target, schema_msg, singer_lines, start_target, state, target_config
 from pyiceberg.schema import Schema
 from pyiceberg.table.snapshots import ancestors_of
 from pyiceberg.types import LongType, NestedField, StringType
@@ -75,17 +74,7 @@ def run_together(root: Path, settings: dict[str, Any], inputs: list[str]) -> lis
     """Start one target per input, feed each its messages, close every stdin once all are ready."""
     cfg = root / "target.json"
     cfg.write_text(json.dumps(target_config(root, **settings)))
-    procs = [
-        subprocess.Popen(
-            [str(BIN / "target-dativo-iceberg"), "--config", str(cfg)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=root,
-        )
-        for _ in inputs
-    ]
+    procs = [start_target(cfg, root) for _ in inputs]
     ready = [threading.Event() for _ in procs]
     stdout: list[list[str]] = [[] for _ in procs]
     stderr: list[list[str]] = [[] for _ in procs]

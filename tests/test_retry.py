@@ -386,7 +386,6 @@ def test_target_run_survives_seaweedfs_restart(
     emitted no STATE beyond what is committed. With `retry_config` wired into the commit path the
     first outcome is expected; the `retry` events then show the outage was ridden out.
     """
-    import subprocess
 
     from helpers import record, schema_msg, singer_lines, state, target_config
     from servers import CatalogBackend
@@ -400,16 +399,9 @@ def test_target_run_survives_seaweedfs_restart(
     }
     cfg = tmp_path / "target.json"
     cfg.write_text(json.dumps(target_config(tmp_path, **settings)))
-    from helpers import BIN
+    from helpers import start_target
 
-    proc = subprocess.Popen(
-        [str(BIN / "target-dativo-iceberg"), "--config", str(cfg)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-    )
+    proc = start_target(cfg, tmp_path)
     assert proc.stdin and proc.stdout and proc.stderr
     err_lines: list[str] = []
     out_lines: list[str] = []

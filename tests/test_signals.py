@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import BIN, CRASH_TAP, crash_pipeline, open_catalog, target_config
+from helpers import CRASH_TAP, crash_pipeline, open_catalog, start_target, target_config
 
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
@@ -161,14 +161,7 @@ def test_sigterm_while_waiting_for_input_stops_at_once(tmp_path: Path) -> None:
         [sys.executable, str(CRASH_TAP), "--records", "15"], capture_output=True, text=True, check=True
     )
     head = "".join(line + "\n" for line in tap.stdout.splitlines()[:-1])  # without the final STATE
-    proc = subprocess.Popen(
-        [str(BIN / "target-dativo-iceberg"), "--config", str(config)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-        text=True,
-    )
+    proc = start_target(config, tmp_path)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(head)
     proc.stdin.flush()

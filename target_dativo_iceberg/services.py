@@ -26,6 +26,7 @@ class RunProgress:
     records_rejected: int = 0
     quality_failures: int = 0  # warn mode: run-level contract checks that failed (exit 1)
     ending: bool = False  # set at end of input: the next drain of each sink is its final one
+    last_sink: t.Any = None  # the sink whose commit landed last (a final STATE commit goes there)
 
     def committed(self, records: int, rejected: int) -> None:
         self.records_committed += records

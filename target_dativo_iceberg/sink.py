@@ -11,7 +11,6 @@ The sink gets the run's collaborators (`services.RunServices`), not the target.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +24,13 @@ from target_dativo_iceberg.contracts.enforcement import (
     Enforcer,
     rejected_table,
 )
-from target_dativo_iceberg.delivery.replay import REPLAY_KEY, ReplayGuard, parse_marker
-from target_dativo_iceberg.iceberg.committer import CommitResult, TableSpec, json_state
+from target_dativo_iceberg.delivery.coverage import coverage
+from target_dativo_iceberg.delivery.replay import ReplayGuard, parse_marker
+from target_dativo_iceberg.iceberg.committer import CommitResult, TableSpec
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.iceberg.maintenance import expire_reporting
 from target_dativo_iceberg.iceberg.markers import stream_marker
-from target_dativo_iceberg.iceberg.rows import retire_versions
+from target_dativo_iceberg.iceberg.rows import activate_version
 from target_dativo_iceberg.iceberg.schema import singer_to_iceberg
 from target_dativo_iceberg.iceberg.writer import RollingWriter
 from target_dativo_iceberg.intake.batchfiles import read_batch_file
@@ -173,6 +173,12 @@ class IcebergSink(SdkBatchSink):
         self.run.drain(self)
 
     @property
+    def is_full(self) -> bool:
+        """Full — unless a STATE follows in the input already read: the drain then waits for it (the
+        target drains full sinks after each STATE), so this commit covers that STATE at once."""
+        return super().is_full and not self.run.reader.state_follows
+
+    @property
     def table(self) -> Table:
         """The stream's table, created on first use and cached for the run."""
         if self._table is None:
@@ -214,19 +220,8 @@ class IcebergSink(SdkBatchSink):
         if self.enforcer is not None and self.run.progress.ending:
             failures = self.enforcer.finish(self.run.committer.branch_total_records(self.table) + landed)
             self.run.progress.quality_failed(len(failures))
-        covered_seq, covered_state = self.run.ledger.covered(self.buffer)
-        if covered_seq == 0 and self.buffer.base_state is not None:
-            covered_state = self.buffer.base_state
-        summary = {
-            "dativo.run-id": self.run.run_id,
-            "dativo.tenant": self.run.settings.tenant_id,
-            "dativo.stream": self.stream_name,
-            "dativo.records-rejected": str(len(rejected_rows)),
-            "dativo.singer-state": json_state(covered_state),
-            REPLAY_KEY: json.dumps(
-                [self._candidate(seq) for seq in self.run.ledger.resume_points(self.buffer)]
-            ),
-        }
+        cover = coverage(self.run.ledger, self.buffer)
+        summary = {**self._identity(), "dativo.records-rejected": str(len(rejected_rows)), **cover.summary}
         if rejected_rows:
             self._commit_rejected(rejected_rows, summary)
         table = self.table
@@ -257,11 +252,13 @@ class IcebergSink(SdkBatchSink):
         def done(result: CommitResult) -> None:  # back on the main thread, in input order
             self.tally_record_written(landed)
             self.run.progress.committed(result.records, len(rejected_rows))
-            self.run.ledger.emit(covered_seq)  # the STATE this commit made safe
+            self.run.progress.last_sink = self
+            self.run.ledger.emit(cover.seq)  # the STATE this commit made safe
             self.buffer.segments.prune(self.run.ledger.emitted_seq)  # a resume starts from there
 
         self.buffer.drained()
-        self.run.commits.submit(covered_seq, work, done)
+        self.buffer.tail = cover.tail
+        self.run.commits.submit(cover.seq, work, done)
 
     def spill(self, context: dict) -> None:
         """A long batch (`batch_size_rows` above `SPILL_ROWS`): validate what is buffered and stream it
@@ -315,10 +312,34 @@ class IcebergSink(SdkBatchSink):
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
 
-    def _candidate(self, from_seq: int) -> dict[str, Any]:
-        """Replay marker from STATE `from_seq`: records after it, and the first STATE that followed."""
-        marker = self.buffer.segments.marker(from_seq)
-        return {**marker, "first_state": self.run.ledger.hashes.get(from_seq + 1)}
+    def _identity(self) -> dict[str, str]:
+        """Summary keys naming the run and the stream of a commit."""
+        settings = self.run.settings
+        return {
+            "dativo.run-id": self.run.run_id,
+            "dativo.tenant": settings.tenant_id,
+            "dativo.stream": self.stream_name,
+        }
+
+    def commit_state(self) -> None:
+        """A commit without rows that carries the newest STATE: its records are all committed, but
+        no commit of this run says so yet (see `Target._release_state`)."""
+        self.run.commits.join()
+        cover = coverage(self.run.ledger, self.buffer)
+        summary, table, schema = {**self._identity(), **cover.summary}, self.table, self.spec.schema
+        committer, stream, events = self.run.committer, self.stream_name, self.run.events
+
+        def work() -> CommitResult:
+            result = committer.commit(
+                stream, table, schema, lambda *_: pa.table({}), 0, summary, data_files=[]
+            )
+            events.emit(
+                "state_committed", stream=stream, table=self.plan.name, snapshot_id=result.snapshot_id
+            )
+            return result
+
+        self.buffer.tail = cover.tail
+        self.run.commits.submit(cover.seq, work, lambda _result: self.run.ledger.emit(cover.seq))
 
     def publish_overwrite(self) -> None:
         """overwrite: the stream ended; its staging branch replaces the branch's content atomically."""
@@ -343,32 +364,9 @@ class IcebergSink(SdkBatchSink):
         self.run.drain(self)
         self.run.commits.join()
         self.run.shutdown.check()
-        table = self.table
-        table.refresh()
-        if "_sdc_table_version" not in table.schema().column_names:
-            self.run.events.emit(
-                "activate_version_ignored",
-                stream=self.stream_name,
-                version=new_version,
-                reason="the table has no _sdc_table_version column (enable add_record_metadata)",
-            )
-            return
-        hard = self.run.settings.hard_delete
-        summary = {
-            "dativo.run-id": self.run.run_id,
-            "dativo.tenant": self.run.settings.tenant_id,
-            "dativo.stream": self.stream_name,
-            "dativo.operation": f"activate-version {new_version}",
-        }
-        branch = self.run.settings.table_branch
-        self.run.committer.ensure_branch(table, branch)
-        retire_versions(table, branch, new_version, hard, summary)
-        self.run.events.emit(
-            "version_activated",
-            stream=self.stream_name,
-            version=new_version,
-            hard_delete=hard,
-            table=".".join(self.identifier),
+        summary = {**self._identity(), "dativo.operation": f"activate-version {new_version}"}
+        activate_version(
+            self.table, self.run.committer, self.run.events, self.stream_name, new_version, summary
         )
 
     def finish_without_batch(self) -> None:

@@ -134,7 +134,7 @@ class TargetDativoIceberg(SdkTarget):
         self.commits.join()
         for sink in sinks:
             sink.publish_overwrite()
-        self.ledger.emit()
+        self._release_state()
 
     # ------------------------------------------------------------------ reading
 
@@ -146,6 +146,7 @@ class TargetDativoIceberg(SdkTarget):
         """After a hot run: the SDK's batch-age drain, as after each record on the record path; and
         a finished background commit reports (its STATE goes out) without waiting for the next one."""
         self.commits.poll()
+        self._release_state()
         self.drain_if_due()
 
     def on_idle(self) -> float | None:
@@ -153,6 +154,7 @@ class TargetDativoIceberg(SdkTarget):
         (the SDK checks only when records arrive), and report a finished background commit.
         Returns the seconds until this is worth calling again (None: nothing pending)."""
         self.commits.poll()
+        self._release_state()
         self.drain_if_due()
         if self.commits.busy:
             return 0.1
@@ -177,16 +179,44 @@ class TargetDativoIceberg(SdkTarget):
     def on_state(self, state: Any) -> bool:
         """Number each new STATE (the ledger) and let buffers settle a pending replay check."""
         digest = self.ledger.receive(state)
-        if digest is None:
-            return False
-        for sink in self._iceberg_sinks():
-            sink.buffer.on_state(digest)
-        return True
+        sinks = self._iceberg_sinks()
+        if digest is not None:
+            for sink in sinks:
+                sink.buffer.on_state(digest)
+        for sink in sinks:  # filled just before this STATE (see `IcebergSink.is_full`): commit now
+            if sink.current_size >= sink.max_size:
+                self.drain_one(sink)
+        self.commits.poll()
+        self._release_state()
+        return digest is not None
 
     def on_full_drain(self) -> None:
         """Called by the SDK after a full drain: once the last commit lands, every record so far is."""
         self.commits.join()
-        self.ledger.emit()
+        self._release_state()
+
+    def _release_state(self) -> None:
+        """Print the newest STATE once every record before it is committed — at once, not at the
+        next commit. A sink whose last commit ended with records after the STATE known then (its
+        `tail`) first commits the STATE (no rows; see delivery/coverage.py), and so does, at the end
+        of the input, the sink that committed last when no commit carries the final STATE yet: the
+        newest snapshot then holds what Meltano holds (`dativo state show`)."""
+        ledger = self.ledger
+        final = self.progress.ending and ledger.seq > ledger.carried_seq  # no snapshot has it yet
+        if self.commits.busy or not (ledger.behind or final) or not ledger.all_committed() or self._staging():
+            return
+        carriers = [
+            sink for sink in self._iceberg_sinks() if sink.buffer.tail and sink.load_method != "overwrite"
+        ]
+        last = self.progress.last_sink
+        if not carriers and final and last is not None and last.load_method != "overwrite":
+            carriers = [last]
+        for sink in carriers:
+            sink.commit_state()
+        if carriers and not self.progress.ending:
+            return  # the last STATE commit prints it when it lands (its `done`, on this thread)
+        self.commits.join()
+        ledger.emit()
 
     # ------------------------------------------------------------------ run
 

@@ -225,3 +225,30 @@ def start_target(config: Path, cwd: Path) -> subprocess.Popen:
         text=True,
         cwd=cwd,
     )
+
+
+def lab_contracts(root: Path, streams: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """Minimal ODCS contracts (`id` bigint primary key, `v` string; namespace `lab`) for the crash
+    tap's streams, written under `root`: the `assets` setting that puts them on the hot path."""
+    import yaml
+
+    assets = {}
+    for index, name in enumerate(streams):
+        path = root / f"{name}.yaml"
+        contract = {
+            "$schema": "schemas/odcs/dativo-odcs-3.0.2-extended.schema.json",
+            "apiVersion": "v3.0.2",
+            "kind": "DataContract",
+            "id": f"0b6f3c4e-0000-4000-8000-00000000001{index}",
+            "name": name,
+            "version": "1.0",
+            "domain": "lab",
+            "dataProduct": "signals",
+            "schema": [
+                {"name": "id", "type": "bigint", "required": True, "primary_key": True},
+                {"name": "v", "type": "string"},
+            ],
+        }
+        path.write_text(yaml.safe_dump(contract))
+        assets[name] = str(path)
+    return assets

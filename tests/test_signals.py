@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import CRASH_TAP, crash_pipeline, open_catalog, start_target, target_config
+from helpers import CRASH_TAP, crash_pipeline, lab_contracts, open_catalog, start_target, target_config
 
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
@@ -54,38 +53,12 @@ CASES = (
 )
 
 
-def _contracts(root: Path, streams: int) -> dict[str, str]:
-    assets = {}
-    for index, name in enumerate(STREAMS[:streams]):
-        path = root / f"{name}.yaml"
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "$schema": "schemas/odcs/dativo-odcs-3.0.2-extended.schema.json",
-                    "apiVersion": "v3.0.2",
-                    "kind": "DataContract",
-                    "id": f"0b6f3c4e-0000-4000-8000-00000000001{index}",
-                    "name": name,
-                    "version": "1.0",
-                    "domain": "lab",
-                    "dataProduct": "signals",
-                    "schema": [
-                        {"name": "id", "type": "bigint", "required": True, "primary_key": True},
-                        {"name": "v", "type": "string"},
-                    ],
-                }
-            )
-        )
-        assets[name] = str(path)
-    return assets
-
-
 def pipeline(
     root: Path, path: str, streams: int, state: dict | None, fault: str | None
 ) -> subprocess.CompletedProcess:
     """tap | target; the target's stdout holds its STATE lines."""
     settings = target_config(
-        root, batch_size_rows=10, assets=_contracts(root, streams), hot_path=path == "hot"
+        root, batch_size_rows=10, assets=lab_contracts(root, STREAMS[:streams]), hot_path=path == "hot"
     )
     return crash_pipeline(
         root, settings, ["--records", str(RECORDS), "--streams", str(streams)], state, fault
@@ -156,7 +129,9 @@ def test_sigterm_while_waiting_for_input_stops_at_once(tmp_path: Path) -> None:
     """A tap that went silent (the usual moment for an orchestrator's timeout): the target stops
     without waiting for input, commits nothing more and prints no STATE for the buffered rows."""
     config = tmp_path / "target.json"
-    config.write_text(json.dumps(target_config(tmp_path, batch_size_rows=10, assets=_contracts(tmp_path, 1))))
+    config.write_text(
+        json.dumps(target_config(tmp_path, batch_size_rows=10, assets=lab_contracts(tmp_path, STREAMS[:1])))
+    )
     tap = subprocess.run(
         [sys.executable, str(CRASH_TAP), "--records", "15"], capture_output=True, text=True, check=True
     )

@@ -49,6 +49,7 @@ class StateLedger:
         self._states: dict[int, Any] = {}
         self._latest: Any = None
         self._pinned: set[int] = set()  # STATE numbers an in-flight commit will report
+        self.carried_seq = 0  #: the newest STATE number a commit of this run reported
 
     def _pending(self, exclude: Any = None) -> list[int]:
         return [
@@ -88,6 +89,11 @@ class StateLedger:
     def pin(self, seq: int) -> None:
         """An in-flight commit will report STATE `seq`: keep its value."""
         self._pinned.add(seq)
+        self.carried_seq = max(self.carried_seq, seq)
+
+    def all_committed(self) -> bool:
+        """Whether every record received so far is committed (nothing buffered, no commit in flight)."""
+        return not self._pending() and not self._pinned
 
     def unpin(self, seq: int) -> None:
         self._pinned.discard(seq)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import And, IsNull, LessThan, Or
 from pyiceberg.table import Table
 from pyiceberg.table.upsert_util import create_match_filter
+
+if TYPE_CHECKING:
+    from target_dativo_iceberg.events import EventLog
+    from target_dativo_iceberg.iceberg.committer import Committer
 
 DELETED_AT = "_sdc_deleted_at"
 
@@ -68,3 +72,29 @@ def retire_versions(table: Table, branch: str, new_version: int, hard: bool, sum
     with table.transaction() as tx:
         tx.delete(live, snapshot_properties=summary, branch=branch)
         tx.append(rows.set_column(index, field, now), snapshot_properties=summary, branch=branch)
+
+
+def activate_version(
+    table: Table, committer: Committer, events: EventLog, stream: str, version: int, summary: dict[str, str]
+) -> None:
+    """ACTIVATE_VERSION on the committer's branch: rows of older table versions are deleted
+    (`hard_delete`) or marked deleted; ignored, with an event, when the table has no versions."""
+    table.refresh()
+    if "_sdc_table_version" not in table.schema().column_names:
+        events.emit(
+            "activate_version_ignored",
+            stream=stream,
+            version=version,
+            reason="the table has no _sdc_table_version column (enable add_record_metadata)",
+        )
+        return
+    hard, branch = committer.settings.hard_delete, committer.settings.table_branch
+    committer.ensure_branch(table, branch)
+    retire_versions(table, branch, version, hard, summary)
+    events.emit(
+        "version_activated",
+        stream=stream,
+        version=version,
+        hard_delete=hard,
+        table=".".join(table.name()[-2:]),
+    )

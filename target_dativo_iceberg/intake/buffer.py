@@ -129,6 +129,7 @@ class StreamBuffer:
         #: Number of STATE messages seen when the first record still buffered arrived (None: empty).
         self.first_pending_seq: int | None = None
         self.segments = SegmentLog()  # per-STATE-segment digests for the commit's replay marker
+        self.tail = 0  # records of the last commit after the newest STATE then (delivery/coverage.py)
 
     def add_record(self, record: dict, context: dict) -> None:
         """Record path: buffer the record (the SDK counted it already).
@@ -184,7 +185,8 @@ class StreamBuffer:
             host.tally_record_read(take)
             host.count_records(take)
             start += take
-            if host.is_full:
+            # Mid-run a full buffer drains now; at the run's end it may wait for a following STATE.
+            if host.is_full if start == n else host.current_size >= host.max_size:
                 host.drain()
             else:
                 self._maybe_spill(host.pending_context())

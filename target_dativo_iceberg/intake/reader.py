@@ -92,6 +92,9 @@ class BlockReader(SdkReader):
         self._position: t.Callable[[str], int | None] = lambda _stream: None
         self.current_line: bytes | None = None  # the RECORD line being handled on the record path
         self.lines_read = 0  # input lines of the blocks read so far (error messages name lines)
+        #: True while the records being handled are followed directly by a STATE in the block read:
+        #: a sink they fill then drains after that STATE (`IcebergSink.is_full`), so its commit covers it.
+        self.state_follows = False
 
     def connect(
         self,
@@ -207,7 +210,10 @@ class BlockReader(SdkReader):
                 part = (
                     None if whole is None else (whole[0].slice(offset, count), whole[1].slice(offset, count))
                 )
-                self._records(lines.slice(start, count), callbacks, stats, part, retry, first + start)
+                follows = index < n and messages[index].get("type") == "STATE"
+                self._records(
+                    lines.slice(start, count), callbacks, stats, part, retry, first + start, follows
+                )
                 offset += count
             if index < n:
                 self._message(messages[index], lines[index].as_py(), callbacks, stats, first + index)
@@ -249,23 +255,30 @@ class BlockReader(SdkReader):
         parsed: tuple[pa.Array, pa.Table] | None = None,
         parse: bool = True,
         first: int = 1,
+        follows: bool = False,
     ) -> None:
         """A run of (probable) RECORD lines, the first being input line `first`: parsed as one Arrow
-        table when every stream in it is hot."""
+        table when every stream in it is hot. `follows`: a STATE comes right after the run."""
         if parsed is None and parse and self._hot():
             parsed = self._parse(lines)
-        if parsed is None:
-            for offset, line in enumerate(lines.to_pylist()):
-                self._line(line, callbacks, stats, first + offset)
-            return
-        streams, records = parsed
-        names = pc.unique(streams).to_pylist()
-        if len(names) == 1:
-            self._route(names[0], lines, records, callbacks, stats, first)
-        else:
-            for name in names:
-                mask = pc.equal(streams, name)
-                self._route(name, lines.filter(mask), records.filter(mask), callbacks, stats, first, mask)
+        try:
+            if parsed is None:
+                last = len(lines) - 1
+                for offset, line in enumerate(lines.to_pylist()):
+                    self.state_follows = follows and offset == last
+                    self._line(line, callbacks, stats, first + offset)
+                return
+            self.state_follows = follows
+            streams, records = parsed
+            names = pc.unique(streams).to_pylist()
+            if len(names) == 1:
+                self._route(names[0], lines, records, callbacks, stats, first)
+            else:
+                for name in names:
+                    mask = pc.equal(streams, name)
+                    self._route(name, lines.filter(mask), records.filter(mask), callbacks, stats, first, mask)
+        finally:
+            self.state_follows = False
         self._after_records()
 
     def _route(

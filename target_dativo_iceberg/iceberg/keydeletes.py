@@ -96,7 +96,7 @@ class _Pruner:
             tests = []
             for pos, part in enumerate(spec.fields):
                 source = next((f for f in self.fields if f.field_id == part.source_id), None)
-                if source is None or not part.transform.supports_pyarrow_transform:
+                if source is None:
                     continue
                 try:
                     mapped = part.transform.pyarrow_transform(source.field_type)(

@@ -1,0 +1,84 @@
+"""Charts of a bench/run: records/s per case (bars) and memory over time (lines), as small PNG files.
+
+Needs matplotlib (`pip install -e '.[docs]'`); bench/run skips the charts with a note without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+COLORS = {"singer": "#3b6ea8", "csv": "#8a8a8a", "upsert": "#c2702e"}
+#: Cases drawn in the memory plot (when present), with their line style.
+RSS_CASES = {
+    "target": "-",
+    "target-no-contract": "-",
+    "sdk-noop": ":",
+    "sdk-noop-validate": ":",
+    "append-big": "--",
+    "upsert-big": "-",
+}
+RSS_LIMIT_MB = 600
+
+
+def _sizes_note(results: list[Any], upsert_base: int) -> str:
+    plain = sorted({r.records for r in results if r.group != "upsert"})
+    parts = [f"{n:,} records" for n in plain]
+    big = [r for r in results if r.group == "upsert"]
+    if big:
+        parts.append(f"upsert/append: {big[0].records:,} records into a {upsert_base:,}-row table")
+    return "; ".join(parts)
+
+
+def draw(results: list[Any], out_dir: Path, info: dict[str, Any], upsert_base: int) -> list[Path]:
+    """Write `bench-throughput.png` and `bench-rss.png` into `out_dir`; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    note = f"{_sizes_note(results, upsert_base)} · {info['cpus']} cores · {info['date']}"
+    largest = max((r.records for r in results if r.group != "upsert"), default=0)
+    shown = [r for r in results if r.group == "upsert" or r.records == largest]
+    shown.sort(key=lambda r: r.rps)
+
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(shown) + 1.4), dpi=80)
+    bars = ax.barh(
+        [r.case for r in shown], [r.rps for r in shown], color=[COLORS.get(r.group, "#555") for r in shown]
+    )
+    for bar, r in zip(bars, shown, strict=True):
+        ax.text(
+            bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {r.rps:,.0f}", va="center", fontsize=8
+        )
+    ax.set_xlabel("records/s (higher is better)")
+    ax.set_title(f"Throughput per case\n{note}", fontsize=9)
+    ax.set_xlim(0, max((r.rps for r in shown), default=1) * 1.18)
+    ax.tick_params(labelsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    throughput = out_dir / "bench-throughput.png"
+    fig.savefig(throughput)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=80)
+    for r in results:
+        style = RSS_CASES.get(r.case)
+        timeline = r.extra.get("rss_timeline_mb") or []
+        if style is None or not timeline or (r.group != "upsert" and r.records != largest):
+            continue
+        seconds, mb = zip(*timeline, strict=True)
+        ax.plot(seconds, mb, style, label=f"{r.case} (peak {r.peak_rss_mb:.0f} MB)", linewidth=1.4)
+    ax.axhline(RSS_LIMIT_MB, color="#b22", linewidth=0.8, linestyle="--")
+    ax.text(0, RSS_LIMIT_MB, f" {RSS_LIMIT_MB} MB", color="#b22", fontsize=8, va="bottom")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("RSS of the process tree, MB")
+    ax.set_title(f"Memory over time\n{note}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.tick_params(labelsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    rss = out_dir / "bench-rss.png"
+    fig.savefig(rss)
+    plt.close(fig)
+    return [throughput, rss]

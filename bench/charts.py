@@ -39,6 +39,11 @@ def draw(results: list[Any], out_dir: Path, info: dict[str, Any], upsert_base: i
 
     out_dir.mkdir(parents=True, exist_ok=True)
     note = f"{_sizes_note(results, upsert_base)} · {info['cpus']} cores · {info['date']}"
+    load = max((r.load_before for r in results), default=0.0)
+    if load > (info.get("cpus") or 1):
+        note += (
+            f"\nbusy machine (load average up to {load:.0f}): compare cases of this run, not absolute numbers"
+        )
     largest = max((r.records for r in results if r.group != "upsert"), default=0)
     shown = [r for r in results if r.group == "upsert" or r.records == largest]
     shown.sort(key=lambda r: r.rps)

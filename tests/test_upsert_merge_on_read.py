@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import Run, open_catalog, record, run_target, schema_msg, state
 from pyiceberg.manifest import DataFileContent
+from pyiceberg.schema import Schema
 from pyiceberg.transforms import BucketTransform
-from pyiceberg.types import LongType
+from pyiceberg.types import LongType, NestedField, StringType
 
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
@@ -133,3 +134,21 @@ def test_delete_files_are_v2_position_deletes_next_to_their_data_file(tmp_path: 
     written = pq.read_table(deletes[0].file_path.removeprefix("file://"))
     assert written.column_names == ["file_path", "pos"]
     assert written.column("pos").to_pylist() == [1, 2, 3]
+
+
+def test_a_v1_table_is_upserted_copy_on_write(tmp_path: Path) -> None:
+    catalog = open_catalog(tmp_path)
+    catalog.create_namespace("acme")
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "region", StringType(), required=False),
+        NestedField(3, "v", StringType(), required=False),
+    )
+    catalog.create_table("acme.items", schema, properties={"format-version": "1"})
+    _run(tmp_path, _rows(range(10), "a"), 1)
+    _run(tmp_path, _rows([2, 30], "b"), 2)
+    table = open_catalog(tmp_path).load_table("acme.items")
+    assert table.metadata.format_version == 1  # v1 has no delete files: rows rewritten instead
+    assert "dativo.delete-files" not in _head_summary(tmp_path)
+    changed = {2: "b2"}
+    assert _landed(tmp_path) == [(i, "eu", changed.get(i, f"a{i}")) for i in range(10)] + [(30, "eu", "b30")]

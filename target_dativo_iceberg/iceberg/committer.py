@@ -249,10 +249,11 @@ class Committer:
         return plan.union is not None or bool(plan.into_string)
 
     def branch_total_records(self, table: Table) -> int:
-        """Rows on the branch head (from the snapshot summary; 0 when the branch is new)."""
+        """Live rows on the branch head (from the snapshot summary: rows in data files less those
+        position delete files delete; 0 when the branch is new)."""
         snap = table.snapshot_by_name(self.settings.table_branch) or table.snapshot_by_name(MAIN)
         props = snap.summary.additional_properties if snap and snap.summary else {}
-        return int(props.get("total-records", 0))
+        return max(0, int(props.get("total-records", 0)) - int(props.get("total-position-deletes", 0)))
 
     # ------------------------------------------------------------------ commits
 

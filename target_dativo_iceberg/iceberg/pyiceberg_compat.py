@@ -33,10 +33,11 @@ dependency is pinned to `>=0.12,<0.13` in pyproject.toml — on an upgrade, re-c
   defaults: if they disappear, the cleanup is skipped (orphans, which `dativo maintain` removes)
   rather than the commit failing.
 - `pyiceberg.table.update.snapshot._FastAppendFiles` (its `_manifests`, `_summary`,
-  `new_manifest_writer`, `_added_data_files`) and `pyiceberg.manifest.ManifestWriterV2`: pyiceberg
+  `_validate_concurrency`, `_commit_window`, `_compression`, `_added_data_files`) and `pyiceberg.manifest.ManifestWriterV2`: pyiceberg
   reads position delete files but has no API to commit them. `MergeOnReadAppend` is a fast append
   that also writes a delete manifest (`_DeleteManifestWriter`: content `deletes`) for the position
-  delete files of an upsert, in the same snapshot (`merge_on_read_append`).
+  delete files of an upsert, in the same snapshot (`merge_on_read_append`), and refuses pyiceberg's
+  commit retry on a moved branch head (a fast append's retry skips validation).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyiceberg.io.pyarrow as pyiceberg_arrow
+from pyiceberg.exceptions import ValidationException
 from pyiceberg.io import OutputFile
 from pyiceberg.io.pyarrow import (
     ArrowProjectionVisitor,
@@ -213,6 +215,15 @@ class MergeOnReadAppend(_FastAppendFiles):
             snapshot_properties=props,
         )
         self.added_delete_files: list[DataFile] = []
+
+    def _validate_concurrency(self) -> None:
+        """Refuse pyiceberg's own retry on a moved head (`_commit_window`): the delete files were
+        computed against the head this transaction read, and a commit since may have added rows with
+        these keys or rewritten the files they name. The ValidationException makes the committer
+        redo the whole commit on the new head (`conflicts.retry_conflicts`)."""
+        window = self._commit_window
+        if self.added_delete_files and window is not None and not window.is_empty():
+            raise ValidationException("the branch moved since its rows were matched for deletion")
 
     def _manifests(self) -> list[ManifestFile]:
         manifests = super()._manifests()

@@ -66,24 +66,58 @@ def draw(results: list[Any], out_dir: Path, info: dict[str, Any], upsert_base: i
     fig.savefig(throughput)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=80)
-    for r in results:
-        style = RSS_CASES.get(r.case)
-        timeline = r.extra.get("rss_timeline_mb") or []
-        if style is None or not timeline or (r.group != "upsert" and r.records != largest):
-            continue
-        seconds, mb = zip(*timeline, strict=True)
-        ax.plot(seconds, mb, style, label=f"{r.case} (peak {r.peak_rss_mb:.0f} MB)", linewidth=1.4)
-    ax.axhline(RSS_LIMIT_MB, color="#b22", linewidth=0.8, linestyle="--")
-    ax.text(0, RSS_LIMIT_MB, f" {RSS_LIMIT_MB} MB", color="#b22", fontsize=8, va="bottom")
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel("RSS of the process tree, MB")
-    ax.set_title(f"Memory over time\n{note}", fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
-    ax.tick_params(labelsize=8)
-    ax.spines[["top", "right"]].set_visible(False)
+    drawn = [
+        r
+        for r in results
+        if r.case in RSS_CASES
+        and r.extra.get("rss_timeline_mb")
+        and (r.group == "upsert" or r.records == largest)
+    ]
+    columns = min(3, max(1, len(drawn)))
+    rows = max(1, -(-len(drawn) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(8, 1.9 * rows + 1.1), dpi=80, sharey=True, squeeze=False)
+    top = max([RSS_LIMIT_MB * 1.08, *(r.peak_rss_mb * 1.1 for r in drawn)])
+    for ax, r in zip(axes.flat, drawn, strict=False):
+        seconds, mb = zip(*r.extra["rss_timeline_mb"], strict=True)
+        ax.plot(seconds, mb, color=COLORS.get(r.group, "#555"), linewidth=1.4)
+        ax.axhline(RSS_LIMIT_MB, color="#b22", linewidth=0.8, linestyle="--")
+        ax.set_title(f"{r.case}: peak {r.peak_rss_mb:.0f} MB", fontsize=8)
+        ax.set_ylim(0, top)
+        ax.tick_params(labelsize=7)
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in list(axes.flat)[len(drawn) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("RSS MB", fontsize=8)
+    for ax in axes[-1, :]:
+        ax.set_xlabel("seconds", fontsize=8)
+    fig.suptitle(
+        f"Memory of each case's process tree over time (dashed: {RSS_LIMIT_MB} MB)\n{note}", fontsize=9
+    )
     fig.tight_layout()
     rss = out_dir / "bench-rss.png"
     fig.savefig(rss)
     plt.close(fig)
     return [throughput, rss]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Redraw the charts from a bench/run JSON report: `charts.py RESULTS.json [--out DIR]`."""
+    import argparse
+    import json
+    from types import SimpleNamespace
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("report", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs"))
+    args = parser.parse_args(argv)
+    payload = json.loads(args.report.read_text())
+    results = [SimpleNamespace(**r) for r in payload["results"]]
+    base = payload.get("upsert_base", 2_000_000)
+    for path in draw(results, args.out, payload["machine"], base):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

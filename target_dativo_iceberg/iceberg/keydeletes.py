@@ -18,6 +18,7 @@ to. Positions already deleted by an earlier delete file are not deleted again, s
 from __future__ import annotations
 
 import os
+import struct
 import uuid
 from dataclasses import dataclass, field
 
@@ -102,9 +103,13 @@ class _Pruner:
                     mapped = part.transform.pyarrow_transform(source.field_type)(
                         keys.column(source.name).combine_chunks()
                     )
-                    tests.append((pos, set(mapped.to_pylist())))
                 except Exception:  # a transform pyarrow cannot compute here: no pruning on it
                     continue
+                values = set(mapped.to_pylist())
+                # partition values are ints and strings in the files' Records only for these
+                # (identity/bucket/truncate of integers and strings): anything else is not compared
+                if all(type(v) in (int, str) for v in values):
+                    tests.append((pos, values))
             self.partitions[spec_id] = tests
 
     def may_hold(self, data_file: DataFile) -> bool:
@@ -117,7 +122,10 @@ class _Pruner:
                 return False
             kind = key.field_type
             assert isinstance(kind, PrimitiveType)
-            low, high = from_bytes(kind, lower[key.field_id]), from_bytes(kind, upper[key.field_id])
+            try:
+                low, high = from_bytes(kind, lower[key.field_id]), from_bytes(kind, upper[key.field_id])
+            except (ValueError, TypeError, struct.error):  # bounds of a narrower type (int before long)
+                continue
             first = np.searchsorted(values, low, side="left")
             if first >= values.size or values[first] > high:
                 return False
@@ -244,15 +252,16 @@ def delete_keys(metadata: TableMetadata, io: FileIO, branch: str, keys: pa.Table
 
 def delete_rows(
     tx: Transaction, io: FileIO, keys: pa.Table | None, props: dict[str, str], branch: str
-) -> list[DataFile]:
+) -> list[DataFile] | None:
     """Delete the branch's rows whose key is in `keys` (distinct): on a v2 table, position delete
-    files (returned, to be committed with the batch; their counts go into `props`); on a v1 table
-    (no delete files) pyiceberg's copy-on-write delete, in `tx`."""
+    files (returned, maybe none, to be committed with the batch; their counts go into `props`); on
+    a v1 table (no delete files) pyiceberg's copy-on-write delete, in `tx` (None returned, as for
+    no keys)."""
     if keys is None or not keys.num_rows:
-        return []
+        return None
     if tx.table_metadata.format_version < 2:
         tx.delete(create_match_filter(keys, keys.column_names), snapshot_properties=props, branch=branch)
-        return []
+        return None
     deletes = delete_keys(tx.table_metadata, io, branch, keys)
     props.update(deletes.summary())
     return deletes.delete_files

@@ -204,11 +204,11 @@ class _DeleteManifestWriter(ManifestWriterV2):
 
 class MergeOnReadAppend(_FastAppendFiles):
     """A fast append that also adds position delete files, in one snapshot (operation `overwrite`
-    when it deletes rows, as Iceberg's row-level writers record it)."""
+    when it deletes rows, as Iceberg's row-level writers record it), valid only on the head read."""
 
-    def __init__(self, tx: Transaction, props: dict[str, str], branch: str) -> None:
+    def __init__(self, tx: Transaction, props: dict[str, str], branch: str, deletes: bool) -> None:
         super().__init__(
-            operation=Operation.OVERWRITE,
+            operation=Operation.OVERWRITE if deletes else Operation.APPEND,
             transaction=tx,
             io=tx._table.io,
             branch=branch,
@@ -217,12 +217,12 @@ class MergeOnReadAppend(_FastAppendFiles):
         self.added_delete_files: list[DataFile] = []
 
     def _validate_concurrency(self) -> None:
-        """Refuse pyiceberg's own retry on a moved head (`_commit_window`): the delete files were
-        computed against the head this transaction read, and a commit since may have added rows with
-        these keys or rewritten the files they name. The ValidationException makes the committer
+        """Refuse pyiceberg's own retry on a moved head (`_commit_window`): the rows to delete were
+        matched against the head this transaction read (even when none matched), and a commit since
+        may have added rows with these keys or rewritten the files the deletes name. The ValidationException makes the committer
         redo the whole commit on the new head (`conflicts.retry_conflicts`)."""
         window = self._commit_window
-        if self.added_delete_files and window is not None and not window.is_empty():
+        if window is not None and not window.is_empty():
             raise ValidationException("the branch moved since its rows were matched for deletion")
 
     def _manifests(self) -> list[ManifestFile]:
@@ -264,8 +264,9 @@ def merge_on_read_append(
     props: dict[str, str],
     branch: str,
 ) -> None:
-    """Register `data_files` and position `delete_files` on `branch` in `tx` (one snapshot)."""
-    producer = MergeOnReadAppend(tx, props, branch)
+    """Register `data_files` and position `delete_files` (matched against the head `tx` read; maybe
+    none) on `branch` in `tx`, one snapshot that pyiceberg never re-applies on a moved head."""
+    producer = MergeOnReadAppend(tx, props, branch, bool(delete_files))
     for data_file in data_files:
         producer.append_data_file(data_file)
     producer.added_delete_files.extend(delete_files)

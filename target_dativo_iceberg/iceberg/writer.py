@@ -150,11 +150,12 @@ def append_table(
     props: dict[str, str],
     branch: str,
     target_bytes: int,
-    delete_files: Sequence[DataFile] = (),
+    delete_files: Sequence[DataFile] | None = None,
 ) -> None:
     """`Transaction.append` with the files written by `RollingWriter` (sized on disk, dictionary
-    encoding where it pays), and position `delete_files` in the same snapshot. An empty batch still
-    makes a snapshot, as pyiceberg's does."""
+    encoding where it pays), and position `delete_files` in the same snapshot (a list, maybe empty,
+    when rows were matched for deletion on the head read). An empty batch still makes a snapshot, as
+    pyiceberg's does."""
     metadata = tx.table_metadata
     check_schema_compatible(metadata.schema(), data.schema, metadata.format_version)
     files: list[DataFile] = []
@@ -170,11 +171,11 @@ def fast_append(
     files: Sequence[DataFile],
     props: dict[str, str],
     branch: str,
-    delete_files: Sequence[DataFile] = (),
+    delete_files: Sequence[DataFile] | None = None,
 ) -> None:
     """Register written data files (and position delete files) on `branch` in the transaction (one
     snapshot with `props`)."""
-    if delete_files:
+    if delete_files is not None:
         merge_on_read_append(tx, list(files), list(delete_files), props, branch)
         return
     with tx.update_snapshot(snapshot_properties=props, branch=branch).fast_append() as append:

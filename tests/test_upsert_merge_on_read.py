@@ -152,3 +152,36 @@ def test_a_v1_table_is_upserted_copy_on_write(tmp_path: Path) -> None:
     assert "dativo.delete-files" not in _head_summary(tmp_path)
     changed = {2: "b2"}
     assert _landed(tmp_path) == [(i, "eu", changed.get(i, f"a{i}")) for i in range(10)] + [(30, "eu", "b30")]
+
+
+@pytest.mark.parametrize("hard", [False, True], ids=["soft", "hard"])
+def test_activate_version_on_a_table_with_delete_files(tmp_path: Path, hard: bool) -> None:
+    """ACTIVATE_VERSION rewrites data files copy-on-write: rows the position deletes removed stay
+    removed (pyiceberg's rewrite applies them), for both readers."""
+
+    def versioned(version: int, rows: list[tuple[int, str]]) -> list[dict]:
+        return [
+            schema_msg("snap", {"id": {"type": "integer"}, "v": {"type": ["string", "null"]}}, ["id"]),
+            *[
+                {"type": "RECORD", "stream": "snap", "record": {"id": i, "v": v}, "version": version}
+                for i, v in rows
+            ],
+            {"type": "ACTIVATE_VERSION", "stream": "snap", "version": version},
+            state({"v": version}),
+        ]
+
+    config = {"load_method": "upsert", "add_record_metadata": True, "hard_delete": hard}
+    for messages in (versioned(1, [(1, "a"), (2, "a"), (3, "a")]), versioned(1, [(2, "b")])):
+        assert run_target(tmp_path, messages, **config).returncode == 0
+    run = run_target(tmp_path, versioned(2, [(2, "c"), (4, "c")]), **config)
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = open_catalog(tmp_path).load_table("acme.snap")
+    query = "SELECT id, v, _sdc_table_version, _sdc_deleted_at IS NOT NULL FROM t ORDER BY id"
+    duck = duckdb_rows(table, "acme", query)
+    py = sorted(
+        (r["id"], r["v"], r["_sdc_table_version"], r["_sdc_deleted_at"] is not None)
+        for r in pyiceberg_rows(table, "acme")
+    )
+    assert duck == py
+    old = [] if hard else [(1, "a", 1, True), (3, "a", 1, True)]
+    assert duck == sorted([*old, (2, "c", 2, False), (4, "c", 2, False)])

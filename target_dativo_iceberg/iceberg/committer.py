@@ -275,8 +275,9 @@ class Committer:
         """Evolve the schema if needed and append the batch built by `build`, in one transaction.
 
         `upsert_keys`: the batch is deduplicated on the keys (last record wins) and the branch's rows
-        with those keys are deleted in the same snapshot (position delete files, `keydeletes.py`). `replace_all`: every row on the branch is
-        deleted first (the first batch of an overwrite, on its staging branch). `delete_keys`:
+        with those keys are deleted in the same snapshot (position delete files, `keydeletes.py`).
+        `replace_all`: every row on the branch is deleted first (the first batch of an overwrite, on
+        its staging branch). `delete_keys`:
         deletion records (`_sdc_deleted_at` set, `hard_delete`) delete their key's rows instead of
         landing (see `split_deletions`). `data_files`: the batch was already written to these files
         (a long batch streamed by `RollingWriter`): they are appended instead of `build`'s table.

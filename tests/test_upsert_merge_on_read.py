@@ -185,3 +185,22 @@ def test_activate_version_on_a_table_with_delete_files(tmp_path: Path, hard: boo
     assert duck == py
     old = [] if hard else [(1, "a", 1, True), (3, "a", 1, True)]
     assert duck == sorted([*old, (2, "c", 2, False), (4, "c", 2, False)])
+
+
+def test_an_overwrite_drops_the_delete_files_of_the_rows_it_replaces(tmp_path: Path) -> None:
+    _run(tmp_path, _rows(range(10), "a"), 1)
+    _run(tmp_path, _rows([1, 2], "b"), 2)
+    assert _head_summary(tmp_path)["total-position-deletes"] == "2"
+    messages = [schema_msg("items", PROPS, ["id"]), *[record("items", **r) for r in _rows([5, 6], "c")]]
+    run = run_target(
+        tmp_path, [*messages, state({"n": 3})], load_method="overwrite", add_record_metadata=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert _landed(tmp_path) == [(5, "eu", "c5"), (6, "eu", "c6")]
+    summary = _head_summary(tmp_path)
+    # no delete file left pointing at the replaced data files: the live row count adds up
+    assert (summary["total-records"], summary["total-position-deletes"], summary["total-delete-files"]) == (
+        "2",
+        "0",
+        "0",
+    )

@@ -238,7 +238,7 @@ class Committer:
         with table.transaction() as tx:
             if replace_all:
                 tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
-            fast_append(tx, files, props, branch)
+            fast_append(tx, files, props, branch, drop_deletes=replace_all)
 
     def needs_evolution(self, stream: str, table: Table, incoming: Schema) -> bool:
         """Whether committing `incoming` would change the table's schema (no events emitted)."""
@@ -371,9 +371,8 @@ class Committer:
                     remove = deleted if remove is None else remove  # an upsert's keys hold the deleted ones
                 delete_files = delete_rows(tx, table.io, remove, props, branch)
                 props["dativo.records"] = str(data.num_rows)
-                append_table(
-                    tx, table.io, data, props, branch, self.settings.parquet_target_bytes, delete_files
-                )
+                target_bytes = self.settings.parquet_target_bytes
+                append_table(tx, table.io, data, props, branch, target_bytes, delete_files, replace_all)
         except DativoError:
             raise
         except Exception as exc:

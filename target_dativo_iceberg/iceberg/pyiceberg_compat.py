@@ -206,15 +206,19 @@ class MergeOnReadAppend(_FastAppendFiles):
     """A fast append that also adds position delete files, in one snapshot (operation `overwrite`
     when it deletes rows, as Iceberg's row-level writers record it), valid only on the head read."""
 
-    def __init__(self, tx: Transaction, props: dict[str, str], branch: str, deletes: bool) -> None:
+    def __init__(
+        self, tx: Transaction, props: dict[str, str], branch: str, deletes: bool, drop_deletes: bool
+    ) -> None:
         super().__init__(
-            operation=Operation.OVERWRITE if deletes else Operation.APPEND,
+            operation=Operation.OVERWRITE if deletes or drop_deletes else Operation.APPEND,
             transaction=tx,
             io=tx._table.io,
             branch=branch,
             snapshot_properties=props,
         )
         self.added_delete_files: list[DataFile] = []
+        self.drop_deletes = drop_deletes  # the branch holds no data file: its delete files go too
+        self.removed_delete_files: list[DataFile] = []
 
     def _validate_concurrency(self) -> None:
         """Refuse pyiceberg's own retry on a moved head (`_commit_window`): the rows to delete were
@@ -224,6 +228,19 @@ class MergeOnReadAppend(_FastAppendFiles):
         window = self._commit_window
         if window is not None and not window.is_empty():
             raise ValidationException("the branch moved since its rows were matched for deletion")
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        manifests = super()._existing_manifests()
+        if not self.drop_deletes:
+            return manifests
+        kept = []
+        for manifest in manifests:
+            if manifest.content != ManifestContent.DELETES:
+                kept.append(manifest)
+                continue
+            entries = manifest.fetch_manifest_entry(self._io, discard_deleted=True)
+            self.removed_delete_files.extend(entry.data_file for entry in entries)
+        return kept
 
     def _manifests(self) -> list[ManifestFile]:
         manifests = super()._manifests()
@@ -248,13 +265,14 @@ class MergeOnReadAppend(_FastAppendFiles):
         return manifests
 
     def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        """pyiceberg's summary, counting the delete files too (added-position-deletes, totals)."""
-        data_files = self._added_data_files
+        """pyiceberg's summary, counting the delete files too (added/removed position deletes)."""
+        data_files, deleted = self._added_data_files, self._deleted_data_files
         self._added_data_files = [*data_files, *self.added_delete_files]
+        self._deleted_data_files = {*deleted, *self.removed_delete_files}
         try:
             return super()._summary(snapshot_properties)
         finally:
-            self._added_data_files = data_files
+            self._added_data_files, self._deleted_data_files = data_files, deleted
 
 
 def merge_on_read_append(
@@ -263,10 +281,13 @@ def merge_on_read_append(
     delete_files: list[DataFile],
     props: dict[str, str],
     branch: str,
+    drop_deletes: bool = False,
 ) -> None:
     """Register `data_files` and position `delete_files` (matched against the head `tx` read; maybe
-    none) on `branch` in `tx`, one snapshot that pyiceberg never re-applies on a moved head."""
-    producer = MergeOnReadAppend(tx, props, branch, bool(delete_files))
+    none) on `branch` in `tx`, one snapshot that pyiceberg never re-applies on a moved head.
+    `drop_deletes`: the branch's existing delete files are dropped (every data file they named is
+    gone: an overwrite's first batch)."""
+    producer = MergeOnReadAppend(tx, props, branch, bool(delete_files), drop_deletes)
     for data_file in data_files:
         producer.append_data_file(data_file)
     producer.added_delete_files.extend(delete_files)

@@ -151,6 +151,7 @@ def append_table(
     branch: str,
     target_bytes: int,
     delete_files: Sequence[DataFile] | None = None,
+    drop_deletes: bool = False,
 ) -> None:
     """`Transaction.append` with the files written by `RollingWriter` (sized on disk, dictionary
     encoding where it pays), and position `delete_files` in the same snapshot (a list, maybe empty,
@@ -163,7 +164,7 @@ def append_table(
         writer = RollingWriter(metadata, io, target_bytes)
         writer.write(data)
         files = writer.finish()
-    fast_append(tx, files, props, branch, delete_files)
+    fast_append(tx, files, props, branch, delete_files, drop_deletes)
 
 
 def fast_append(
@@ -172,11 +173,13 @@ def fast_append(
     props: dict[str, str],
     branch: str,
     delete_files: Sequence[DataFile] | None = None,
+    drop_deletes: bool = False,
 ) -> None:
     """Register written data files (and position delete files) on `branch` in the transaction (one
-    snapshot with `props`)."""
-    if delete_files is not None:
-        merge_on_read_append(tx, list(files), list(delete_files), props, branch)
+    snapshot with `props`); `drop_deletes`: the branch's delete files are dropped (no data file
+    left for them: after an overwrite's delete of every row)."""
+    if delete_files is not None or drop_deletes:
+        merge_on_read_append(tx, list(files), list(delete_files or []), props, branch, drop_deletes)
         return
     with tx.update_snapshot(snapshot_properties=props, branch=branch).fast_append() as append:
         for data_file in files:

@@ -5,8 +5,9 @@ key, so an upsert whose keys are spread over the table rewrites the whole table:
 rows into a 2M-row table, against 2.5 s to append them. Here only the key columns of the data files
 that can hold a matched key are read, and for each one a position delete file (`file_path`, `pos`:
 the Iceberg v2 layout, one delete file per data file it refers to, its path as both bounds) is
-written next to it. pyiceberg 0.12 reads position deletes but raises on equality deletes; DuckDB's
-iceberg extension reads both, so position deletes are what both readers handle.
+written next to it. pyiceberg 0.12 reads position deletes but raises on equality deletes
+(`FileScanTask` planning); DuckDB 1.5.5's iceberg extension applies these position deletes (every
+upsert test reads the rows back with both), so position deletes are what both readers handle.
 
 A data file is read only when, for every key column, some incoming key lies within the file's
 lower/upper bound of that column (manifest statistics), and, for partition fields derived from a

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import generate
+import upsert
 
 try:
     import psutil
@@ -69,6 +70,18 @@ class Context:
     target_config: dict[str, Any]
     tap_batch_size: int
     py_spy: Path | None
+    upsert_base: int = 2_000_000
+    data_dir: Path = generate.DEFAULT_OUT
+
+
+@dataclass
+class Prepared:
+    """What a case's set-up (not measured) made: its own stdin, and the rows it must leave."""
+
+    stdin: Path
+    records: int
+    rows: int
+    distinct_ids: int
 
 
 @dataclass
@@ -83,6 +96,7 @@ class Case:
     stdin: bool  # feed the Singer file on stdin
     check: Callable[[Context, Path], tuple[int | None, str]]  # (rows, how they were counted)
     baseline: bool = False
+    prepare: Callable[[Context], Prepared] | None = None  # set-up before the measured run
 
 
 @dataclass
@@ -308,14 +322,31 @@ def _target_config(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _target_argv(ctx: Context, case: str) -> list[str]:
-    config = _write(ctx.workdir / "target.json", _target_config(ctx))
+def _target_argv(ctx: Context, case: str, **overrides: Any) -> list[str]:
+    config = {**_target_config(ctx), **overrides}
+    for key in [k for k, v in config.items() if v is None]:
+        del config[key]
+    config = _write(ctx.workdir / "target.json", config)
     argv = [str(BIN / "target-dativo-iceberg"), "--config", str(config)]
     if ctx.py_spy is not None:
         ctx.py_spy.mkdir(parents=True, exist_ok=True)
         profile = ctx.py_spy / f"{case}-{ctx.inputs.records}.collapsed.txt"
         argv = [str(BIN / "py-spy"), "record", "-r", "200", "-f", "raw", "-o", str(profile), "--", *argv]
     return argv
+
+
+def _prepare_upsert(appended: bool) -> Callable[[Context], Prepared]:
+    """Land the base table on main; the measured run writes the upsert batch to the bench branch."""
+
+    def prepare(ctx: Context) -> Prepared:
+        base = generate.write(ctx.data_dir, ctx.upsert_base, ctx.inputs.seed)
+        batch, records = upsert.write_input(ctx.data_dir, ctx.upsert_base, ctx.inputs.seed)
+        upsert.load_base(ctx.workdir, _target_config(ctx), base.singer, BIN / "target-dativo-iceberg")
+        new = records // 2
+        rows = ctx.upsert_base + (records if appended else new)
+        return Prepared(batch, records, rows, ctx.upsert_base + new)
+
+    return prepare
 
 
 def _tap_config(ctx: Context, batch: bool) -> Path:
@@ -369,6 +400,16 @@ CASES: tuple[Case, ...] = (
         "our target CLI, Singer stream on stdin, strict validation against the bench contract, "
         "commits to an embedded SQLite catalog",
         lambda ctx: _target_argv(ctx, "target"),
+        True,
+        _check_target,
+    ),
+    Case(
+        "target-no-contract",
+        "singer",
+        "target-dativo-iceberg (no contract)",
+        "our target CLI on the same stream without a contract: the tap's Singer SCHEMA is all it has "
+        "(what most taps give)",
+        lambda ctx: _target_argv(ctx, "target-no-contract", assets=None),
         True,
         _check_target,
     ),
@@ -478,6 +519,31 @@ CASES: tuple[Case, ...] = (
         baseline=True,
     ),
 )
+CASES += (
+    Case(
+        "append-big",
+        "upsert",
+        "append a 10% batch to a big table",
+        "the upsert case's batch (--upsert-base / 10 records) appended (load_method append-only) "
+        "to a table of --upsert-base rows (landed first, not measured)",
+        lambda ctx: _target_argv(ctx, "append-big", load_method="append-only"),
+        True,
+        _check_target,
+        baseline=True,
+        prepare=_prepare_upsert(appended=True),
+    ),
+    Case(
+        "upsert-big",
+        "upsert",
+        "upsert a 10% batch into a big table (half changed keys, half new)",
+        "load_method upsert of that batch: half its keys change rows spread over the whole table, "
+        "half are new (position delete files; only files whose id bounds can hold a key are read)",
+        lambda ctx: _target_argv(ctx, "upsert-big", load_method="upsert"),
+        True,
+        _check_target,
+        prepare=_prepare_upsert(appended=False),
+    ),
+)
 CASE_IDS = [c.id for c in CASES]
 
 
@@ -498,11 +564,16 @@ def run_case(case: Case, inputs: generate.Inputs, args: argparse.Namespace) -> R
         args.target_config,
         args.tap_batch_size,
         args.py_spy.resolve() if args.py_spy else None,
+        args.upsert_base,
+        args.data,
     )
     try:
+        prepared = case.prepare(ctx) if case.prepare else None
+        records = prepared.records if prepared else inputs.records
+        stdin = prepared.stdin if prepared else inputs.singer
         argv = case.command(ctx)
         load = os.getloadavg()[0]
-        measured = measure(argv, inputs.singer if case.stdin else None, scratch, args.timeout, args.env)
+        measured = measure(argv, stdin if case.stdin else None, scratch, args.timeout, args.env)
         rows, how = case.check(ctx, scratch)
         detail = ""
         if measured.timed_out:
@@ -510,9 +581,10 @@ def run_case(case: Case, inputs: generate.Inputs, args: argparse.Namespace) -> R
         elif measured.exit_code != 0:
             tail = (scratch / "stderr").read_text(errors="replace").strip().splitlines()[-3:]
             detail = f"exit {measured.exit_code}: " + " / ".join(tail)[-400:]
-        ok = measured.exit_code == 0 and rows == inputs.records
+        expected, distinct = (prepared.rows, prepared.distinct_ids) if prepared else (records, records)
+        ok = measured.exit_code == 0 and rows == expected
         if case.check in (_check_target, _check_floor_iceberg) and ok:
-            ok = f"{inputs.records} distinct ids" in how
+            ok = f"{distinct} distinct ids" in how
         extra = _floor_phases(scratch / "stdout") if case.command.__name__ == "command" else {}
         extra["rss_timeline_mb"] = measured.timeline
         extra["peak_rss_by_program_mb"] = measured.peaks
@@ -520,10 +592,10 @@ def run_case(case: Case, inputs: generate.Inputs, args: argparse.Namespace) -> R
             case=case.id,
             group=case.group,
             label=case.label,
-            records=inputs.records,
+            records=records,
             wall_s=round(measured.wall_s, 3),
             cpu_s=round(measured.cpu_s, 2),
-            rps=round(inputs.records / measured.wall_s, 1),
+            rps=round(records / measured.wall_s, 1),
             peak_rss_mb=round(measured.peak_rss / 2**20, 1),
             max_process_rss_mb=round(measured.max_process_rss / 2**20, 1),
             exit_code=measured.exit_code,
@@ -600,6 +672,7 @@ def goals_table(results: list[Result]) -> str:
     by_key = {(r.case, r.records): r for r in results}
     sizes = sorted({r.records for r in results})
     rows: list[tuple[str, str, str]] = []
+    seen_upsert: set[int] = set()
 
     def verdict(passed: bool) -> str:
         return "PASS" if passed else "FAIL"
@@ -656,10 +729,27 @@ def goals_table(results: list[Result]) -> str:
                         verdict(pipe.ok and pipe.rps > DLT_ARROW_RPS),
                     )
                 )
+        upsert_case, append_case = by_key.get(("upsert-big", n)), by_key.get(("append-big", n))
+        if upsert_case and append_case and n not in seen_upsert:
+            seen_upsert.add(n)
+            rows.append(
+                (
+                    f"upsert-big within 2× append-big ({n:,} into the big table)",
+                    f"{append_case.rps / upsert_case.rps:.2f}× the append's time",
+                    verdict(upsert_case.ok and upsert_case.wall_s <= 2 * append_case.wall_s),
+                )
+            )
+            rows.append(
+                (
+                    f"upsert-big peak RSS < {ISSUE_RSS_LIMIT_MB} MB",
+                    f"{upsert_case.peak_rss_mb:.0f} MB",
+                    verdict(upsert_case.ok and upsert_case.peak_rss_mb < ISSUE_RSS_LIMIT_MB),
+                )
+            )
     if not rows:
         return ""
     body = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in rows)
-    return "| issue 7 target | this run | |\n| --- | ---: | --- |\n" + body + "\n"
+    return "| target | this run | |\n| --- | ---: | --- |\n" + body + "\n"
 
 
 def _version(name: str) -> str:
@@ -839,6 +929,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--py-spy", type=Path, default=None, help="profile every target process with py-spy into this dir"
     )
+    parser.add_argument(
+        "--upsert-base",
+        type=int,
+        default=2_000_000,
+        help="rows of the table the upsert-big / append-big cases write a tenth of that into (default 2,000,000)",
+    )
+    parser.add_argument(
+        "--charts",
+        type=Path,
+        default=None,
+        help="directory for bench-throughput.png and bench-rss.png (default: next to the reports; "
+        "docs/ updates the charts docs/performance.md shows); needs matplotlib (the docs extra)",
+    )
     args = parser.parse_args(argv)
 
     if args.list:
@@ -902,9 +1005,21 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     (args.results / f"{stamp}.md").write_text(text)
-    payload = {"machine": info, "results": [asdict(r) for r in results], "argv": sys.argv[1:]}
+    payload = {
+        "machine": info,
+        "results": [asdict(r) for r in results],
+        "argv": sys.argv[1:],
+        "upsert_base": args.upsert_base,
+    }
     (args.results / f"{stamp}.json").write_text(json.dumps(payload, indent=1))
     print(f"reports: {args.results / stamp}.md / .json")
+    if importlib.util.find_spec("matplotlib") is None:
+        print("charts skipped: matplotlib is not installed (pip install -e '.[docs]')", file=sys.stderr)
+    else:
+        import charts
+
+        drawn = charts.draw(results, args.charts or args.results / f"{stamp}-charts", info, args.upsert_base)
+        print("charts: " + ", ".join(str(p) for p in drawn))
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -310,6 +310,7 @@ class IcebergSink(SdkBatchSink):
             records=result.records,
             records_rejected=rejected,
             duration_ms=round((time.monotonic() - started) * 1000, 1),
+            **{key.replace("-", "_"): value for key, value in result.deletes.items()},
         )
 
     def _identity(self) -> dict[str, str]:

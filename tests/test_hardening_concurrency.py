@@ -147,19 +147,21 @@ def test_concurrent_upserts_retry_conflicts(
     assert all(e["stream"] == "items" and 1 <= e["attempt"] < e["max_attempts"] for e in retries), retries
     conflicts = (
         "ValidationException: Added data files were found matching the filter",
+        "ValidationException: the branch moved since its rows were matched for deletion",
         "CommitFailedException:",
     )
     assert all(e["reason"].startswith(conflicts) for e in retries), retries
 
     table = backend.open_catalog(tmp_path).load_table("acme.items")
-    # Exactly once: each writer's commit id is on the branch in one transaction with one append.
+    # Exactly once: each writer's commit id is on the branch in one snapshot (its rows appended and
+    # the rows its keys replace deleted by position delete files, together).
     commit_ids = {}
     for w, r in enumerate(runs):
         [success] = r.events("commit_success")
         commit_ids[success["commit_id"]] = w
     history = commits_on_branch(table, "acme")
-    appends = Counter(s.get("dativo.commit-id") for s in history if s["operation"] == "append")
-    assert {c: appends[c] for c in commit_ids} == dict.fromkeys(commit_ids, 1)
+    snapshots = Counter(s.get("dativo.commit-id") for s in history)
+    assert {c: snapshots[c] for c in commit_ids} == dict.fromkeys(commit_ids, 1)
     for commit_id in commit_ids:
         positions = [i for i, s in enumerate(history) if s.get("dativo.commit-id") == commit_id]
         assert positions == list(range(positions[0], positions[-1] + 1)), (commit_id, positions)
@@ -221,12 +223,13 @@ def table_rows(root: Path) -> list[tuple[int, str]]:
 
 
 def unreferenced_files(root: Path) -> set[str]:
-    """Data files in the warehouse that no snapshot of the table references."""
+    """Data and delete files in the warehouse that no snapshot of the table references."""
     table = Writer(root).table
     referenced = {
-        Path(task.file.file_path).name
+        Path(file.file_path).name
         for snap in table.metadata.snapshots
         for task in table.scan(snapshot_id=snap.snapshot_id).plan_files()
+        for file in (task.file, *task.delete_files)
     }
     return {p.name for p in (root / "warehouse").rglob("*.parquet")} - referenced
 
@@ -249,15 +252,13 @@ def test_upsert_redone_on_the_new_head_after_conflicts(tmp_path: Path) -> None:
         (1, 11, "items"),
         (2, 11, "items"),
     ]
-    assert all(e["reason"].startswith("ValidationException: Added data files were found") for e in retries)
+    assert all(e["reason"].startswith("ValidationException: the branch moved since") for e in retries)
     assert all(0 < e["delay_seconds"] <= 10 for e in retries)
     # Recomputed against the new head: key 3 replaced again (it is ours), key 4 of the other writer kept.
     assert table_rows(tmp_path) == [(1, "seed"), (2, "ours"), (3, "ours"), (4, "theirs2")]
     history = commits_on_branch(Writer(tmp_path).table, "acme")
-    assert [s["operation"] for s in history if s.get("dativo.commit-id") == result.commit_id] == [
-        "overwrite",
-        "append",
-    ]
+    # one snapshot: the rows appended and the replaced rows' position delete files
+    assert [s["operation"] for s in history if s.get("dativo.commit-id") == result.commit_id] == ["overwrite"]
     assert unreferenced_files(tmp_path) == set()  # the lost attempts' files were deleted
 
 
@@ -275,7 +276,7 @@ def test_conflicts_are_retried_a_bounded_number_of_times(tmp_path: Path) -> None
 
     assert str(failure.value).startswith(
         "commit to acme.items: still conflicting with concurrent writers after 3 attempts "
-        "(retry_config.max_conflict_retries=2): ValidationException: Added data files were found"
+        "(retry_config.max_conflict_retries=2): ValidationException: the branch moved since"
     )
     assert len(builds) == 3
     assert [e["attempt"] for e in ours.events("commit_retry")] == [1, 2]

@@ -14,7 +14,9 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.types import LongType, NestedField, StringType, TimestamptzType
 
-from target_dativo_iceberg.iceberg.rows import apply_deletions, dedupe_last, retire_versions
+from target_dativo_iceberg.iceberg.keydeletes import delete_keys
+from target_dativo_iceberg.iceberg.rows import dedupe_last, retire_versions, split_deletions
+from target_dativo_iceberg.iceberg.writer import append_table
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
 UTC = datetime.timezone.utc
@@ -104,15 +106,17 @@ def test_dedupe_returns_a_batch_without_duplicates_unchanged() -> None:
     assert dedupe_last(single, ["id"]) is single
 
 
-# --------------------------------------------------------------------------- apply_deletions
+# --------------------------------------------------------------------------- split_deletions
 
 
 def _commit(table: Table, batch: pa.Table, keys: list[str]) -> pa.Table:
-    """One transaction as the committer runs it: deletions, then the rows they leave appended."""
+    """One transaction as the committer runs it: position deletes for the deleted keys, and the rows
+    the deletions leave appended, in one snapshot."""
+    kept, deleted = split_deletions(batch, keys)
     with table.transaction() as tx:
-        kept = apply_deletions(tx, batch, keys, dict(PROPS), BRANCH)
-        if kept.num_rows:
-            tx.append(kept, snapshot_properties=dict(PROPS), branch=BRANCH)
+        assert deleted is not None
+        deletes = delete_keys(tx.table_metadata, table.io, BRANCH, deleted)
+        append_table(tx, table.io, kept, dict(PROPS), BRANCH, 1 << 27, deletes.delete_files)
     return kept
 
 
@@ -148,15 +152,10 @@ def test_deletion_matches_the_whole_composite_key(tmp_path: Path) -> None:
     assert _landed(table) == [(1, "eu", "a", False, None)]
 
 
-def test_a_batch_without_deletion_records_is_returned_as_is_and_deletes_nothing(tmp_path: Path) -> None:
-    table = _table(tmp_path, [{"id": 1, "name": "a"}])
-    before = table.snapshot_by_name(BRANCH).snapshot_id
+def test_a_batch_without_deletion_records_is_returned_as_is_and_deletes_nothing() -> None:
     batch = _arrow([{"id": 1, "name": "a again"}])
-    with table.transaction() as tx:
-        assert apply_deletions(tx, batch, ["id"], dict(PROPS), BRANCH) is batch
-    table.refresh()
-    assert table.snapshot_by_name(BRANCH).snapshot_id == before
-    assert _landed(table) == [(1, "eu", "a", False, None)]
+    kept, deleted = split_deletions(batch, ["id"])
+    assert kept is batch and deleted is None
 
 
 # --------------------------------------------------------------------------- retire_versions

@@ -12,7 +12,7 @@ import io
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -26,17 +26,17 @@ from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
-from pyiceberg.table.upsert_util import create_match_filter
 
 from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.catalogs import catalog_endpoint, load_catalog_retrying
 from target_dativo_iceberg.iceberg.conflicts import discard_lost_attempt, is_commit_conflict, retry_conflicts
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan, optional, plan_evolution
+from target_dativo_iceberg.iceberg.keydeletes import DELETE_KEYS, delete_rows
 from target_dativo_iceberg.iceberg.markers import find_commit
 from target_dativo_iceberg.iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
 from target_dativo_iceberg.iceberg.retry import RetryPolicy, call_with_retries
-from target_dativo_iceberg.iceberg.rows import DELETED_AT, apply_deletions, dedupe_last
+from target_dativo_iceberg.iceberg.rows import DELETED_AT, dedupe_last, split_deletions
 from target_dativo_iceberg.iceberg.writer import append_table, fast_append
 from target_dativo_iceberg.settings import Settings
 
@@ -61,6 +61,9 @@ class CommitResult:
     commit_id: str
     records: int
     branch: str
+    #: Rows deleted by key (upsert, deletion records): `dativo.files-scanned`, `files-skipped`,
+    #: `files-rewritten`, `delete-files`, `rows-deleted` without the prefix; empty when none.
+    deletes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -235,7 +238,7 @@ class Committer:
         with table.transaction() as tx:
             if replace_all:
                 tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
-            fast_append(tx, files, props, branch)
+            fast_append(tx, files, props, branch, drop_deletes=replace_all)
 
     def needs_evolution(self, stream: str, table: Table, incoming: Schema) -> bool:
         """Whether committing `incoming` would change the table's schema (no events emitted)."""
@@ -246,10 +249,11 @@ class Committer:
         return plan.union is not None or bool(plan.into_string)
 
     def branch_total_records(self, table: Table) -> int:
-        """Rows on the branch head (from the snapshot summary; 0 when the branch is new)."""
+        """Live rows on the branch head (from the snapshot summary: rows in data files less those
+        position delete files delete; 0 when the branch is new)."""
         snap = table.snapshot_by_name(self.settings.table_branch) or table.snapshot_by_name(MAIN)
         props = snap.summary.additional_properties if snap and snap.summary else {}
-        return int(props.get("total-records", 0))
+        return max(0, int(props.get("total-records", 0)) - int(props.get("total-position-deletes", 0)))
 
     # ------------------------------------------------------------------ commits
 
@@ -270,11 +274,12 @@ class Committer:
     ) -> CommitResult:
         """Evolve the schema if needed and append the batch built by `build`, in one transaction.
 
-        `upsert_keys`: the batch is deduplicated on the keys (last record wins) and rows with those
-        keys are deleted first, in the same transaction. `replace_all`: every row on the branch is
-        deleted first (the first batch of an overwrite, on its staging branch). `delete_keys`:
+        `upsert_keys`: the batch is deduplicated on the keys (last record wins) and the branch's rows
+        with those keys are deleted in the same snapshot (position delete files, `keydeletes.py`).
+        `replace_all`: every row on the branch is deleted first (the first batch of an overwrite, on
+        its staging branch). `delete_keys`:
         deletion records (`_sdc_deleted_at` set, `hard_delete`) delete their key's rows instead of
-        landing (see `apply_deletions`). `data_files`: the batch was already written to these files
+        landing (see `split_deletions`). `data_files`: the batch was already written to these files
         (a long batch streamed by `RollingWriter`): they are appended instead of `build`'s table.
 
         A conflict with a concurrent writer (another process committed first) is retried by
@@ -322,7 +327,10 @@ class Committer:
             raise CommitError(
                 f"commit {commit_id} to {table.name()} is not on branch {branch!r} after committing"
             )
-        return CommitResult(snapshot_id, commit_id, int(props.get("dativo.records", records)), branch)
+        deletes = {k[len("dativo.") :]: int(v) for k, v in props.items() if k in DELETE_KEYS}
+        return CommitResult(
+            snapshot_id, commit_id, int(props.get("dativo.records", records)), branch, deletes
+        )
 
     def _commit_once(
         self,
@@ -352,17 +360,19 @@ class Committer:
                     with tx.update_schema() as update:
                         update.union_by_name(plan.union)
                 data = build(tx.table_metadata.schema().as_arrow(), plan)
+                remove: pa.Table | None = None  # keys whose rows on the branch this commit deletes
                 if upsert_keys:  # the rows these keys replace: as of the head read above
                     data = dedupe_last(data, list(upsert_keys))
-                    if data.num_rows:
-                        match = create_match_filter(data, list(upsert_keys))
-                        tx.delete(match, snapshot_properties=props, branch=branch)
+                    remove = data.select(list(upsert_keys))
                 if replace_all:
                     tx.delete(AlwaysTrue(), snapshot_properties=props, branch=branch)
                 if delete_keys and DELETED_AT in data.column_names:
-                    data = apply_deletions(tx, data, list(delete_keys), props, branch)
+                    data, deleted = split_deletions(data, list(delete_keys))
+                    remove = deleted if remove is None else remove  # an upsert's keys hold the deleted ones
+                delete_files = delete_rows(tx, table.io, remove, props, branch)
                 props["dativo.records"] = str(data.num_rows)
-                append_table(tx, table.io, data, props, branch, self.settings.parquet_target_bytes)
+                target_bytes = self.settings.parquet_target_bytes
+                append_table(tx, table.io, data, props, branch, target_bytes, delete_files, replace_all)
         except DativoError:
             raise
         except Exception as exc:

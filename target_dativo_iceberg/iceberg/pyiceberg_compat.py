@@ -32,6 +32,12 @@ dependency is pinned to `>=0.12,<0.13` in pyproject.toml — on an upgrade, re-c
   transaction wrote, deleted after it lost a conflict (`added_data_files`). Read with `getattr`
   defaults: if they disappear, the cleanup is skipped (orphans, which `dativo maintain` removes)
   rather than the commit failing.
+- `pyiceberg.table.update.snapshot._FastAppendFiles` (its `_manifests`, `_summary`,
+  `_validate_concurrency`, `_commit_window`, `_compression`, `_added_data_files`) and `pyiceberg.manifest.ManifestWriterV2`: pyiceberg
+  reads position delete files but has no API to commit them. `MergeOnReadAppend` is a fast append
+  that also writes a delete manifest (`_DeleteManifestWriter`: content `deletes`) for the position
+  delete files of an upsert, in the same snapshot (`merge_on_read_append`), and refuses pyiceberg's
+  commit retry on a moved branch head (a fast append's retry skips validation).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyiceberg.io.pyarrow as pyiceberg_arrow
+from pyiceberg.exceptions import ValidationException
 from pyiceberg.io import OutputFile
 from pyiceberg.io.pyarrow import (
     ArrowProjectionVisitor,
@@ -51,11 +58,21 @@ from pyiceberg.io.pyarrow import (
     _determine_partitions,
     _to_requested_schema,
 )
-from pyiceberg.manifest import DataFile, FileFormat
+from pyiceberg.manifest import (
+    DataFile,
+    FileFormat,
+    ManifestContent,
+    ManifestEntry,
+    ManifestEntryStatus,
+    ManifestFile,
+    ManifestWriterV2,
+)
 from pyiceberg.partitioning import PartitionKey, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Transaction
-from pyiceberg.typedef import Properties
+from pyiceberg.table.snapshots import Operation, Summary
+from pyiceberg.table.update.snapshot import _FastAppendFiles
+from pyiceberg.typedef import EMPTY_DICT, Properties
 from pyiceberg.types import ListType, MapType
 
 #: Chooses Parquet's `use_dictionary` (True, or the columns to encode) from a file's first rows.
@@ -161,9 +178,120 @@ class ParquetFileWriter(ParquetFormatWriter):
 
 
 def added_data_files(tx: Transaction | None) -> list[DataFile]:
-    """The data files `tx` wrote (its appends, and the rewrites of its deletes); [] if unknown."""
+    """The data and delete files `tx` wrote (its appends, the rewrites of its deletes, its position
+    delete files); [] if unknown."""
     producers: list[Any] = getattr(tx, "_snapshot_producers", None) or []
-    return [f for producer in producers for f in getattr(producer, "_added_data_files", None) or []]
+    return [
+        f
+        for producer in producers
+        for f in [
+            *(getattr(producer, "_added_data_files", None) or []),
+            *(getattr(producer, "added_delete_files", None) or []),
+        ]
+    ]
+
+
+class _DeleteManifestWriter(ManifestWriterV2):
+    """A v2 manifest of delete files (manifest content `deletes`)."""
+
+    def content(self) -> ManifestContent:
+        return ManifestContent.DELETES
+
+    @property
+    def _meta(self) -> dict[str, str]:
+        return {**super()._meta, "content": "deletes"}
+
+
+class MergeOnReadAppend(_FastAppendFiles):
+    """A fast append that also adds position delete files, in one snapshot (operation `overwrite`
+    when it deletes rows, as Iceberg's row-level writers record it), valid only on the head read."""
+
+    def __init__(
+        self, tx: Transaction, props: dict[str, str], branch: str, deletes: bool, drop_deletes: bool
+    ) -> None:
+        super().__init__(
+            operation=Operation.OVERWRITE if deletes or drop_deletes else Operation.APPEND,
+            transaction=tx,
+            io=tx._table.io,
+            branch=branch,
+            snapshot_properties=props,
+        )
+        self.added_delete_files: list[DataFile] = []
+        self.drop_deletes = drop_deletes  # the branch holds no data file: its delete files go too
+        self.removed_delete_files: list[DataFile] = []
+
+    def _validate_concurrency(self) -> None:
+        """Refuse pyiceberg's own retry on a moved head (`_commit_window`): the rows to delete were
+        matched against the head this transaction read (even when none matched), and a commit since
+        may have added rows with these keys or rewritten the files the deletes name. The ValidationException makes the committer
+        redo the whole commit on the new head (`conflicts.retry_conflicts`)."""
+        window = self._commit_window
+        if window is not None and not window.is_empty():
+            raise ValidationException("the branch moved since its rows were matched for deletion")
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        manifests = super()._existing_manifests()
+        if not self.drop_deletes:
+            return manifests
+        kept = []
+        for manifest in manifests:
+            if manifest.content != ManifestContent.DELETES:
+                kept.append(manifest)
+                continue
+            entries = manifest.fetch_manifest_entry(self._io, discard_deleted=True)
+            self.removed_delete_files.extend(entry.data_file for entry in entries)
+        return kept
+
+    def _manifests(self) -> list[ManifestFile]:
+        manifests = super()._manifests()
+        by_spec: dict[int, list[DataFile]] = {}
+        for delete_file in self.added_delete_files:
+            by_spec.setdefault(delete_file.spec_id, []).append(delete_file)
+        for spec_id, files in by_spec.items():
+            writer = _DeleteManifestWriter(
+                self.spec(spec_id),
+                self.schema(),
+                self.new_manifest_output(),
+                self.snapshot_id,
+                self._compression,
+            )
+            with writer:
+                for delete_file in files:
+                    entry = ManifestEntry.from_args(
+                        status=ManifestEntryStatus.ADDED, snapshot_id=self.snapshot_id, data_file=delete_file
+                    )
+                    writer.add_entry(entry)
+            manifests.append(writer.to_manifest_file())
+        return manifests
+
+    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
+        """pyiceberg's summary, counting the delete files too (added/removed position deletes)."""
+        data_files, deleted = self._added_data_files, self._deleted_data_files
+        self._added_data_files = [*data_files, *self.added_delete_files]
+        self._deleted_data_files = {*deleted, *self.removed_delete_files}
+        try:
+            return super()._summary(snapshot_properties)
+        finally:
+            self._added_data_files, self._deleted_data_files = data_files, deleted
+
+
+def merge_on_read_append(
+    tx: Transaction,
+    data_files: list[DataFile],
+    delete_files: list[DataFile],
+    props: dict[str, str],
+    branch: str,
+    drop_deletes: bool = False,
+) -> None:
+    """Register `data_files` and position `delete_files` (matched against the head `tx` read; maybe
+    none) on `branch` in `tx`, one snapshot that pyiceberg never re-applies on a moved head.
+    `drop_deletes`: the branch's existing delete files are dropped (every data file they named is
+    gone: an overwrite's first batch)."""
+    producer = MergeOnReadAppend(tx, props, branch, bool(delete_files), drop_deletes)
+    for data_file in data_files:
+        producer.append_data_file(data_file)
+    producer.added_delete_files.extend(delete_files)
+    producer.commit()
 
 
 def quiet_expected_warnings() -> None:

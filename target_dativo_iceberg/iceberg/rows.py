@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import And, IsNull, LessThan, Or
 from pyiceberg.table import Table
-from pyiceberg.table.upsert_util import create_match_filter
 
 if TYPE_CHECKING:
     from target_dativo_iceberg.events import EventLog
@@ -18,23 +17,22 @@ if TYPE_CHECKING:
 DELETED_AT = "_sdc_deleted_at"
 
 
-def apply_deletions(tx: Any, data: pa.Table, keys: list[str], props: dict[str, str], branch: str) -> pa.Table:
-    """Deletion records (`_sdc_deleted_at` set) delete their key's rows from the branch, in this
-    transaction, and the batch's own rows of that key up to the key's last deletion; rows after it
-    (a key re-inserted) land. Returns the rows to append."""
+def split_deletions(data: pa.Table, keys: list[str]) -> tuple[pa.Table, pa.Table | None]:
+    """Deletion records (`_sdc_deleted_at` set): the rows to append, and the keys whose rows on the
+    branch are deleted (None: no deletion record). The batch's own rows of a key up to the key's
+    last deletion are dropped; rows after it (a key re-inserted) land."""
     marked = data.column(DELETED_AT).is_valid()
     if not pc.any(marked).as_py():
-        return data
+        return data, None
     index = pa.array(range(data.num_rows), pa.int64())
     numbered = data.select(keys).append_column("__row", index).append_column("__deleted", marked)
     deletions = numbered.filter(marked).group_by(keys, use_threads=False).aggregate([("__row", "max")])
-    tx.delete(create_match_filter(deletions.select(keys), keys), snapshot_properties=props, branch=branch)
     joined = numbered.join(deletions, keys, join_type="left outer")
     after = pc.or_kleene(
         joined.column("__row_max").is_null(), pc.greater(joined["__row"], joined["__row_max"])
     )
     kept = joined.filter(pc.and_(after, pc.invert(joined.column("__deleted")))).column("__row")
-    return data.filter(pc.is_in(index, value_set=kept.combine_chunks()))
+    return data.filter(pc.is_in(index, value_set=kept.combine_chunks())), deletions.select(keys)
 
 
 def dedupe_last(data: pa.Table, keys: list[str]) -> pa.Table:

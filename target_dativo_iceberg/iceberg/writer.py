@@ -33,6 +33,7 @@ from pyiceberg.typedef import Record
 from target_dativo_iceberg.iceberg.pyiceberg_compat import (
     ParquetFileWriter,
     check_schema_compatible,
+    merge_on_read_append,
     split_by_partition,
     to_file_schema,
 )
@@ -143,10 +144,19 @@ class RollingWriter:
 
 
 def append_table(
-    tx: Transaction, io: FileIO, data: pa.Table, props: dict[str, str], branch: str, target_bytes: int
+    tx: Transaction,
+    io: FileIO,
+    data: pa.Table,
+    props: dict[str, str],
+    branch: str,
+    target_bytes: int,
+    delete_files: Sequence[DataFile] | None = None,
+    drop_deletes: bool = False,
 ) -> None:
     """`Transaction.append` with the files written by `RollingWriter` (sized on disk, dictionary
-    encoding where it pays). An empty batch still makes a snapshot, as pyiceberg's does."""
+    encoding where it pays), and position `delete_files` in the same snapshot (a list, maybe empty,
+    when rows were matched for deletion on the head read). An empty batch still makes a snapshot, as
+    pyiceberg's does."""
     metadata = tx.table_metadata
     check_schema_compatible(metadata.schema(), data.schema, metadata.format_version)
     files: list[DataFile] = []
@@ -154,11 +164,23 @@ def append_table(
         writer = RollingWriter(metadata, io, target_bytes)
         writer.write(data)
         files = writer.finish()
-    fast_append(tx, files, props, branch)
+    fast_append(tx, files, props, branch, delete_files, drop_deletes)
 
 
-def fast_append(tx: Transaction, files: Sequence[DataFile], props: dict[str, str], branch: str) -> None:
-    """Register written data files on `branch` in the transaction (one snapshot with `props`)."""
+def fast_append(
+    tx: Transaction,
+    files: Sequence[DataFile],
+    props: dict[str, str],
+    branch: str,
+    delete_files: Sequence[DataFile] | None = None,
+    drop_deletes: bool = False,
+) -> None:
+    """Register written data files (and position delete files) on `branch` in the transaction (one
+    snapshot with `props`); `drop_deletes`: the branch's delete files are dropped (no data file
+    left for them: after an overwrite's delete of every row)."""
+    if delete_files is not None or drop_deletes:
+        merge_on_read_append(tx, list(files), list(delete_files or []), props, branch, drop_deletes)
+        return
     with tx.update_snapshot(snapshot_properties=props, branch=branch).fast_append() as append:
         for data_file in files:
             append.append_data_file(data_file)

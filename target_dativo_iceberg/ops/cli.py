@@ -15,8 +15,8 @@ from typing import Any
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.table import Table
 
-from target_dativo_iceberg.errors import DativoError, PublishError
-from target_dativo_iceberg.iceberg.branches import branches, diff, publish
+from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.iceberg.branches import branches, diff, publish_tables
 from target_dativo_iceberg.iceberg.markers import committed_state
 from target_dativo_iceberg.iceberg.retry import describe
 from target_dativo_iceberg.redact import RedactingStream, activate, write_data
@@ -78,22 +78,7 @@ def branch_command(args: argparse.Namespace) -> int:
                     f"  {snap.snapshot_id}  +{props.get('added-records', 0)} rows  run {props.get('dativo.run-id', '-')}"
                 )
         return 0
-    # publish: check every table first so a diverged table stops the publish before any moves.
-    with_branch = [t for t in tables if t.snapshot_by_name(branch) is not None]
-    if not with_branch:
-        raise PublishError(f"no table has a branch {branch!r}")
-    blocked = [d for d in (diff(t, branch) for t in with_branch) if not d.fast_forward]
-    if blocked:
-        raise PublishError(
-            "; ".join(
-                f"table {d.table}: main (snapshot {d.main_snapshot_id}) is not an ancestor of branch "
-                f"{branch!r} (snapshot {d.branch_snapshot_id})"
-                for d in blocked
-            )
-            + ". Nothing was published; main is untouched"
-        )
-    for table in with_branch:
-        change = publish(table, branch)
+    for change in publish_tables(tables, branch):
         print(f"published {change.table}: main -> {change.branch_snapshot_id} (+{change.records_added} rows)")
     return 0
 

@@ -328,6 +328,8 @@ def test_meltano_run_two_sources_tenants_and_warn_exit_code(project: MeltanoProj
         stdin=subprocess.DEVNULL,
     )
     assert failed.returncode == 1, failed.stderr[-3000:]
+    a = project.catalog().load_table("acme__tap_jsonl_a.events")
+    assert duckdb_rows(a, TENANT, "SELECT count(*) FROM t WHERE id = 3", con) == [(1,)]  # yet it landed
     (data / "a" / "part-2.jsonl").write_text('{"kind": "nokey2"}\n{"id": 4, "kind": "ok"}\n')
     project.env.update(
         TARGET_DATIVO_ICEBERG_SCHEMA_VALIDATION_MODE="warn", TARGET_DATIVO_ICEBERG_WARN_EXIT_CODE="0"
@@ -343,7 +345,6 @@ def test_meltano_run_two_sources_tenants_and_warn_exit_code(project: MeltanoProj
     assert sorted(r["id"] for r in pyiceberg_rows(a, TENANT)) == [1, 2, 3, 4]
     assert duckdb_rows(a, TENANT, "SELECT count(*) FROM t", con) == [(4,)]
     rejected = project.catalog().load_table("acme__tap_jsonl_a.events__rejected")
-    assert sorted(json.loads(r["_record"])["kind"] for r in pyiceberg_rows(rejected, TENANT)) == [
-        "nokey",
-        "nokey2",
-    ]
+    # A run Meltano counts as failed keeps no bookmark there, so the next run re-reads its files:
+    # their valid rows upsert, their rejections are recorded again. Every rejection is there.
+    assert {json.loads(r["_record"])["kind"] for r in pyiceberg_rows(rejected, TENANT)} == {"nokey", "nokey2"}

@@ -5,7 +5,7 @@ properties, and the location `{warehouse}/[{tenant}/]{domain}/{dataProduct}/{tab
 from the stream's Singer SCHEMA, its key_properties becoming required identifier fields. Either way
 `ingest_date` and the `_sdc_*` columns the target adds are part of the schema, and a bad partition
 term or a missing key fails before any record is read. The namespace (and so the table's identity)
-carries the tenant: `Settings.namespace_for`.
+carries the tenant (`Settings.namespace_for`), and a contract of another tenant is refused.
 """
 
 from __future__ import annotations
@@ -58,6 +58,11 @@ def plan_table(
         keyed = _keyed_schema(stream, stream_schema.iceberg, keys)
         spec = TableSpec(with_ingest_date(keyed, terms), partitioning=terms)
     else:
+        if contract.tenant is not None and str(contract.tenant) != settings.tenant_id:
+            raise ConfigError(
+                f"stream {stream!r}: contract {contract.path} belongs to tenant {contract.tenant!r}, "
+                f"this run to tenant_id {settings.tenant_id!r}; a tenant lands only its own contracts"
+            )
         identifier = (settings.namespace_for(contract.domain), contract.table_name())
         location = None
         if contract.domain and contract.data_product:

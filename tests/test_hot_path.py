@@ -313,14 +313,19 @@ def test_interleaved_streams_hot_and_record_path_land_in_order(tmp_path: Path) -
 
 @pytest.mark.parametrize("hot", [True, False])
 def test_duplicate_primary_keys_within_and_across_batches(tmp_path: Path, hot: bool) -> None:
-    """Uniqueness holds for the run on both paths: a key repeated in the same batch or a later one
-    is rejected (warn) with rule primary_key; only its first record lands."""
+    """append-only: uniqueness holds for the run on both paths: a key repeated in the same batch or
+    a later one is rejected (warn) with rule primary_key; only its first record lands."""
     contract = tmp_path / "things.yaml"
     _contract(contract, ["string"], [True])
     rids = [*range(1, 9), 3, *range(9, 15), 5, 14]  # 3 and 14 repeat within a batch; 5 across batches
     messages = [schema_msg("things", {"rid": {"type": "integer"}, "c0": {"type": "string"}}, ["rid"])]
     messages += [record("things", rid=rid, c0=f"v{n}") for n, rid in enumerate(rids)]
-    config = {"assets": {"things": str(contract)}, "batch_size_rows": 9, "hot_path": hot}
+    config = {
+        "assets": {"things": str(contract)},
+        "batch_size_rows": 9,
+        "hot_path": hot,
+        "load_method": "append-only",
+    }
     run = run_target(tmp_path, messages, schema_validation_mode="warn", **config)
     assert run.returncode == 1, run.stderr[-3000:]
     catalog = open_catalog(tmp_path)

@@ -150,7 +150,7 @@ def test_tenants_never_share_a_table(tmp_path: Path) -> None:
     assert acme.properties.get("dativo.domain") == "crm"
 
 
-def test_a_contract_of_another_tenant_fails_before_any_write(tmp_path: Path) -> None:
+def test_a_contract_of_another_tenant_fails_before_anything_is_written(tmp_path: Path) -> None:
     contract = tmp_path / "person.odcs.yaml"
     contract.write_text(PERSON.read_text().replace("domain: crm\n", "domain: crm\ntenant: beta\n"))
     run = run_target(

@@ -45,6 +45,7 @@ def _run(root: Path, batch_size_rows: int = 1_000_000, **config: object) -> list
     (root / "events.yaml").write_text(CONTRACT)
     _stream(root / "in.jsonl")
     assets = {"events": str(root / "events.yaml")}
+    config = {"load_method": "append-only", **config}  # streaming a long batch into files: append
     run = run_target(
         root, (root / "in.jsonl").read_text(), assets=assets, batch_size_rows=batch_size_rows, **config
     )
@@ -109,7 +110,11 @@ def test_killed_while_streaming_a_long_batch_leaves_nothing_half_committed(tmp_p
     root = tmp_path
     (root / "events.yaml").write_text(CONTRACT)
     _stream(root / "in.jsonl")
-    config = {"assets": {"events": str(root / "events.yaml")}, "batch_size_rows": 1_000_000}
+    config = {
+        "assets": {"events": str(root / "events.yaml")},
+        "batch_size_rows": 1_000_000,
+        "load_method": "append-only",
+    }
     text = (root / "in.jsonl").read_text()
     killed = run_target(root, text, env={"DATIVO_FAULT": "after_spill:2"}, parquet_target_size_mb=1, **config)
     assert killed.returncode == -9 and killed.stdout == ""

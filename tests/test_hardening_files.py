@@ -359,11 +359,11 @@ def test_a_normal_contract_lands_under_domain_and_data_product(tmp_path: Path) -
     assert run.returncode == 0, run.stderr[-3000:]
     table = open_catalog(root).load_table("acme__sales.web_orders")
     warehouse = root / "warehouse"
-    assert table.location() == f"{warehouse.as_uri()}/sales/web shop/web_orders"
+    assert table.location() == f"{warehouse.as_uri()}/acme/sales/web shop/web_orders"  # tenant acme
     assert [r["id"] for r in pyiceberg_rows(table, "acme")] == [1]
     data = [p for p in tree(tmp_path) if p.suffix == ".parquet"]
     assert data and all(
-        p.is_relative_to(warehouse / "sales" / "web shop" / "web_orders" / "data") for p in data
+        p.is_relative_to(warehouse / "acme" / "sales" / "web shop" / "web_orders" / "data") for p in data
     )
     outside = [p for p in tree(tmp_path) if p.is_file() and not p.is_relative_to(warehouse)]
     assert {p.name for p in outside} == {"orders.yaml", "target.json", "catalog.db"}

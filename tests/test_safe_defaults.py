@@ -7,9 +7,12 @@ Every outcome is read back with pyiceberg and DuckDB (`ops/readback.py`).
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 from helpers import (
+    BIN,
     PERSON,
     PERSON_PROPS,
     USERS,
@@ -205,3 +208,39 @@ def test_warn_exit_code_sets_the_code_of_a_run_with_rejections(tmp_path: Path) -
 
     other = person_run(tmp_path / "b", range(1, 3), bad, schema_validation_mode="warn", warn_exit_code=3)
     assert other.returncode == 3
+
+
+def test_dativo_commands_show_and_publish_the_tenants_tables(tmp_path: Path) -> None:
+    assert person_run(tmp_path, range(1, 4)).returncode == 0  # acme (target.json now holds acme)
+    dativo = [str(BIN / "dativo")]
+    beta = run_target(
+        tmp_path, [schema_msg("person", PERSON_PROPS, ["id"]), person(7)], tenant_id="beta", assets=ASSETS
+    )
+    assert beta.returncode == 0, beta.stderr
+    acme_cfg = json.loads((tmp_path / "target.json").read_text())
+    (tmp_path / "acme.json").write_text(json.dumps({**acme_cfg, "tenant_id": "acme"}))
+
+    listed = subprocess.run(
+        [*dativo, "branch", "list", "--config", str(tmp_path / "acme.json")], capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "acme__crm.person" in listed.stdout and "beta__" not in listed.stdout
+    published = subprocess.run(
+        [*dativo, "branch", "publish", "--config", str(tmp_path / "acme.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert published.returncode == 0, published.stderr
+    assert "published acme__crm.person" in published.stdout
+    catalog = open_catalog(tmp_path)
+    assert ids_on(catalog.load_table("acme__crm.person"), "main") == ([1, 2, 3], [(3, 3)])
+    assert ids_on(catalog.load_table("beta__crm.person"), "main") == ([], [(0, 0)])  # beta's main untouched
+    inspected = subprocess.run(
+        [*dativo, "inspect", "--config", str(tmp_path / "acme.json"), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert inspected.returncode == 0, inspected.stderr
+    assert [
+        (r["identifier"], r["rows_on_branch"], r["rows_on_main"]) for r in json.loads(inspected.stdout)
+    ] == [("acme__crm.person", 3, 3)]

@@ -38,12 +38,15 @@ def _catalog(settings: Settings) -> Catalog:
     return load_catalog(settings.catalog_name, **settings.catalog_load_properties())
 
 
-def _tables(catalog: Catalog, names: list[str] | None) -> list[Table]:
-    """The named tables (`namespace.table`), or every table in the catalog."""
+def _tables(catalog: Catalog, names: list[str] | None, settings: Settings) -> list[Table]:
+    """The named tables (`namespace.table`), or every table of the config's tenant."""
     if names:
         return [catalog.load_table(name) for name in names]
     return [
-        catalog.load_table(ident) for ns in catalog.list_namespaces() for ident in catalog.list_tables(ns)
+        catalog.load_table(ident)
+        for ns in catalog.list_namespaces()
+        if settings.owns_namespace(".".join(ns))
+        for ident in catalog.list_tables(ns)
     ]
 
 
@@ -54,7 +57,7 @@ def _name(table: Table) -> str:
 def branch_command(args: argparse.Namespace) -> int:
     """`dativo branch list|diff|publish`."""
     settings = _load_settings(args.config)
-    tables = _tables(_catalog(settings), args.table)
+    tables = _tables(_catalog(settings), args.table, settings)
     if args.action == "list":
         for table in tables:
             for name in branches(table):
@@ -91,7 +94,7 @@ def state_command(args: argparse.Namespace) -> int:
     settings = _load_settings(args.config)
     branch = args.branch or settings.branch
     found = []
-    for table in _tables(_catalog(settings), args.table):
+    for table in _tables(_catalog(settings), args.table, settings):
         committed = committed_state(table, branch)
         if committed is not None:
             found.append(committed)
@@ -115,7 +118,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
     settings = _load_settings(args.config)
     branch = args.branch or settings.branch
-    reports = report(_catalog(settings), branch)
+    reports = report(_catalog(settings), branch, owned=settings.owns_namespace)
     if args.json:
         print(json.dumps([r.__dict__ for r in reports], indent=2, default=str))
         return 0

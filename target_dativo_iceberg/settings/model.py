@@ -281,6 +281,14 @@ class Settings:
         base = sanitize_name(base)
         return f"{tenant}__{base}" if self.tenant_scoped else base
 
+    def owns_namespace(self, namespace: str) -> bool:
+        """Whether `dativo` commands show this namespace's tables: a named tenant sees its own
+        (`{tenant}` and `{tenant}__*`), or all when `namespace` is set; tenant `default` sees all."""
+        if not self.tenant_scoped or self.namespace:
+            return True
+        tenant = sanitize_name(self.tenant_id)
+        return namespace == tenant or namespace.startswith(f"{tenant}__")
+
     def load_method_for(self, keys: list[str]) -> str:
         """`load_method` as set; absent: upsert for a keyed stream (a re-sent row replaces its
         earlier copy, as Singer targets merge on key properties), append-only otherwise."""

@@ -107,7 +107,7 @@ def test_contract_warn_mode_with_rejected_table(tmp_path: Path, catalog_backend:
     assert result.states == [{"bookmarks": {"person": {"n": 4}}}]
 
     catalog = catalog_backend.open_catalog(tmp_path)
-    table = catalog.load_table("acme__crm.person")  # namespace = the contract's domain
+    table = catalog.load_table("acme__crm.person")  # namespace = tenant + the contract's domain
     assert table.properties["dativo.domain"] == "crm"
     assert [f.name for f in table.spec().fields] == ["country"]
     if catalog_backend.name == "rest":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pyiceberg.table import Table
 
-from target_dativo_iceberg.errors import PublishError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.branches import MAIN, publish_tables
 from target_dativo_iceberg.settings import Settings
@@ -44,12 +43,7 @@ def auto_publish(tables: list[Table], settings: Settings, events: EventLog, audi
         return
     for table in tables:
         table.refresh()
-    try:
-        changes = publish_tables(tables, branch)
-    except PublishError as exc:
-        skip_publish(settings, events, str(exc))
-        raise
-    for change in changes:
+    for change in publish_tables(tables, branch):  # PublishError: the run fails, every main untouched
         events.emit(
             "published",
             table=change.table,

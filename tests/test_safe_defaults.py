@@ -244,3 +244,18 @@ def test_dativo_commands_show_and_publish_the_tenants_tables(tmp_path: Path) -> 
     assert [
         (r["identifier"], r["rows_on_branch"], r["rows_on_main"]) for r in json.loads(inspected.stdout)
     ] == [("acme__crm.person", 3, 3)]
+
+
+def test_auto_publish_fails_without_moving_main_when_main_moved_on(tmp_path: Path) -> None:
+    assert person_run(tmp_path, range(1, 3), auto_publish=True).returncode == 0
+    assert person_run(tmp_path, range(50, 51), branch="main").returncode == 0  # a commit straight to main
+    run = person_run(tmp_path, range(3, 5), auto_publish=True)
+    assert run.returncode == 2
+    reason = run.events("publish_skipped")[0]["reason"]
+    assert "acme__crm.person" in reason and "not an ancestor" in reason and "main is untouched" in reason, (
+        reason
+    )
+    assert run.states == [{"n": 5}]  # the run's rows are committed on its branch
+    table = open_catalog(tmp_path).load_table("acme__crm.person")
+    assert ids_on(table, "main") == ([1, 2, 50], [(3, 3)])
+    assert ids_on(table, "acme") == ([1, 2, 3, 4], [(4, 4)])

@@ -135,7 +135,7 @@ class Settings:
     namespace: str | None = setting(
         None,
         "Iceberg namespace, used as given for every stream (default: the contract's domain, else "
-        "default_target_schema, else tenant_id; prefixed with `{tenant_id}__` unless the tenant is `default`).",
+        "default_target_schema, prefixed `{tenant_id}__` unless the tenant is `default`; else tenant_id).",
         check=lambda value, _: sanitize_name(value),
     )
     catalog_type: str = setting(

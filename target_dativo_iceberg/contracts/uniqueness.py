@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from target_dativo_iceberg.contracts.contract import Contract
@@ -110,7 +111,7 @@ class Uniqueness:
     @property
     def keys_held(self) -> int:
         """Distinct keys held (the memory cost)."""
-        return sum(len(g.seen) for g in self.groups)
+        return sum(len(g.seen) + len(g.existing or ()) for g in self.groups)
 
     def seed_existing(self, columns: list[pa.Array], branch: str) -> bool:
         """The primary key's values already on `branch` (its key columns, in key order), so a
@@ -118,11 +119,15 @@ class Uniqueness:
         group = next((g for g in self.groups if g.rule == "primary_key"), None)
         if group is None:
             return False
+        if isinstance(group.seen, IntKeys):  # one integer column: sorted arrays, no Python int per key
+            ints = IntKeys()
+            values = columns[0].drop_null().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            ints.add_sorted(np.unique(values))
+            group.existing, group.branch = ints, branch
+            return True
         lists = [c.to_pylist() for c in columns]
         keys = lists[0] if len(lists) == 1 else [None if None in k else k for k in zip(*lists, strict=True)]
-        existing: set[Any] | IntKeys = IntKeys() if isinstance(group.seen, IntKeys) else set()
-        existing |= {k for k in keys if k is not None}
-        group.existing, group.branch = existing, branch
+        group.existing, group.branch = {k for k in keys if k is not None}, branch
         return True
 
     def duplicate_counts(self) -> list[tuple[QualityCheck, str, int]]:

@@ -48,9 +48,15 @@ $(MELTANO_STAMP): $(DEV_STAMP) pyproject.toml meltano.yml $(LOCK_FILES)
 	$(MELTANO) install
 	mkdir -p $(@D) && touch $@
 
+# Write-audit-publish: the run lands on the tenant's branch (main untouched), then the branch is
+# published (main fast-forwarded; `auto_publish: true` does this after every audited run).
 demo: $(MELTANO_STAMP)
 	$(MELTANO) run tap-dativo-csv target-dativo-iceberg
-	@# --unsafe: secrets (prod) go through the pipe to show_landed.py, which never prints them
+	@echo "== landed on the tenant's branch; main is untouched until the branch is published"
+	@# --unsafe: secrets (prod) go through the pipe to show_landed.py / dativo, which never print them
+	$(MELTANO) config --unsafe print target-dativo-iceberg | $(PY) scripts/show_landed.py --config -
+	@echo "== publish: main fast-forwards to the branch"
+	$(MELTANO) config --unsafe print target-dativo-iceberg | $(VENV)/bin/dativo branch publish --config /dev/stdin
 	$(MELTANO) config --unsafe print target-dativo-iceberg | $(PY) scripts/show_landed.py --config -
 
 $(TAP_JSONL):

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     branch = args.branch or settings.branch
     props = settings.catalog_load_properties()
     catalog = load_catalog(settings.catalog_name, **props)
-    tables = report(catalog, branch, con=duckdb_connection(settings.connection.s3.given() or None))
+    con = duckdb_connection(settings.connection.s3.given() or None)
+    tables = report(catalog, branch, con=con, owned=settings.owns_namespace)
 
     previous: dict[str, int] = {}
     if HISTORY.exists():

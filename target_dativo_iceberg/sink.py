@@ -23,6 +23,7 @@ from target_dativo_iceberg.contracts.enforcement import (
     REJECTED_SUFFIX,
     Enforcer,
     rejected_table,
+    seed_branch_keys,
 )
 from target_dativo_iceberg.delivery.coverage import coverage
 from target_dativo_iceberg.delivery.replay import ReplayGuard, parse_marker
@@ -61,6 +62,8 @@ class IcebergSink(SdkBatchSink):
         settings = run.settings
         self.stream_schema = singer_to_iceberg(stream_name, self.schema, self.key_properties)
         self.contract = contract_for_stream(run.contracts, stream_name)
+        self.plan = plan_table(stream_name, self.stream_schema, self.contract, settings)
+        self.identifier, self.spec = self.plan.identifier, self.plan.spec
         self.enforcer: Enforcer | None = None
         self.checks: RecordChecks | None = None
         if self.contract is None:
@@ -79,14 +82,15 @@ class IcebergSink(SdkBatchSink):
                 self.contract,
                 self.schema,
                 settings.schema_validation_mode,
-                settings.load_method == "upsert",
+                self.plan.load_method == "upsert",
                 run.events,
             )
-        self.plan = plan_table(stream_name, self.stream_schema, self.contract, settings)
-        self.identifier, self.spec = self.plan.identifier, self.plan.spec
         run.claims.claim(stream_name, self.identifier)  # two streams never share a table
-        self.load_method = settings.load_method
-        self.upsert_keys = self.plan.upsert_keys
+        self.load_method, self.upsert_keys = self.plan.load_method, self.plan.upsert_keys
+        if self.enforcer is not None and self.load_method == "append-only":  # re-sent keys are duplicates
+            seed_branch_keys(
+                self.enforcer, run.committer.existing_table, self.identifier, settings.table_branch
+            )
         #: hard_delete: deletion records (`_sdc_deleted_at` set) delete these keys' rows.
         self.delete_keys: list[str] | None = None
         if settings.hard_delete and self.include_sdc_metadata_properties:
@@ -366,9 +370,10 @@ class IcebergSink(SdkBatchSink):
         self.run.commits.join()
         self.run.shutdown.check()
         summary = {**self._identity(), "dativo.operation": f"activate-version {new_version}"}
-        activate_version(
+        if activate_version(
             self.table, self.run.committer, self.run.events, self.stream_name, new_version, summary
-        )
+        ):
+            self.run.committer.written[self.plan.name] = self.table
 
     def finish_without_batch(self) -> None:
         """End of input with nothing buffered: object-level quality still holds over the table."""

@@ -1,9 +1,11 @@
 """A stream's table plan: which table it lands in and how — from its contract or its Singer SCHEMA.
 
 With a contract the table comes from it (types, required, identifier fields, partitions, table
-properties, and the location `{warehouse}/{domain}/{dataProduct}/{table}`); without one, from the
-stream's Singer SCHEMA. Either way `ingest_date` and the `_sdc_*` columns the target adds are part of
-the schema, and a bad partition term or a missing key fails before any record is read.
+properties, and the location `{warehouse}/[{tenant}/]{domain}/{dataProduct}/{table}`); without one,
+from the stream's Singer SCHEMA, its key_properties becoming required identifier fields. Either way
+`ingest_date` and the `_sdc_*` columns the target adds are part of the schema, and a bad partition
+term or a missing key fails before any record is read. The namespace (and so the table's identity)
+carries the tenant (`Settings.namespace_for`), and a contract of another tenant is refused.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import typing as t
 from dataclasses import dataclass
 
 from pyiceberg.schema import Schema
-from pyiceberg.types import NestedField
+from pyiceberg.types import DoubleType, FloatType, NestedField, PrimitiveType
 
-from target_dativo_iceberg.errors import ConfigError
+from target_dativo_iceberg.errors import ConfigError, SchemaError
 from target_dativo_iceberg.iceberg.committer import TableSpec
 from target_dativo_iceberg.iceberg.partitioning import build_spec, parse_terms
 from target_dativo_iceberg.iceberg.paths import table_location
@@ -36,6 +38,8 @@ class TablePlan:
     upsert_keys: list[str] | None
     #: The stream's keys (contract primaryKey, else key_properties); deletion records use them.
     keys: list[str]
+    #: append-only, upsert or overwrite (`Settings.load_method_for`).
+    load_method: str = "append-only"
 
     @property
     def name(self) -> str:
@@ -48,16 +52,23 @@ def plan_table(
     """The stream's table plan; ConfigError when a setting cannot apply to it."""
     sdc = sdc_fields(stream_schema)
     if contract is None:
-        identifier = (settings.default_namespace, sanitize_name(stream))
+        identifier = (settings.namespace_for(None), sanitize_name(stream))
         terms = parse_terms(settings.partitioning or [])
-        spec = TableSpec(with_ingest_date(stream_schema.iceberg, terms), partitioning=terms)
         keys = list(stream_schema.key_columns)
+        keyed = _keyed_schema(stream, stream_schema.iceberg, keys)
+        spec = TableSpec(with_ingest_date(keyed, terms), partitioning=terms)
     else:
-        namespace = settings.namespace or (sanitize_name(contract.domain) if contract.domain else None)
-        identifier = (namespace or settings.default_namespace, contract.table_name())
+        if contract.tenant is not None and str(contract.tenant) != settings.tenant_id:
+            raise ConfigError(
+                f"stream {stream!r}: contract {contract.path} belongs to tenant {contract.tenant!r}, "
+                f"this run to tenant_id {settings.tenant_id!r}; a tenant lands only its own contracts"
+            )
+        identifier = (settings.namespace_for(contract.domain), contract.table_name())
         location = None
         if contract.domain and contract.data_product:
             parts = (contract.domain, contract.data_product, contract.table_name())
+            if settings.tenant_scoped:
+                parts = (settings.tenant_id, *parts)
             location = table_location(settings, parts, f"contract {contract.path}")
         terms = parse_terms(
             settings.partitioning if settings.partitioning is not None else contract.partition_columns()
@@ -72,13 +83,34 @@ def plan_table(
         keys = list(contract.identifier_columns())
     build_spec(spec.schema, list(spec.partitioning))  # a bad term fails before any data is read
     upsert_keys = None
-    if settings.load_method == "upsert":
+    load_method = settings.load_method_for(keys)
+    if load_method == "upsert":
         if not keys:
             raise ConfigError(
                 f"stream {stream!r}: load_method upsert needs key_properties or a contract primaryKey"
             )
         upsert_keys = keys
-    return TablePlan(identifier, spec, upsert_keys, keys)
+    return TablePlan(identifier, spec, upsert_keys, keys, load_method)
+
+
+def _keyed_schema(stream: str, schema: Schema, keys: list[str]) -> Schema:
+    """A Singer stream's schema with its key_properties as required identifier fields."""
+    if not keys:
+        return schema
+    fields = []
+    for f in schema.fields:
+        if f.name in keys:
+            if not isinstance(f.field_type, PrimitiveType) or isinstance(
+                f.field_type, (FloatType, DoubleType)
+            ):
+                raise SchemaError(
+                    f"stream {stream!r}: key property {f.name!r} is {f.field_type}; a key must be a "
+                    "string, integer, boolean, date/time or decimal (not number, object or array)"
+                )
+            f = NestedField(f.field_id, f.name, f.field_type, required=True, doc=f.doc)
+        fields.append(f)
+    ids = [f.field_id for name in keys for f in fields if f.name == name]
+    return Schema(*fields, identifier_field_ids=ids)
 
 
 def sdc_fields(stream_schema: StreamSchema) -> list[NestedField]:

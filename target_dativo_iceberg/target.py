@@ -25,6 +25,7 @@ from target_dativo_iceberg.delivery.shutdown import Shutdown, exit_code
 from target_dativo_iceberg.errors import ConfigError, DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.committer import Committer
+from target_dativo_iceberg.iceberg.publishing import auto_publish, skip_publish
 from target_dativo_iceberg.intake.reader import BlockReader
 from target_dativo_iceberg.intake.routes import HotRoutes
 from target_dativo_iceberg.ops.preflight import run_preflight
@@ -49,7 +50,7 @@ class TargetDativoIceberg(SdkTarget):
         *SdkTarget.capabilities,
         PluginCapabilities.ACTIVATE_VERSION,
     ]
-    partial: t.ClassVar[bool] = False  # set when a run ends with exit code 1 (warn-mode rejections)
+    partial: t.ClassVar[bool] = False  # set when a run ends with warn_exit_code (warn-mode rejections)
 
     config_jsonschema = settings_jsonschema()  # every setting is declared once, in settings/model.py
 
@@ -221,33 +222,40 @@ class TargetDativoIceberg(SdkTarget):
     # ------------------------------------------------------------------ run
 
     def run(self, file_input: Any = None) -> int:
-        """Listen to the input with job events around it; returns the exit code (0, or 1 for partial)."""
+        """Listen to the input with job events around it, then `auto_publish`; returns the exit code
+        (0, or `warn_exit_code` for partial)."""
         self.events.emit(
             "job_started",
             branch=self.settings.branch,
             catalog_type=self.settings.catalog_type,
-            load_method=self.settings.load_method,
+            load_method=self.settings.load_method or "by stream key",
         )
         try:
             with self.shutdown.interruptible():
                 run_preflight(self.settings, self.events, self.retry_policy)
             self.listen(file_input)
+            progress = self.progress
+            audited = not (progress.records_rejected or progress.quality_failures)
+            auto_publish(list(self.services.committer.written.values()), self.settings, self.events, audited)
         except Interrupted as stop:
+            skip_publish(self.settings, self.events, "the run was stopped by a signal")
             return self._stopped(stop.signum)
         except BaseException as exc:
-            self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
+            error = self.events.redact(str(exc))
+            skip_publish(self.settings, self.events, f"the run failed: {error}")
+            self.events.emit("job_finished", status="failed", exit_code=2, error=error)
             raise
-        progress = self.progress
-        if progress.records_rejected or progress.quality_failures:
+        if not audited:
+            code = self.settings.warn_exit_code
             self.events.emit(
                 "job_finished",
                 status="partial",
-                exit_code=1,
+                exit_code=code,
                 records=progress.records_committed,
                 records_rejected=progress.records_rejected,
                 quality_failures=progress.quality_failures,
             )
-            return 1
+            return code
         self.events.emit("job_finished", status="success", exit_code=0, records=progress.records_committed)
         return 0
 

@@ -22,8 +22,10 @@ def versioned(version: int, ids: list[int]) -> list[dict]:
 
 
 def test_soft_delete_marks_old_version_rows(tmp_path: Path) -> None:
-    assert run_target(tmp_path, versioned(1, [1, 2, 3]), add_record_metadata=True).returncode == 0
-    run = run_target(tmp_path, versioned(2, [2, 3, 4]), add_record_metadata=True)
+    # append-only: both versions' rows stay (a keyed stream upserts by default: version 2 would replace 2, 3)
+    config = {"add_record_metadata": True, "load_method": "append-only"}
+    assert run_target(tmp_path, versioned(1, [1, 2, 3]), **config).returncode == 0
+    run = run_target(tmp_path, versioned(2, [2, 3, 4]), **config)
     assert run.returncode == 0, run.stderr
     assert run.events("version_activated")
     table = open_catalog(tmp_path).load_table("acme.snap")

@@ -73,8 +73,8 @@ def test_parquet_batches_land_like_records(tmp_path: Path, bin_dir: Path) -> Non
     records = _tap_output(tmp_path / "r", bin_dir, batch=False)
     assert _target(tmp_path / "r", bin_dir, records).returncode == 0
 
-    via_batch = open_catalog(tmp_path / "b").load_table("crm.person")
-    via_records = open_catalog(tmp_path / "r").load_table("crm.person")
+    via_batch = open_catalog(tmp_path / "b").load_table("acme__crm.person")
+    via_records = open_catalog(tmp_path / "r").load_table("acme__crm.person")
     rows_batch = sorted(pyiceberg_rows(via_batch, "acme"), key=lambda r: r["id"])
     rows_records = sorted(pyiceberg_rows(via_records, "acme"), key=lambda r: r["id"])
     assert len(rows_batch) == 2500 and rows_batch == rows_records
@@ -114,7 +114,7 @@ def test_batches_replayed_after_a_crash_are_skipped(tmp_path: Path, bin_dir: Pat
     again = _target(tmp_path, bin_dir, "".join(schema + lines[batches[1] :]))  # the tap resumed there
     assert again.returncode == 0, again.stderr[-3000:]
     assert [e["records"] for e in again.events("replay_skipped")] == [1000]
-    table = open_catalog(tmp_path).load_table("crm.person")
+    table = open_catalog(tmp_path).load_table("acme__crm.person")
     rows = pyiceberg_rows(table, "acme")
     assert len(rows) == 2500 and len({r["id"] for r in rows}) == 2500
 
@@ -158,12 +158,12 @@ def test_batch_files_carry_contract_decimals_exactly(tmp_path: Path, bin_dir: Pa
     assets = {"ledger": str(tmp_path / "ledger.yaml")}
     run = _target(tmp_path, bin_dir, out, assets, schema_validation_mode="warn")
     assert run.returncode == 1, run.stderr[-3000:]  # partial: one value rejected
-    table = open_catalog(tmp_path).load_table("fin.ledger")
+    table = open_catalog(tmp_path).load_table("acme__fin.ledger")
     landed = {r["id"]: r["amount"] for r in pyiceberg_rows(table, "acme")}
     exact = {i: a for i, a in amounts.items() if 1 <= i <= 100 or 201 <= i <= 250}
     assert {i: str(landed[i]) for i in exact} == exact  # digit for digit
     assert 150 not in landed and len(landed) == 249
     got = duckdb_rows(table, "acme", "SELECT CAST(amount AS VARCHAR) FROM t WHERE id IN (7, 250) ORDER BY id")
     assert got == [(amounts[7],), (amounts[250],)]
-    rejected = pyiceberg_rows(open_catalog(tmp_path).load_table("fin.ledger__rejected"), "acme")
+    rejected = pyiceberg_rows(open_catalog(tmp_path).load_table("acme__fin.ledger__rejected"), "acme")
     assert len(rejected) == 1 and json.loads(rejected[0]["_record"])["id"] == 150

@@ -107,7 +107,7 @@ def test_contract_warn_mode_with_rejected_table(tmp_path: Path, catalog_backend:
     assert result.states == [{"bookmarks": {"person": {"n": 4}}}]
 
     catalog = catalog_backend.open_catalog(tmp_path)
-    table = catalog.load_table("crm.person")  # namespace = the contract's domain
+    table = catalog.load_table("acme__crm.person")  # namespace = tenant + the contract's domain
     assert table.properties["dativo.domain"] == "crm"
     assert [f.name for f in table.spec().fields] == ["country"]
     if catalog_backend.name == "rest":
@@ -116,7 +116,7 @@ def test_contract_warn_mode_with_rejected_table(tmp_path: Path, catalog_backend:
         assert table.location().endswith("/crm/customers/person")
     assert both_readers(catalog_backend, table, "acme", "id, country") == [(1, "NO"), (3, "NO")]
 
-    rejected = catalog.load_table("crm.person__rejected")
+    rejected = catalog.load_table("acme__crm.person__rejected")
     rows = both_readers(catalog_backend, rejected, "acme", "_stream, _record")
     assert [(stream, json.loads(rec)["id"]) for stream, rec in rows] == [("person", 2), ("person", 4)]
     errors = duckdb_rows(rejected, "acme", "SELECT _errors FROM t ORDER BY _record", catalog_backend.duckdb())

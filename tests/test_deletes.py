@@ -49,7 +49,8 @@ def test_deletion_records_delete_rows_with_hard_delete(tmp_path: Path, load_meth
 
 
 def test_without_hard_delete_deletion_records_land_as_marked_rows(tmp_path: Path) -> None:
-    _run(tmp_path, [{"id": 1, "name": "a"}, {"id": 1, "name": "a", "_sdc_deleted_at": DELETED}])
+    records = [{"id": 1, "name": "a"}, {"id": 1, "name": "a", "_sdc_deleted_at": DELETED}]
+    _run(tmp_path, records, load_method="append-only")  # upsert (the keyed default) keeps the last one
     table = open_catalog(tmp_path).load_table("acme.items")
     marked = [r["_sdc_deleted_at"] is not None for r in pyiceberg_rows(table, "acme")]
     assert sorted(marked) == [False, True]

@@ -45,6 +45,7 @@ def _run(root: Path, batch_size_rows: int = 1_000_000, **config: object) -> list
     (root / "events.yaml").write_text(CONTRACT)
     _stream(root / "in.jsonl")
     assets = {"events": str(root / "events.yaml")}
+    config = {"load_method": "append-only", **config}  # streaming a long batch into files: append
     run = run_target(
         root, (root / "in.jsonl").read_text(), assets=assets, batch_size_rows=batch_size_rows, **config
     )
@@ -58,7 +59,7 @@ def _run(root: Path, batch_size_rows: int = 1_000_000, **config: object) -> list
 
 def test_files_roll_at_the_target_size_on_disk(tmp_path: Path) -> None:
     _run(tmp_path, parquet_target_size_mb=1)
-    table = open_catalog(tmp_path).load_table("lab.events")
+    table = open_catalog(tmp_path).load_table("acme__lab.events")
     files = table.inspect.files(snapshot_id=table.snapshot_by_name("acme").snapshot_id).to_pylist()
     sizes = sorted(f["file_size_in_bytes"] for f in files)
     assert len(files) >= 3 and sum(f["record_count"] for f in files) == ROWS
@@ -78,7 +79,7 @@ def test_dictionary_encoding_only_where_values_repeat(tmp_path: Path) -> None:
     messages += [person(i, age=30 + i % 50) for i in range(1, 3001)]
     run = run_target(tmp_path, singer_lines(messages), assets={"person": str(PERSON_CONTRACT)})
     assert run.returncode == 0, run.stderr[-3000:]
-    table = open_catalog(tmp_path).load_table("crm.person")
+    table = open_catalog(tmp_path).load_table("acme__crm.person")
     files = table.inspect.files(snapshot_id=table.snapshot_by_name("acme").snapshot_id).to_pylist()
     assert len(files) == 2 and sum(f["record_count"] for f in files) == 3000  # partitioned by country
     for data_file in files:
@@ -95,7 +96,7 @@ def test_dictionary_encoding_only_where_values_repeat(tmp_path: Path) -> None:
 
 def test_partitioned_long_batch_rolls_per_partition(tmp_path: Path) -> None:
     _run(tmp_path, parquet_target_size_mb=1, partitioning=["bucket(2, id)"])
-    table = open_catalog(tmp_path).load_table("lab.events")
+    table = open_catalog(tmp_path).load_table("acme__lab.events")
     files = table.inspect.files(snapshot_id=table.snapshot_by_name("acme").snapshot_id).to_pylist()
     partitions = {json.dumps(f["partition"], sort_keys=True) for f in files}
     assert len(partitions) == 2 and len(files) >= 4
@@ -109,14 +110,18 @@ def test_killed_while_streaming_a_long_batch_leaves_nothing_half_committed(tmp_p
     root = tmp_path
     (root / "events.yaml").write_text(CONTRACT)
     _stream(root / "in.jsonl")
-    config = {"assets": {"events": str(root / "events.yaml")}, "batch_size_rows": 1_000_000}
+    config = {
+        "assets": {"events": str(root / "events.yaml")},
+        "batch_size_rows": 1_000_000,
+        "load_method": "append-only",
+    }
     text = (root / "in.jsonl").read_text()
     killed = run_target(root, text, env={"DATIVO_FAULT": "after_spill:2"}, parquet_target_size_mb=1, **config)
     assert killed.returncode == -9 and killed.stdout == ""
-    table = open_catalog(root).load_table("lab.events")
+    table = open_catalog(root).load_table("acme__lab.events")
     assert table.snapshot_by_name("acme") is None or pyiceberg_rows(table, "acme") == []
     again = run_target(root, text, parquet_target_size_mb=1, **config)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.states[-1] == {"n": ROWS}
-    table = open_catalog(root).load_table("lab.events")
+    table = open_catalog(root).load_table("acme__lab.events")
     assert duckdb_rows(table, "acme", "SELECT count(*), count(DISTINCT id) FROM t") == [(ROWS, ROWS)]

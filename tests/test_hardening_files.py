@@ -64,9 +64,9 @@ def run_batches(root: Path, good: str, bad_entry: str, **config: Any) -> Run:
 def landed_ids(root: Path) -> list[int]:
     """Ids on the tenant branch of crm.person (none if the table was never created)."""
     catalog = open_catalog(root)
-    if not catalog.table_exists("crm.person"):
+    if not catalog.table_exists("acme__crm.person"):
         return []
-    return sorted(r["id"] for r in pyiceberg_rows(catalog.load_table("crm.person"), "acme"))
+    return sorted(r["id"] for r in pyiceberg_rows(catalog.load_table("acme__crm.person"), "acme"))
 
 
 def assert_refused(run: Run, root: Path, *expected: str) -> None:
@@ -239,7 +239,7 @@ def test_files_under_a_configured_root_land(dirs: dict[str, Path], tmp_path: Pat
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.states[-1] == {"bookmarks": {"person": {"v": 2}}}
     assert landed_ids(dirs["run"]) == [1, 2, 3, 4, 5]
-    table = open_catalog(dirs["run"]).load_table("crm.person")
+    table = open_catalog(dirs["run"]).load_table("acme__crm.person")
     assert duckdb_rows(table, "acme", "SELECT count(*), max(id) FROM t") == [(5, 5)]
 
 
@@ -357,13 +357,13 @@ def test_a_normal_contract_lands_under_domain_and_data_product(tmp_path: Path) -
     root = tmp_path / "run"
     run = run_orders(root, contract)
     assert run.returncode == 0, run.stderr[-3000:]
-    table = open_catalog(root).load_table("sales.web_orders")
+    table = open_catalog(root).load_table("acme__sales.web_orders")
     warehouse = root / "warehouse"
-    assert table.location() == f"{warehouse.as_uri()}/sales/web shop/web_orders"
+    assert table.location() == f"{warehouse.as_uri()}/acme/sales/web shop/web_orders"  # tenant acme
     assert [r["id"] for r in pyiceberg_rows(table, "acme")] == [1]
     data = [p for p in tree(tmp_path) if p.suffix == ".parquet"]
     assert data and all(
-        p.is_relative_to(warehouse / "sales" / "web shop" / "web_orders" / "data") for p in data
+        p.is_relative_to(warehouse / "acme" / "sales" / "web shop" / "web_orders" / "data") for p in data
     )
     outside = [p for p in tree(tmp_path) if p.is_file() and not p.is_relative_to(warehouse)]
     assert {p.name for p in outside} == {"orders.yaml", "target.json", "catalog.db"}

@@ -59,8 +59,8 @@ def test_deep_value_on_the_hot_path_is_named_and_does_not_crash_arrow(tmp_path: 
     run = run_target(tmp_path, "\n".join(lines) + "\n", **CONTRACT)
     _assert_named_not_dumped(run, "input line 3, stream 'person', record 2, field 'age'")
     catalog = open_catalog(tmp_path)
-    assert not catalog.table_exists("crm.person") or not pyiceberg_rows(
-        catalog.load_table("crm.person"), "acme"
+    assert not catalog.table_exists("acme__crm.person") or not pyiceberg_rows(
+        catalog.load_table("acme__crm.person"), "acme"
     )
 
 

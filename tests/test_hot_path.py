@@ -131,12 +131,12 @@ def _land(root: Path, contract: Path, text: str, hot: bool) -> tuple[int, list, 
     with contextlib.redirect_stdout(out):
         code = target.run(io.StringIO(text))
     catalog = open_catalog(root)
-    table = catalog.load_table("lab.things")
+    table = catalog.load_table("acme__lab.things")
     head = table.snapshot_by_name("acme")
     rows = table.scan(snapshot_id=head.snapshot_id).to_arrow().sort_by("rid").to_pylist() if head else []
     rejected: list = []
-    if catalog.table_exists("lab.things__rejected"):
-        data = catalog.load_table("lab.things__rejected").scan().to_arrow()
+    if catalog.table_exists("acme__lab.things__rejected"):
+        data = catalog.load_table("acme__lab.things__rejected").scan().to_arrow()
         rejected = sorted((r["_record"], json.dumps(r["_errors"])) for r in data.to_pylist())
     return code, rows, rejected, out.getvalue()
 
@@ -191,7 +191,7 @@ def test_contract_stream_takes_the_hot_path_and_lands_typed_rows(tmp_path: Path)
     assert [e["path"] for e in run.events("record_path")] == ["hot"]
     assert {e["path"] for e in run.events("batch_written")} == {"hot"}
     assert run.states[-1] == {"bookmarks": {"things": {"rid": 99}}}
-    table = open_catalog(tmp_path).load_table("lab.things")
+    table = open_catalog(tmp_path).load_table("acme__lab.things")
     head = table.snapshot_by_name("acme")
     landed = table.scan(snapshot_id=head.snapshot_id).to_arrow().sort_by("rid")
     assert landed.num_rows == 100
@@ -274,14 +274,14 @@ def test_a_silent_tap_still_gets_its_batch_committed_and_state_printed(tmp_path:
         waited = time.monotonic() - started
         assert json.loads(line) == {"bookmarks": {"things": {"rid": 9}}}
         assert waited < 60
-        table = open_catalog(tmp_path).load_table("lab.things")
+        table = open_catalog(tmp_path).load_table("acme__lab.things")
         assert len(pyiceberg_rows(table, "acme")) == 9
         proc.stdin.write(singer_lines([record("things", rid=10, c0="late")]).encode())
     finally:
         proc.stdin.close()
         proc.wait(timeout=120)
     assert proc.returncode == 0
-    assert len(pyiceberg_rows(open_catalog(tmp_path).load_table("lab.things"), "acme")) == 10
+    assert len(pyiceberg_rows(open_catalog(tmp_path).load_table("acme__lab.things"), "acme")) == 10
 
 
 def test_interleaved_streams_hot_and_record_path_land_in_order(tmp_path: Path) -> None:
@@ -303,7 +303,7 @@ def test_interleaved_streams_hot_and_record_path_land_in_order(tmp_path: Path) -
     assert {e["stream"]: e["path"] for e in run.events("record_path")} == {"things": "hot", "plain": "record"}
     assert run.states[-1] == {"bookmarks": {"n": 300}}
     catalog = open_catalog(tmp_path)
-    things = catalog.load_table("lab.things")
+    things = catalog.load_table("acme__lab.things")
     plain = catalog.load_table("acme.plain")
     assert sorted(r["rid"] for r in pyiceberg_rows(things, "acme")) == list(range(1, 301))
     assert duckdb_rows(plain, "acme", "SELECT count(*), sum(id), max(length(note)) FROM t") == [
@@ -313,21 +313,26 @@ def test_interleaved_streams_hot_and_record_path_land_in_order(tmp_path: Path) -
 
 @pytest.mark.parametrize("hot", [True, False])
 def test_duplicate_primary_keys_within_and_across_batches(tmp_path: Path, hot: bool) -> None:
-    """Uniqueness holds for the run on both paths: a key repeated in the same batch or a later one
-    is rejected (warn) with rule primary_key; only its first record lands."""
+    """append-only: uniqueness holds for the run on both paths: a key repeated in the same batch or
+    a later one is rejected (warn) with rule primary_key; only its first record lands."""
     contract = tmp_path / "things.yaml"
     _contract(contract, ["string"], [True])
     rids = [*range(1, 9), 3, *range(9, 15), 5, 14]  # 3 and 14 repeat within a batch; 5 across batches
     messages = [schema_msg("things", {"rid": {"type": "integer"}, "c0": {"type": "string"}}, ["rid"])]
     messages += [record("things", rid=rid, c0=f"v{n}") for n, rid in enumerate(rids)]
-    config = {"assets": {"things": str(contract)}, "batch_size_rows": 9, "hot_path": hot}
+    config = {
+        "assets": {"things": str(contract)},
+        "batch_size_rows": 9,
+        "hot_path": hot,
+        "load_method": "append-only",
+    }
     run = run_target(tmp_path, messages, schema_validation_mode="warn", **config)
     assert run.returncode == 1, run.stderr[-3000:]
     catalog = open_catalog(tmp_path)
-    landed = pyiceberg_rows(catalog.load_table("lab.things"), "acme")
+    landed = pyiceberg_rows(catalog.load_table("acme__lab.things"), "acme")
     assert sorted(r["rid"] for r in landed) == list(range(1, 15))
     assert {r["rid"]: r["c0"] for r in landed}[3] == "v2"  # the first record of the key
-    rejected = pyiceberg_rows(catalog.load_table("lab.things__rejected"), "acme")
+    rejected = pyiceberg_rows(catalog.load_table("acme__lab.things__rejected"), "acme")
     assert sorted(json.loads(r["_record"])["rid"] for r in rejected) == [3, 5, 14]
     assert {e["rule"] for r in rejected for e in r["_errors"]} == {"primary_key"}
     strict = run_target(tmp_path / "strict", messages, **config)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.table import Table
 
@@ -227,10 +228,9 @@ def test_meltano_run_incremental(project: MeltanoProject) -> None:
     assert by_duckdb == by_pyiceberg
     assert bookmark(project.state(), str(CSV)) == mark
 
-    # Run 3: append rows and bump the mtime. file_modified_time works per file: a changed file is
-    # read again in full, and the default load_method append-only appends it. The branch then
-    # holds the first load plus the whole modified file: 2500 + (2500 + 10) rows, every original
-    # row twice and each new row once. (Deduplicating on the primary key is load_method upsert.)
+    # Run 3: append rows and bump the mtime. The stream is keyed (the contract's primary key), so
+    # it upserts by default: whatever part of the changed file the tap sends again, the branch holds
+    # every row of the file once.
     with csv_path.open(encoding="utf-8") as fh:
         template = next(csv.DictReader(fh))
     with csv_path.open("a", newline="", encoding="utf-8") as fh:
@@ -246,8 +246,7 @@ def test_meltano_run_incremental(project: MeltanoProject) -> None:
     project.run("run", "tap-dativo-csv", "target-dativo-iceberg")
     table = person_table(project.catalog())
     by_pyiceberg, by_duckdb = landed(table, TENANT, con)
-    assert sum(by_pyiceberg.values()) == 2 * len(first_file) + 10
-    assert by_pyiceberg == collections.Counter(first_file) + collections.Counter(second_file)
+    assert by_pyiceberg == collections.Counter(second_file)
     assert by_duckdb == by_pyiceberg
     assert pyiceberg_rows(table, "main") == []
 
@@ -255,5 +254,97 @@ def test_meltano_run_incremental(project: MeltanoProject) -> None:
     mark = bookmark(state, str(CSV))
     assert datetime.datetime.fromisoformat(mark["last_modified"].replace("Z", "+00:00")) == mtime(csv_path)
     summary = branch_summary(table, TENANT)
-    assert summary["dativo.records"] == str(len(second_file))
     assert json.loads(summary["dativo.singer-state"]) == state["singer_state"]
+
+
+def _jsonl_extractor(name: str, tap: Path) -> dict[str, Any]:
+    """A third-party tap (tap-jsonl, already installed) declared as its own extractor `name`."""
+    return {
+        "name": name,
+        "namespace": name.replace("-", "_"),
+        "executable": str(tap),
+        "capabilities": ["catalog", "discover", "state", "about"],
+        "settings": [{"name": "path"}, {"name": "stream_name"}, {"name": "primary_keys", "kind": "array"}],
+    }
+
+
+def test_meltano_run_two_sources_tenants_and_warn_exit_code(project: MeltanoProject, repo_root: Path) -> None:
+    """Two extractors with a same-named stream land in their own namespaces (default_target_schema
+    = the extractor's load schema, wired in meltano.yml); a second tenant with its own state id lands
+    its own tables; warn_exit_code 0 lets `meltano run` succeed on a run whose rejections landed."""
+    tap = repo_root / ".venv-taps" / "tap-jsonl" / "bin" / "tap-jsonl"
+    assert tap.exists(), f"{tap} missing: run `make taps`"
+    data = project.root / "sources"
+    for name, rows in (
+        ("a", [{"id": 1, "kind": "click"}, {"id": 2, "kind": "view"}]),
+        ("b", [{"id": 1, "amount": 2.5, "note": "x"}]),
+    ):
+        (data / name).mkdir(parents=True)
+        (data / name / "part-0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    meltano_yml = project.root / "meltano.yml"
+    config = yaml.safe_load(meltano_yml.read_text())
+    config["plugins"]["extractors"] += [_jsonl_extractor(n, tap) for n in ("tap-jsonl-a", "tap-jsonl-b")]
+    extractors = config["environments"][0]["config"]["plugins"]["extractors"]
+    for name in ("a", "b"):
+        settings = {"path": f"{data / name}/*.jsonl", "stream_name": "events", "primary_keys": ["id"]}
+        extractors.append({"name": f"tap-jsonl-{name}", "config": settings})
+    meltano_yml.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    project.run("run", "tap-jsonl-a", "target-dativo-iceberg")
+    project.run("run", "tap-jsonl-b", "target-dativo-iceberg")
+    catalog, con = project.catalog(), duckdb_connection()
+    a, b = catalog.load_table("acme__tap_jsonl_a.events"), catalog.load_table("acme__tap_jsonl_b.events")
+    assert {"kind"} <= set(a.schema().column_names) and "amount" not in a.schema().column_names
+    assert {"amount", "note"} <= set(b.schema().column_names) and "kind" not in b.schema().column_names
+    assert sorted((r["id"], r["kind"]) for r in pyiceberg_rows(a, TENANT)) == [(1, "click"), (2, "view")]
+    assert duckdb_rows(b, TENANT, "SELECT id, amount, note FROM t", con) == [(1, 2.5, "x")]
+    assert a.schema().identifier_field_names() == {"id"}  # key_properties: identifier fields
+
+    # Tenant beta: its own state id (suffix) and its own tables; acme's state and rows stay as they are.
+    acme_state = project.run("state", "get", "dev:tap-jsonl-a-to-target-dativo-iceberg").stdout
+    project.env["TARGET_DATIVO_ICEBERG_TENANT_ID"] = "beta"
+    try:
+        project.run("run", "--state-id-suffix", "beta", "tap-jsonl-a", "target-dativo-iceberg")
+    finally:
+        del project.env["TARGET_DATIVO_ICEBERG_TENANT_ID"]
+    assert "dev:tap-jsonl-a-to-target-dativo-iceberg:beta" in project.run("state", "list").stdout
+    assert project.run("state", "get", "dev:tap-jsonl-a-to-target-dativo-iceberg").stdout == acme_state
+    beta = project.catalog().load_table("beta__tap_jsonl_a.events")
+    assert duckdb_rows(beta, "beta", "SELECT count(*) FROM t", con) == [(2,)]  # read from the start
+    assert duckdb_rows(
+        project.catalog().load_table("acme__tap_jsonl_a.events"), TENANT, "SELECT count(*) FROM t", con
+    ) == [(2,)]
+
+    # warn mode, a record without its key: rejected. warn_exit_code 1 (default): the loader "fails".
+    (data / "a" / "part-1.jsonl").write_text('{"kind": "nokey"}\n{"id": 3, "kind": "ok"}\n')
+    warn_env = {**project.env, "TARGET_DATIVO_ICEBERG_SCHEMA_VALIDATION_MODE": "warn"}
+    failed = subprocess.run(
+        [project.meltano, "run", "tap-jsonl-a", "target-dativo-iceberg"],
+        cwd=project.root,
+        env=warn_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    a = project.catalog().load_table("acme__tap_jsonl_a.events")
+    assert duckdb_rows(a, TENANT, "SELECT count(*) FROM t WHERE id = 3", con) == [(1,)]  # yet it landed
+    (data / "a" / "part-2.jsonl").write_text('{"kind": "nokey2"}\n{"id": 4, "kind": "ok"}\n')
+    project.env.update(
+        TARGET_DATIVO_ICEBERG_SCHEMA_VALIDATION_MODE="warn", TARGET_DATIVO_ICEBERG_WARN_EXIT_CODE="0"
+    )
+    try:
+        project.run("run", "tap-jsonl-a", "target-dativo-iceberg")  # exit 0: asserted by run()
+    finally:
+        del (
+            project.env["TARGET_DATIVO_ICEBERG_SCHEMA_VALIDATION_MODE"],
+            project.env["TARGET_DATIVO_ICEBERG_WARN_EXIT_CODE"],
+        )
+    a = project.catalog().load_table("acme__tap_jsonl_a.events")
+    assert sorted(r["id"] for r in pyiceberg_rows(a, TENANT)) == [1, 2, 3, 4]
+    assert duckdb_rows(a, TENANT, "SELECT count(*) FROM t", con) == [(4,)]
+    rejected = project.catalog().load_table("acme__tap_jsonl_a.events__rejected")
+    # A run Meltano counts as failed keeps no bookmark there, so the next run re-reads its files:
+    # their valid rows upsert, their rejections are recorded again. Every rejection is there.
+    assert {json.loads(r["_record"])["kind"] for r in pyiceberg_rows(rejected, TENANT)} == {"nokey", "nokey2"}

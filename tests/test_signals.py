@@ -70,10 +70,10 @@ def committed_ids(root: Path, streams: int) -> dict[str, list[int]]:
     catalog = open_catalog(root)
     out = {}
     for name in STREAMS[:streams]:
-        if not catalog.table_exists(f"lab.{name}"):
+        if not catalog.table_exists(f"acme__lab.{name}"):
             out[name] = []
             continue
-        out[name] = sorted(r["id"] for r in pyiceberg_rows(catalog.load_table(f"lab.{name}"), "acme"))
+        out[name] = sorted(r["id"] for r in pyiceberg_rows(catalog.load_table(f"acme__lab.{name}"), "acme"))
     return out
 
 
@@ -120,7 +120,7 @@ def test_signal_then_resume_loses_and_doubles_nothing(
     }
     assert landed == expected, f"after resume: {landed}"
     for name in STREAMS[:streams]:
-        table = open_catalog(tmp_path).load_table(f"lab.{name}")
+        table = open_catalog(tmp_path).load_table(f"acme__lab.{name}")
         n = len(expected[name])
         assert duckdb_rows(table, "acme", "SELECT count(*), count(DISTINCT id) FROM t") == [(n, n)]
 

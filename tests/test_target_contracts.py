@@ -31,7 +31,7 @@ def test_contract_defines_table_and_valid_batch_lands(tmp_path: Path) -> None:
     assert run.states == [{"bookmarks": {"person": {"n": 1}}}]
     names = [e["event"] for e in run.events()]
     assert "asset_loaded" in names and "validator_initialized" in names
-    table = open_catalog(tmp_path).load_table("crm.person")  # namespace = contract domain
+    table = open_catalog(tmp_path).load_table("acme__crm.person")  # namespace = contract domain
     schema = table.schema()
     assert schema.find_field("id").required and str(schema.find_field("id").field_type) == "long"
     assert str(schema.find_field("age").field_type) == "int"
@@ -76,7 +76,7 @@ def test_strict_violation_fails_with_summary_and_commits_nothing(tmp_path: Path)
     examples = {(v["field"], v["rule"]): v["examples"] for v in errors["violations"]}
     assert examples[("status", "validValues")][0]["position"] == 3
     assert examples[("status", "validValues")][0]["value"] == "deleted"
-    assert not open_catalog(tmp_path).table_exists("crm.person")  # validation runs before any write
+    assert not open_catalog(tmp_path).table_exists("acme__crm.person")  # validation runs before any write
 
 
 def test_warn_mode_lands_valid_rows_and_rejected_table(tmp_path: Path) -> None:
@@ -87,11 +87,11 @@ def test_warn_mode_lands_valid_rows_and_rejected_table(tmp_path: Path) -> None:
     finished = run.events("job_finished")[-1]
     assert finished["status"] == "partial" and finished["records_rejected"] == 2
     catalog = open_catalog(tmp_path)
-    table = catalog.load_table("crm.person")
+    table = catalog.load_table("acme__crm.person")
     assert duckdb_rows(table, "acme", "SELECT id FROM t ORDER BY id") == [(1,), (3,)]
     summary = table.snapshot_by_name("acme").summary.additional_properties
     assert summary["dativo.records"] == "2" and summary["dativo.records-rejected"] == "2"
-    rejected = catalog.load_table("crm.person__rejected")
+    rejected = catalog.load_table("acme__crm.person__rejected")
     rows = duckdb_rows(
         rejected,
         "acme",
@@ -124,7 +124,7 @@ def test_unknown_field_strict_fails_before_data_warn_drops_it(tmp_path: Path) ->
     assert run.returncode == 0, run.stderr
     event = next(e for e in run.events("validation_errors") if e.get("rule") == "unknown_field")
     assert event["fields"] == ["nickname"]
-    table = open_catalog(tmp_path / "w").load_table("crm.person")
+    table = open_catalog(tmp_path / "w").load_table("acme__crm.person")
     assert "nickname" not in [f.name for f in table.schema().fields]
     assert duckdb_rows(table, "acme", "SELECT id FROM t") == [(1,)]
 
@@ -164,7 +164,7 @@ def test_assets_dir_and_flat_flavour_with_ingest_date_partition(tmp_path: Path) 
     messages = [schema_msg("Customers", props, ["CustomerID"]), record("Customers", **rec), state({"x": 1})]
     run = run_target(tmp_path, messages, assets_dir=str(contracts))
     assert run.returncode == 0, run.stderr
-    table = open_catalog(tmp_path).load_table("dativo.csv_customers")
+    table = open_catalog(tmp_path).load_table("acme__dativo.csv_customers")
     assert [f.name for f in table.spec().fields] == ["ingest_date", "country"]
     assert table.properties["dativo.retention-days"] == "90"
     row = duckdb_rows(table, "acme", "SELECT customerid, balance, ingest_date IS NOT NULL, updatedat FROM t")[
@@ -182,7 +182,7 @@ def test_row_count_quality_checked_before_final_commit(tmp_path: Path) -> None:
     run = run_target(tmp_path, stream(person(1), person(2)), assets={"person": str(contract)})
     assert run.returncode == 2
     assert "rowCount" in run.stderr
-    table = open_catalog(tmp_path).load_table("crm.person")
+    table = open_catalog(tmp_path).load_table("acme__crm.person")
     assert duckdb_rows(table, "acme", "SELECT id FROM t") == [] and pyiceberg_rows(table, "acme") == []
     # Three rows satisfy it; a later run with no new rows still passes (the table holds three).
     assert (
@@ -202,5 +202,5 @@ def test_row_count_in_warn_mode_is_partial(tmp_path: Path) -> None:
     )
     assert run.returncode == 1
     assert any("rowCount" in str(e.get("quality")) for e in run.events("validation_errors"))
-    table = open_catalog(tmp_path).load_table("crm.person")
+    table = open_catalog(tmp_path).load_table("acme__crm.person")
     assert duckdb_rows(table, "acme", "SELECT id FROM t") == [(1,)]

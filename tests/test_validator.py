@@ -593,3 +593,20 @@ FORMATS = [
 def test_string_formats(fmt: str, good: list[str], bad: list[str]) -> None:
     values = pa.array([*good, None, *bad], type=pa.large_string())
     assert format_violations(values, fmt).to_pylist() == [False] * (len(good) + 1) + [True] * len(bad)
+
+
+def test_primary_key_already_on_the_branch_is_a_duplicate(orders: Contract) -> None:
+    """append-only: keys read from the branch (composite, strings) reject a re-sent record, naming
+    the branch; new keys pass. (Integer keys, hot path: tests/test_safe_defaults.py.)"""
+    validator = Validator(orders)
+    on_branch = [
+        pa.chunked_array([["acme", "acme"]]),
+        pa.chunked_array([[str(uuid.UUID(int=1)), str(uuid.UUID(int=2))]]),
+    ]
+    assert validator.uniqueness.seed_existing(on_branch, "acme")
+    result = validator.validate([order(2), order(3)], first_position=1)
+    assert rules_of(result) == {(1, "tenant_id,order_id", "primary_key")}
+    assert "already on branch 'acme'" in result.errors[0].message
+    assert validator.validate([order(4)], first_position=3).errors == []
+    upsert = Validator(orders, primary_key_unique=False)  # upsert: no primary key check to seed
+    assert not upsert.uniqueness.seed_existing(on_branch, "acme")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from pyiceberg.schema import Schema
+from pyiceberg.table import Table
 from pyiceberg.types import ListType, NestedField, StringType, StructType, TimestamptzType
 
 from target_dativo_iceberg.contracts.contract import Contract
@@ -152,6 +154,26 @@ class Enforcer:
                     + ". Nothing of the final batch was committed"
                 )
         return failures
+
+
+def seed_branch_keys(
+    enforcer: Enforcer,
+    load: Callable[[tuple[str, str]], Table | None],
+    identifier: tuple[str, str],
+    branch: str,
+) -> None:
+    """Append-only: the primary keys already on the branch (main's when the branch is not cut yet)
+    join the run's uniqueness check, so a row sent again is a duplicate (strict: exit 2; warn:
+    rejected, rule `primary_key`). Costs one scan of the key columns per stream and run."""
+    keys = enforcer.contract.identifier_columns()
+    if not keys or not any(g.rule == "primary_key" for g in enforcer.validator.uniqueness.groups):
+        return
+    table = load(identifier)
+    snapshot = None if table is None else table.snapshot_by_name(branch) or table.snapshot_by_name("main")
+    if table is None or snapshot is None:
+        return
+    rows = table.scan(selected_fields=tuple(keys), snapshot_id=snapshot.snapshot_id).to_arrow()
+    enforcer.validator.uniqueness.seed_existing([rows.column(k) for k in keys], branch)
 
 
 def rejected_table(rows: list[dict[str, Any]], run_id: str, stream: str, arrow_schema: pa.Schema) -> pa.Table:

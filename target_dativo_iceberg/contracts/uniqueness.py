@@ -1,5 +1,8 @@
 """Uniqueness across a run: the keys accepted so far for each primary key, `unique` and duplicateValues check.
 
+An append-only stream also checks its primary key against the rows already on the branch
+(`seed_existing`): a re-sent row would otherwise land twice.
+
 Only accepted rows claim a key, so a row rejected for another reason does not make a later row with
 its key a duplicate. A rejecting check (primary key, `unique`, row-level duplicateValues) rejects a
 row whose key was accepted earlier in the run; a counting check (an object-level duplicateValues
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from target_dativo_iceberg.contracts.contract import Contract
@@ -36,6 +40,23 @@ class KeyGroup:
     check: QualityCheck | None = None
     seen: set[Any] | IntKeys = field(default_factory=set)
     duplicates: int = 0
+    #: Keys already on the branch before the run (`Uniqueness.seed_existing`), and which branch.
+    existing: set[Any] | IntKeys | None = None
+    branch: str = ""
+
+    def new_keys(self, distinct: set[Any]) -> bool:
+        """None of `distinct` was accepted in the run or is on the branch."""
+        return self.seen.isdisjoint(distinct) and (
+            self.existing is None or self.existing.isdisjoint(distinct)
+        )
+
+    def holds(self, key: Any) -> str | None:
+        """Where `key` is already (None: nowhere)."""
+        if key in self.seen:
+            return "already accepted in this run"
+        if self.existing is not None and key in self.existing:
+            return f"already on branch {self.branch!r}"
+        return None
 
 
 def key_groups(contract: Contract, resolved: list[ResolvedType], primary_key_unique: bool) -> list[KeyGroup]:
@@ -90,7 +111,24 @@ class Uniqueness:
     @property
     def keys_held(self) -> int:
         """Distinct keys held (the memory cost)."""
-        return sum(len(g.seen) for g in self.groups)
+        return sum(len(g.seen) + len(g.existing or ()) for g in self.groups)
+
+    def seed_existing(self, columns: list[pa.Array], branch: str) -> bool:
+        """The primary key's values already on `branch` (its key columns, in key order), so a
+        re-sent row is a duplicate too; False when no check takes them (no primary key check)."""
+        group = next((g for g in self.groups if g.rule == "primary_key"), None)
+        if group is None:
+            return False
+        if isinstance(group.seen, IntKeys):  # one integer column: sorted arrays, no Python int per key
+            ints = IntKeys()
+            values = columns[0].drop_null().to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            ints.add_sorted(np.unique(values))
+            group.existing, group.branch = ints, branch
+            return True
+        lists = [c.to_pylist() for c in columns]
+        keys = lists[0] if len(lists) == 1 else [None if None in k else k for k in zip(*lists, strict=True)]
+        group.existing, group.branch = {k for k in keys if k is not None}, branch
+        return True
 
     def duplicate_counts(self) -> list[tuple[QualityCheck, str, int]]:
         """(check, label, repeats counted) of each counting duplicateValues check."""
@@ -114,11 +152,12 @@ class Uniqueness:
             duplicate = False
             for group, keys in rejecting:
                 key = keys[index]
-                if key is not None and key in group.seen:
+                where = group.holds(key) if key is not None else None
+                if where is not None:
                     duplicate = True
                     raw = [raws[c][index] for c in group.columns]
                     value = raw[0] if len(raw) == 1 else raw
-                    message = f"duplicate {group.label} {short_repr(value)}: already accepted in this run"
+                    message = f"duplicate {group.label} {short_repr(value)}: {where}"
                     errors.append(RowError(first + index, group.label, group.rule, message, value))
             if duplicate:
                 flags[index] = True
@@ -155,6 +194,8 @@ class Uniqueness:
                 keys = sorted_keys(typed[group.columns[0]])
                 if keys is None or not group.seen.isdisjoint_sorted(keys):
                     return False
+                if isinstance(group.existing, IntKeys) and not group.existing.isdisjoint_sorted(keys):
+                    return False
                 arrays.append((group, keys))
             else:
                 others.append((group, values(group)))
@@ -181,7 +222,7 @@ class Uniqueness:
         for group, keys in rejecting:
             present = [k for k in keys if k is not None] if None in keys else keys
             distinct = set(present)
-            if len(distinct) != len(present) or not group.seen.isdisjoint(distinct):
+            if len(distinct) != len(present) or not group.new_keys(distinct):
                 return False
             batches.append(distinct)
         for (group, _), distinct in zip(rejecting, batches, strict=True):

@@ -84,3 +84,22 @@ def publish(table: Table, branch: str) -> BranchDiff:
         # set_current_snapshot asserts main's current id: a concurrent commit to main fails this publish.
         table.manage_snapshots().set_current_snapshot(ref_name=branch).commit()
     return change
+
+
+def publish_tables(tables: list[Table], branch: str) -> list[BranchDiff]:
+    """Publish `branch` of every table that has it, checking all first: a table whose main moved on
+    stops the publish before any table's main moves (PublishError, every main untouched)."""
+    with_branch = [t for t in tables if t.snapshot_by_name(branch) is not None]
+    if not with_branch:
+        raise PublishError(f"no table has a branch {branch!r}")
+    blocked = [d for d in (diff(t, branch) for t in with_branch) if not d.fast_forward]
+    if blocked:
+        raise PublishError(
+            "; ".join(
+                f"table {d.table}: main (snapshot {d.main_snapshot_id}) is not an ancestor of branch "
+                f"{branch!r} (snapshot {d.branch_snapshot_id})"
+                for d in blocked
+            )
+            + ". Nothing was published; main is untouched"
+        )
+    return [publish(table, branch) for table in with_branch]

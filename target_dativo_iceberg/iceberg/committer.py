@@ -31,7 +31,7 @@ from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.catalogs import catalog_endpoint, load_catalog_retrying
 from target_dativo_iceberg.iceberg.conflicts import discard_lost_attempt, is_commit_conflict, retry_conflicts
-from target_dativo_iceberg.iceberg.evolution import EvolutionPlan, optional, plan_evolution
+from target_dativo_iceberg.iceberg.evolution import EvolutionPlan, check_key, optional, plan_evolution
 from target_dativo_iceberg.iceberg.keydeletes import DELETE_KEYS, delete_rows
 from target_dativo_iceberg.iceberg.markers import find_commit
 from target_dativo_iceberg.iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
@@ -87,6 +87,8 @@ class Committer:
         self.events = events
         self.retry = retry or RetryPolicy()
         self._catalog: Catalog | None = None
+        #: Tables the run changed (`auto_publish` publishes them), by name.
+        self.written: dict[str, Table] = {}
 
     @property
     def catalog(self) -> Catalog:
@@ -133,6 +135,8 @@ class Committer:
                 created = True
             except TableAlreadyExistsError:  # a concurrent writer won the race
                 table = catalog.load_table(identifier)
+        if not created:
+            check_key(stream, ".".join(identifier), table.schema(), spec.schema)
         if not created and spec.partitioning and evolve_spec(table, list(spec.partitioning)):
             self.events.emit(
                 "partition_spec_evolved", stream=stream, table=".".join(identifier), spec=str(table.spec())
@@ -169,9 +173,9 @@ class Committer:
             return None
 
     def _create(self, identifier: tuple[str, str], spec: TableSpec) -> Table:
-        schema = spec.schema if spec.keep_required else Schema(*[optional(f) for f in spec.schema.fields])
-        if spec.keep_required:
-            schema = Schema(*schema.fields, identifier_field_ids=spec.schema.identifier_field_ids)
+        keys = spec.schema.identifier_field_ids
+        fields = [f if spec.keep_required or f.field_id in keys else optional(f) for f in spec.schema.fields]
+        schema = Schema(*fields, identifier_field_ids=keys)
         kwargs: dict[str, Any] = {
             "schema": schema,
             "partition_spec": build_spec(schema, list(spec.partitioning)),
@@ -289,6 +293,7 @@ class Committer:
         id, so a commit that did land (but whose response was lost) is never applied twice.
         """
         branch = branch or self.settings.table_branch
+        self.written[".".join(table.name()[-2:])] = table
         commit_id = str(uuid.uuid4())
         props = {**summary, "dativo.commit-id": commit_id}
         what = f"commit to {'.'.join(table.name()[-2:])}"

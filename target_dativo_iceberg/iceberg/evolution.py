@@ -4,7 +4,8 @@
   table, in the same transaction as the data;
 - a value type the existing column holds losslessly (integers into a string column) is written into
   it, with a `schema_coerced` warning event;
-- anything else (a type the column cannot hold) is a breaking change: SchemaChangeError, exit 2.
+- anything else (a type the column cannot hold) is a breaking change: SchemaChangeError, exit 2;
+- so is a change of the table's key (its identifier fields: contract primaryKey or key_properties).
 """
 
 from __future__ import annotations
@@ -81,6 +82,18 @@ def plan_evolution(stream: str, existing: Schema, incoming: Schema, events: Even
             )
     plan.union = Schema(*union_fields) if evolve else None
     return plan
+
+
+def check_key(stream: str, table: str, existing: Schema, incoming: Schema) -> None:
+    """SchemaChangeError when the stream's key (identifier fields) is not the table's."""
+    have = [existing.find_column_name(i) for i in existing.identifier_field_ids]
+    want = [incoming.find_column_name(i) for i in incoming.identifier_field_ids]
+    if sorted(map(str, have)) != sorted(map(str, want)):
+        raise SchemaChangeError(
+            f"stream {stream!r}: table {table} is keyed on {', '.join(map(str, have)) or 'no key'}, "
+            f"the stream on {', '.join(map(str, want)) or 'no key'}; a primary key change is a breaking "
+            "change (land it in a new table, or recreate this one); nothing was committed"
+        )
 
 
 def type_change(current: IcebergType, incoming: IcebergType) -> str:

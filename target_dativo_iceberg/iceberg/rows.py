@@ -74,9 +74,10 @@ def retire_versions(table: Table, branch: str, new_version: int, hard: bool, sum
 
 def activate_version(
     table: Table, committer: Committer, events: EventLog, stream: str, version: int, summary: dict[str, str]
-) -> None:
+) -> bool:
     """ACTIVATE_VERSION on the committer's branch: rows of older table versions are deleted
-    (`hard_delete`) or marked deleted; ignored, with an event, when the table has no versions."""
+    (`hard_delete`) or marked deleted; ignored, with an event, when the table has no versions.
+    Returns whether the table was changed."""
     table.refresh()
     if "_sdc_table_version" not in table.schema().column_names:
         events.emit(
@@ -85,7 +86,7 @@ def activate_version(
             version=version,
             reason="the table has no _sdc_table_version column (enable add_record_metadata)",
         )
-        return
+        return False
     hard, branch = committer.settings.hard_delete, committer.settings.table_branch
     committer.ensure_branch(table, branch)
     retire_versions(table, branch, version, hard, summary)
@@ -96,3 +97,4 @@ def activate_version(
         hard_delete=hard,
         table=".".join(table.name()[-2:]),
     )
+    return True

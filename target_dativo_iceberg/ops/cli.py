@@ -15,8 +15,8 @@ from typing import Any
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.table import Table
 
-from target_dativo_iceberg.errors import DativoError, PublishError
-from target_dativo_iceberg.iceberg.branches import branches, diff, publish
+from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.iceberg.branches import branches, diff, publish_tables
 from target_dativo_iceberg.iceberg.markers import committed_state
 from target_dativo_iceberg.iceberg.retry import describe
 from target_dativo_iceberg.redact import RedactingStream, activate, write_data
@@ -38,12 +38,15 @@ def _catalog(settings: Settings) -> Catalog:
     return load_catalog(settings.catalog_name, **settings.catalog_load_properties())
 
 
-def _tables(catalog: Catalog, names: list[str] | None) -> list[Table]:
-    """The named tables (`namespace.table`), or every table in the catalog."""
+def _tables(catalog: Catalog, names: list[str] | None, settings: Settings) -> list[Table]:
+    """The named tables (`namespace.table`), or every table of the config's tenant."""
     if names:
         return [catalog.load_table(name) for name in names]
     return [
-        catalog.load_table(ident) for ns in catalog.list_namespaces() for ident in catalog.list_tables(ns)
+        catalog.load_table(ident)
+        for ns in catalog.list_namespaces()
+        if settings.owns_namespace(".".join(ns))
+        for ident in catalog.list_tables(ns)
     ]
 
 
@@ -54,7 +57,7 @@ def _name(table: Table) -> str:
 def branch_command(args: argparse.Namespace) -> int:
     """`dativo branch list|diff|publish`."""
     settings = _load_settings(args.config)
-    tables = _tables(_catalog(settings), args.table)
+    tables = _tables(_catalog(settings), args.table, settings)
     if args.action == "list":
         for table in tables:
             for name in branches(table):
@@ -78,22 +81,7 @@ def branch_command(args: argparse.Namespace) -> int:
                     f"  {snap.snapshot_id}  +{props.get('added-records', 0)} rows  run {props.get('dativo.run-id', '-')}"
                 )
         return 0
-    # publish: check every table first so a diverged table stops the publish before any moves.
-    with_branch = [t for t in tables if t.snapshot_by_name(branch) is not None]
-    if not with_branch:
-        raise PublishError(f"no table has a branch {branch!r}")
-    blocked = [d for d in (diff(t, branch) for t in with_branch) if not d.fast_forward]
-    if blocked:
-        raise PublishError(
-            "; ".join(
-                f"table {d.table}: main (snapshot {d.main_snapshot_id}) is not an ancestor of branch "
-                f"{branch!r} (snapshot {d.branch_snapshot_id})"
-                for d in blocked
-            )
-            + ". Nothing was published; main is untouched"
-        )
-    for table in with_branch:
-        change = publish(table, branch)
+    for change in publish_tables(tables, branch):
         print(f"published {change.table}: main -> {change.branch_snapshot_id} (+{change.records_added} rows)")
     return 0
 
@@ -106,7 +94,7 @@ def state_command(args: argparse.Namespace) -> int:
     settings = _load_settings(args.config)
     branch = args.branch or settings.branch
     found = []
-    for table in _tables(_catalog(settings), args.table):
+    for table in _tables(_catalog(settings), args.table, settings):
         committed = committed_state(table, branch)
         if committed is not None:
             found.append(committed)
@@ -130,7 +118,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
     settings = _load_settings(args.config)
     branch = args.branch or settings.branch
-    reports = report(_catalog(settings), branch)
+    reports = report(_catalog(settings), branch, owned=settings.owns_namespace)
     if args.json:
         print(json.dumps([r.__dict__ for r in reports], indent=2, default=str))
         return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,11 +105,16 @@ def pyiceberg_rows(table: Table, branch: str = "main") -> list[dict[str, Any]]:
     return table.scan(snapshot_id=snap_id).to_arrow().to_pylist()
 
 
-def report(catalog: Catalog, branch: str, con: Any = None) -> list[TableReport]:
-    """Summarize every table in the catalog: rows on `branch` and on main, read by DuckDB."""
+def report(
+    catalog: Catalog, branch: str, con: Any = None, owned: Callable[[str], bool] | None = None
+) -> list[TableReport]:
+    """Summarize every table in the catalog (of the namespaces `owned` accepts): rows on `branch`
+    and on main, read by DuckDB."""
     con = con or duckdb_connection()
     out: list[TableReport] = []
     for ns in catalog.list_namespaces():
+        if owned is not None and not owned(".".join(ns)):
+            continue
         for ident in catalog.list_tables(ns):
             table = catalog.load_table(ident)
             snap = table.snapshot_by_name(branch)

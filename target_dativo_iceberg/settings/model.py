@@ -43,6 +43,9 @@ from target_dativo_iceberg.settings.declare import (
 
 CATALOG_TYPES = ("sql", "rest", "nessie", "glue", "hive", "none")
 VALIDATION_MODES = ("strict", "warn")
+LOAD_METHODS = ("append-only", "upsert", "overwrite")
+#: The tenant of single-tenant installations: its tables keep short names (see `namespace_for`).
+DEFAULT_TENANT = "default"
 
 
 def batch_roots(value: Any, name: str = "batch_allowed_roots") -> tuple[str, ...]:
@@ -131,7 +134,8 @@ class Settings:
     )
     namespace: str | None = setting(
         None,
-        "Iceberg namespace (default: the contract's domain, else tenant_id).",
+        "Iceberg namespace, used as given for every stream (default: the contract's domain, else "
+        "default_target_schema, prefixed `{tenant_id}__` unless the tenant is `default`; else tenant_id).",
         check=lambda value, _: sanitize_name(value),
     )
     catalog_type: str = setting(
@@ -203,8 +207,31 @@ class Settings:
         "a larger one fails the run.",
         check=positive,
     )
+    # -- safe defaults for pipelines: per-source namespaces, idempotent keyed streams, publish, exit codes
+    default_target_schema: str | None = setting(
+        None,
+        "Namespace of streams without a contract (Singer SDK standard; meltano.yml sets it to the "
+        "extractor's load_schema, so each extractor lands in its own namespace).",
+        check=lambda value, _: sanitize_name(value),
+    )
+    load_method: str | None = setting(
+        None,
+        "append-only, upsert (replace rows by key_properties / contract primaryKey) or overwrite. "
+        "Default: upsert for streams with a key, append-only for the others.",
+        allowed=LOAD_METHODS,
+    )
+    auto_publish: bool = setting(
+        False,
+        "After a run that exits 0 with every contract quality check passed, fast-forward main to the "
+        "branch for every table the run wrote (write-audit-publish in one step).",
+    )
+    warn_exit_code: int = setting(
+        1,
+        "Exit code of a warn-mode run that rejected records (they landed in __rejected); 0 makes "
+        "schedulers treat such a run as a success.",
+        check=lambda value, name: _exit_code(value, name),
+    )
     # Declared by the Singer SDK (its default and allowed values apply), read here too.
-    load_method: str = builtin("load_method")
     add_record_metadata: bool = builtin("add_record_metadata")
     flattening_enabled: bool = builtin("flattening_enabled")
 
@@ -234,8 +261,40 @@ class Settings:
 
     @property
     def default_namespace(self) -> str:
-        """Namespace used when neither the setting nor a contract names one."""
-        return self.namespace or sanitize_name(self.tenant_id)
+        """Namespace of a stream without a contract."""
+        return self.namespace_for(None)
+
+    @property
+    def tenant_scoped(self) -> bool:
+        """Whether table names and locations carry the tenant (every tenant but `default`)."""
+        return self.tenant_id != DEFAULT_TENANT
+
+    def namespace_for(self, domain: str | None) -> str:
+        """A stream's namespace: the `namespace` setting as given; else the contract's domain, else
+        `default_target_schema`, prefixed `{tenant}__` for a named tenant; else the tenant itself."""
+        if self.namespace:
+            return self.namespace
+        base = domain or self.default_target_schema
+        tenant = sanitize_name(self.tenant_id)
+        if base is None:
+            return tenant
+        base = sanitize_name(base)
+        return f"{tenant}__{base}" if self.tenant_scoped else base
+
+    def owns_namespace(self, namespace: str) -> bool:
+        """Whether `dativo` commands show this namespace's tables: a named tenant sees its own
+        (`{tenant}` and `{tenant}__*`), or all when `namespace` is set; tenant `default` sees all."""
+        if not self.tenant_scoped or self.namespace:
+            return True
+        tenant = sanitize_name(self.tenant_id)
+        return namespace == tenant or namespace.startswith(f"{tenant}__")
+
+    def load_method_for(self, keys: list[str]) -> str:
+        """`load_method` as set; absent: upsert for a keyed stream (a re-sent row replaces its
+        earlier copy, as Singer targets merge on key properties), append-only otherwise."""
+        if self.load_method:
+            return self.load_method
+        return "upsert" if keys else "append-only"
 
     def s3_file_io_properties(self) -> dict[str, str]:
         """Map `connection.s3.*` onto pyiceberg's FileIO `s3.*` properties."""
@@ -275,6 +334,12 @@ class Settings:
         """The dataclass repr with secrets redacted (settings end up in tracebacks and debug output)."""
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__dataclass_fields__)
         return self.redactor().text(f"Settings({fields})")
+
+
+def _exit_code(value: int, name: str) -> int:
+    if not 0 <= value <= 125:
+        raise ConfigError(f"{name} must be an exit code from 0 to 125, got {value!r}")
+    return value
 
 
 def config_jsonschema() -> dict[str, Any]:

@@ -6,6 +6,7 @@ reader of its format (`READERS`: CSV via `reader.read_batches`, JSON and NDJSON 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -41,7 +42,10 @@ def sample_layout(read: FileRead, sample_rows: int) -> FileLayout:
     records, in order of first appearance."""
     names: dict[str, None] = {}
     count = 0
-    batches = READERS[read.format](read)
+    chunk = max(1, min(read.options.chunk_size, sample_rows))  # batches end where the sample ends
+    batches = READERS[read.format](
+        dataclasses.replace(read, options=dataclasses.replace(read.options, chunk_size=chunk))
+    )
     try:
         for batch, _ in batches:
             names.update(dict.fromkeys(batch.schema.names))

@@ -67,7 +67,7 @@ def hash_range(open_range: RangeOpener, hasher: t.Any, offset: int, length: int)
     with open_range(offset, length) as stream:
         while block := stream.read_buffer(_BLOCK):
             hasher.update(memoryview(block))
-            last = block.to_pybytes()[-1:]
+            last = memoryview(block)[-1:].tobytes()
     return last
 
 

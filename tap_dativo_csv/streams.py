@@ -74,14 +74,14 @@ class FileTask:
 
 
 class CSVFileStream(ArrowRecords, SdkStream):
-    """Reads every file of a stream in path order; unchanged files are skipped by their mtime.
+    """Reads every file of a stream in path order; unchanged files are skipped, grown ones resumed.
 
     State: `bookmarks.<stream>.partitions[]`, one SDK partition per file with context `{"path"}`,
     plus `path`, `last_modified` (ISO-8601 UTC), `rows` and for plain CSV/NDJSON files `bytes` and
     `prefix_hash` (`resume.py`: a grown file is read from where it stopped), written only once the
-    file was read completely, so a STATE emitted mid-file never marks that file as done. With the `replication_key` strategy
-    the SDK also keeps the stream's cursor (`replication_key`, `replication_key_value`) and changed
-    files only emit rows whose cursor is at or after it.
+    file was read completely, so a STATE emitted mid-file never marks that file as done. With the
+    `replication_key` strategy the SDK also keeps the stream's cursor (`replication_key`,
+    `replication_key_value`) and changed files only emit rows whose cursor is at or after it.
     """
 
     #: Records are already JSON-ready and typed by the reader. SDK conformance would turn an invalid

@@ -100,14 +100,6 @@ class Sources:
             )
         return resolve_local(pattern)
 
-    def resolve_all(self, patterns: list[str]) -> list[SourceFile]:
-        """Resolve several patterns for one stream: deduplicated and sorted by path for a stable order."""
-        found: dict[str, SourceFile] = {}
-        for pattern in patterns:
-            for source in self.resolve(pattern):
-                found.setdefault(source.path, source)
-        return sorted(found.values())
-
     def open(self, path: str) -> pa.NativeFile:
         """A native (pyarrow) input stream; `.gz` files are decompressed on the fly.
 

@@ -1,37 +1,62 @@
-"""Typed chunks of one CSV file, at most `chunk_size` rows each: for RECORD messages (Arrow columns
+"""Typed chunks of one file, at most `chunk_size` rows each: for RECORD messages (Arrow columns
 with dates and timestamps as ISO text; `convert.as_records` makes Python records of them) and for
-Parquet BATCH files (dates, timestamps and contract decimals typed). Both read the file through
-`reader.read_batches`.
+Parquet BATCH files (dates, timestamps and contract decimals typed). Both read the file through the
+reader of its format (`READERS`: CSV via `reader.read_batches`, JSON and NDJSON via `jsonfiles`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from tap_dativo_csv.convert import convert_arrow, typed_batch
-from tap_dativo_csv.reader import CSVOptions, FileLayout, Opener, ReadReport, read_batches
+from tap_dativo_csv.fileread import BatchReader, FileRead
+from tap_dativo_csv.jsonfiles import read_json, read_ndjson
+from tap_dativo_csv.reader import EXAMPLES, FileLayout, read_batches
+
+__all__ = ["READERS", "FileRead", "iter_arrow", "iter_record_chunks", "sample_layout"]
 
 
-@dataclass(frozen=True)
-class FileRead:
-    """One file of a stream to read: where, how, and the stream's columns.
+def read_csv(read: FileRead) -> Iterator[tuple[pa.RecordBatch, Sequence[int]]]:
+    """CSV through pyarrow's streaming reader (`reader.read_batches`)."""
+    if not read.layout.raw_names:
+        return iter(())
+    return read_batches(
+        read.label, read.open_stream, read.options, read.layout, read.report, read.rows_before
+    )
 
-    `fill` names stream columns this file lacks (null, so every record of a stream has the same
-    keys). With `metadata` (constant `_sdc_*` values) each row also gets `_sdc_source_lineno`.
-    """
 
-    label: str
-    open_stream: Opener
-    options: CSVOptions
-    layout: FileLayout
-    kinds: dict[str, str]
-    fill: Sequence[str] = ()
-    metadata: dict[str, Any] | None = None
-    report: ReadReport = field(default_factory=ReadReport)  # skipped rows, cells left untyped
+#: Format name → reader. A format is readable once it is listed here (see `fileread.BatchReader`).
+READERS: dict[str, BatchReader] = {
+    "csv": read_csv,
+    "json": read_json,
+    "ndjson": read_ndjson,
+}
+
+
+def sample_layout(read: FileRead, sample_rows: int) -> FileLayout:
+    """Columns of a file without a header (JSON and the like): the keys of its first `sample_rows`
+    records, in order of first appearance."""
+    names: dict[str, None] = {}
+    count = 0
+    chunk = max(1, min(read.options.chunk_size, sample_rows))  # batches end where the sample ends
+    batches = READERS[read.format](
+        dataclasses.replace(read, options=dataclasses.replace(read.options, chunk_size=chunk))
+    )
+    try:
+        for batch, _ in batches:
+            names.update(dict.fromkeys(batch.schema.names))
+            count += batch.num_rows
+            if count >= sample_rows:
+                break
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+    return FileLayout(raw_names=tuple(names), names=tuple(names))
 
 
 def iter_record_chunks(read: FileRead) -> Iterator[tuple[pa.RecordBatch, dict[str, list[Any]]]]:
@@ -54,14 +79,26 @@ def iter_arrow(
 
 def _chunks(read: FileRead) -> Iterator[tuple[pa.RecordBatch, Sequence[int]]]:
     """The file's string columns in slices of at most `chunk_size` rows, with their line numbers."""
-    if not read.layout.raw_names:
-        return
     chunk = max(1, read.options.chunk_size)
-    for whole, all_numbers in read_batches(
-        read.label, read.open_stream, read.options, read.layout, read.report
-    ):
+    for whole, all_numbers in READERS[read.format](read):
+        whole = _aligned(read, whole)
         for offset in range(0, whole.num_rows, chunk):
             yield whole.slice(offset, chunk), all_numbers[offset : offset + chunk]
+
+
+def _aligned(read: FileRead, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch with exactly the layout's columns, in order: missing ones null, unknown ones dropped
+    (and reported). CSV batches already have them; records of JSON files may not."""
+    names = list(read.layout.names)
+    if batch.schema.names == names:
+        return batch
+    have = set(batch.schema.names)
+    for name in batch.schema.names:
+        if name not in read.layout.names and name not in read.report.unknown_fields:
+            read.report.unknown_fields.append(name)
+    del read.report.unknown_fields[EXAMPLES * 4 :]
+    arrays = [batch.column(n) if n in have else pa.nulls(batch.num_rows, pa.string()) for n in names]
+    return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 def _finish(

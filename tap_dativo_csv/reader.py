@@ -75,6 +75,8 @@ class ReadReport:
     bad_row_examples: list[str] = field(default_factory=list)
     bad_cells: int = 0
     bad_cell_examples: list[str] = field(default_factory=list)
+    #: Fields of records (JSON) that are not columns of the stream, dropped (the first 20 names).
+    unknown_fields: list[str] = field(default_factory=list)
 
     def note_bad_cells(
         self, bad: Sequence[tuple[int, str, Any]], numbers: Sequence[int], kinds: dict[str, str]
@@ -102,8 +104,15 @@ def block_size_for(sample: bytes, chunk_size: int) -> int:
     return max(_MIN_BLOCK, 8 * longest, min(wanted, MAX_BLOCK))
 
 
-def _read_options(options: CSVOptions, block_size: int) -> pa_csv.ReadOptions:
-    """Single-threaded reads: pyarrow then reports row numbers of malformed rows."""
+def _read_options(
+    options: CSVOptions, block_size: int, continued: Sequence[str] | None = None
+) -> pa_csv.ReadOptions:
+    """Single-threaded reads: pyarrow then reports row numbers of malformed rows. `continued`: the
+    column names of a read that starts after the header (the rest of a grown file)."""
+    if continued is not None:
+        return pa_csv.ReadOptions(
+            block_size=block_size, encoding=options.encoding, use_threads=False, column_names=list(continued)
+        )
     return pa_csv.ReadOptions(
         block_size=block_size,
         encoding=options.encoding,
@@ -277,11 +286,21 @@ class _Lines:
 
 
 def read_batches(
-    label: str, open_stream: Opener, options: CSVOptions, layout: FileLayout, report: ReadReport
+    label: str,
+    open_stream: Opener,
+    options: CSVOptions,
+    layout: FileLayout,
+    report: ReadReport,
+    rows_before: int | None = None,
 ) -> Iterator[tuple[pa.RecordBatch, Sequence[int]]]:
-    """String batches of a file with the row number of every row; malformed rows fail or are skipped."""
+    """String batches of a file with the row number of every row; malformed rows fail or are skipped.
+
+    With `rows_before` the stream is the rest of a grown file after that many rows: it has no
+    header (the layout's names are given) and numbering continues after them.
+    """
     invalid: list[Any] = []
-    lines = _Lines(options.first_data_row)
+    lines = _Lines(options.first_data_row + (rows_before or 0))
+    continued = layout.raw_names if rows_before is not None else None
 
     def handler(row: Any) -> str:
         if options.on_bad_rows != "skip":
@@ -296,11 +315,13 @@ def read_batches(
     try:
         reader = pa_csv.open_csv(
             open_stream(),
-            read_options=_read_options(options, layout.block_size),
+            read_options=_read_options(options, layout.block_size, continued),
             parse_options=_parse_options(options, handler),
             convert_options=_as_strings(options, layout.raw_names),
         )
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        if continued is not None and "Empty CSV file" in str(exc):
+            return  # nothing but blank lines were added
         raise _error(label, exc, invalid) from exc
     with reader:
         while True:
@@ -314,24 +335,24 @@ def read_batches(
 
 
 def infer_kinds(
-    label: str, open_stream: Opener, options: CSVOptions, layout: FileLayout, sample_rows: int
+    names: Sequence[str], batches: Iterator[tuple[pa.RecordBatch, Sequence[int]]], sample_rows: int
 ) -> dict[str, str]:
-    """Infer column kinds from the first `sample_rows` data rows of the file (UNKNOWN: all null).
-
-    Kinds are inferred per read block and widened, so sampling holds one block, not the sample.
+    """Infer column kinds from the first `sample_rows` rows of a file's string batches (UNKNOWN:
+    all null). Kinds are inferred per batch and widened, so sampling holds one batch, not the sample.
     """
-    kinds = dict.fromkeys(layout.names, UNKNOWN)
-    if not layout.raw_names:
-        return {}
+    kinds = dict.fromkeys(names, UNKNOWN)
     count = 0
-    batches = read_batches(label, open_stream, options, layout, ReadReport())
-    for batch, _ in batches:
-        batch = batch.slice(0, sample_rows - count)
-        count += batch.num_rows
-        for name, column in zip(layout.names, batch.columns, strict=True):
-            if kinds[name] != "string":
-                kinds[name] = merge_kinds(kinds[name], infer_kind(column))
-        if count >= sample_rows:
-            break
-    batches.close()
+    try:
+        for batch, _ in batches:
+            batch = batch.slice(0, sample_rows - count)
+            count += batch.num_rows
+            for name, column in zip(batch.schema.names, batch.columns, strict=True):
+                if kinds.get(name, UNKNOWN) != "string":
+                    kinds[name] = merge_kinds(kinds.get(name, UNKNOWN), infer_kind(column))
+            if count >= sample_rows:
+                break
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
     return kinds

@@ -27,7 +27,7 @@ from tap_dativo_csv.reader import ReadReport
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
-    from tap_dativo_csv.sources import SourceFile
+    from tap_dativo_csv.streams import FileTask
 
 
 def write_lines(lines: pa.Array) -> None:
@@ -66,11 +66,9 @@ class ArrowRecords:
     ABORT_AT_RECORD_COUNT: int | None
     STATE_MSG_FREQUENCY: int
 
-    def _files_to_read(self) -> t.Iterator[tuple[SourceFile, dict]]: ...
-    def _read_chunks(
-        self, source: SourceFile, report: ReadReport
-    ) -> t.Iterator[tuple[pa.RecordBatch, dict]]: ...
-    def _bookmark(self, source: SourceFile, state: dict, report: ReadReport, count: int) -> None: ...
+    def _files_to_read(self) -> t.Iterator[FileTask]: ...
+    def _read_chunks(self, task: FileTask, report: ReadReport) -> t.Iterator[tuple[pa.RecordBatch, dict]]: ...
+    def _bookmark(self, task: FileTask, report: ReadReport, count: int) -> None: ...
 
     def per_record_reason(self) -> str | None:
         """Why RECORDs must take the SDK's per-record way (None: they can be written from Arrow)."""
@@ -120,13 +118,13 @@ class ArrowRecords:
             counter.with_context({})
             timer.with_context({})
             self.write_starting_replication_value(None)  # type: ignore[attr-defined]
-            for source, state in self._files_to_read():
+            for task in self._files_to_read():
                 report, count = ReadReport(), 0
-                for batch, fallbacks in self._read_chunks(source, report):
+                for batch, fallbacks in self._read_chunks(task, report):
                     written = self._write_chunk(batch, fallbacks, written, counter)
                     count += batch.num_rows
                     pa.default_memory_pool().release_unused()  # this chunk's buffers, to the OS
-                self._bookmark(source, state, report, count)
+                self._bookmark(task, report, count)
             self.finalize_state(self.get_context_state(None))  # type: ignore[attr-defined]
         self.finalize_state(self.stream_state)  # type: ignore[attr-defined]
         self.write_state()  # type: ignore[attr-defined]

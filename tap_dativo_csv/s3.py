@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from tap_dativo_csv.formats import SUFFIXES
 from target_dativo_iceberg.errors import S3Error
 
 if t.TYPE_CHECKING:
@@ -26,8 +27,6 @@ if t.TYPE_CHECKING:
 
 UTC = datetime.timezone.utc
 _MAGIC = re.compile(r"[*?\[]")
-#: Suffixes (case-insensitive) a directory-like path picks up.
-CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 _READ_BUFFER = 1024 * 1024
 #: Keys per ListObjectsV2 page (the S3 maximum); tests lower it to exercise pagination.
 PAGE_SIZE = 1000
@@ -222,32 +221,30 @@ class S3Store:
         except BotoCoreError as exc:
             raise self._error(url, exc) from exc
 
-    def expand(self, url: str) -> list[tuple[str, datetime.datetime]]:
-        """Expand an `s3://` path (key, directory-like prefix or glob) to sorted (url, modified) pairs."""
+    def expand(self, url: str) -> list[tuple[str, datetime.datetime, int]]:
+        """Expand an `s3://` path (key, directory-like prefix or glob) to sorted (url, modified, size)."""
         bucket, key = split_url(url, self.settings.bucket)
-        found: list[tuple[str, datetime.datetime]] = []
+        found: list[tuple[str, datetime.datetime, int]] = []
         if _MAGIC.search(key):
             literal = key[: _MAGIC.search(key).start()]  # type: ignore[union-attr]
             matcher = key_pattern(key)
             for obj in self._objects(url, bucket, literal):
                 if matcher.match(obj["Key"]) and not obj["Key"].endswith("/"):
-                    found.append((f"s3://{bucket}/{obj['Key']}", _utc(obj["LastModified"])))
+                    found.append((f"s3://{bucket}/{obj['Key']}", _utc(obj["LastModified"]), int(obj["Size"])))
             if not found:
                 raise S3Error(f"path {url!r}: glob matched no objects")
         elif key and not key.endswith("/") and (head := self._head(url, bucket, key)) is not None:
-            found.append((f"s3://{bucket}/{key}", _utc(head["LastModified"])))
+            found.append((f"s3://{bucket}/{key}", _utc(head["LastModified"]), int(head["ContentLength"])))
         else:
             prefix = key if not key or key.endswith("/") else key + "/"
             for obj in self._objects(url, bucket, prefix, delimiter="/"):
-                if obj["Key"].lower().endswith(CSV_SUFFIXES):
-                    found.append((f"s3://{bucket}/{obj['Key']}", _utc(obj["LastModified"])))
+                if obj["Key"].lower().endswith(SUFFIXES):
+                    found.append((f"s3://{bucket}/{obj['Key']}", _utc(obj["LastModified"]), int(obj["Size"])))
             if not found:
                 what = (
-                    f"object not found, nor CSV objects under {prefix!r}"
-                    if prefix != key
-                    else "no CSV objects"
+                    f"object not found, nor data files under {prefix!r}" if prefix != key else "no data files"
                 )
-                raise S3Error(f"path {url!r}: {what} (prefixes pick up {', '.join(CSV_SUFFIXES)})")
+                raise S3Error(f"path {url!r}: {what} (prefixes pick up {', '.join(SUFFIXES)})")
         return sorted(found)
 
     # -- reading -------------------------------------------------------------------------------
@@ -259,5 +256,14 @@ class S3Store:
             return self.filesystem.open_input_stream(
                 f"{bucket}/{key}", compression="detect", buffer_size=_READ_BUFFER
             )
+        except (OSError, pa.ArrowException) as exc:
+            raise S3Error(f"path {url!r}: cannot read from {self.settings.where}: {exc}") from exc
+
+    def open_range(self, url: str, offset: int, length: int) -> pa.NativeFile:
+        """A native stream of `length` raw bytes of one object from `offset` (ranged GETs)."""
+        bucket, key = split_url(url, self.settings.bucket)
+        try:
+            whole = self.filesystem.open_input_file(f"{bucket}/{key}")
+            return pa.BufferedInputStream(whole.get_stream(offset, length), _READ_BUFFER)
         except (OSError, pa.ArrowException) as exc:
             raise S3Error(f"path {url!r}: cannot read from {self.settings.where}: {exc}") from exc

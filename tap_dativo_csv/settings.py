@@ -6,9 +6,11 @@ import typing as t
 
 from singer_sdk import typing as th
 
+from tap_dativo_csv.formats import FORMATS
 from tap_dativo_csv.reader import BAD_ROWS, CSVOptions
 
 STRATEGIES = ("file_modified_time", "full_table", "replication_key")
+FILE_ERRORS = ("fail", "skip")
 #: The columns `add_metadata_columns` adds to every record, with their JSON schemas.
 METADATA_SCHEMAS: dict[str, dict[str, t.Any]] = {
     "_sdc_source_file": {"type": ["string", "null"]},
@@ -24,7 +26,8 @@ FILE_ENTRY = th.ObjectType(
         th.StringType,
         required=True,
         description=(
-            "A file, a directory (its .csv/.tsv[.gz] files, sorted) or a glob (`**` recurses); "
+            "A file, a directory (its .csv/.tsv/.json/.ndjson/.jsonl[.gz] files, sorted) or a glob "
+            "(`**` recurses); "
             "local or `s3://bucket/key-or-prefix-or-glob`."
         ),
     ),
@@ -48,6 +51,12 @@ FILE_ENTRY = th.ObjectType(
         "column_names",
         th.ArrayType(th.StringType),
         description="Column names of these files, overriding the top-level `column_names`.",
+    ),
+    th.Property(
+        "format",
+        th.StringType,
+        allowed_values=list(FORMATS),
+        description="Format of these files, overriding the top-level `format`.",
     ),
     additional_properties=False,
 )
@@ -73,7 +82,10 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         "files",
         th.ArrayType(FILE_ENTRY),
         required=True,
-        description="Files to read: list of {path, object, asset?, primary_keys?, replication_key?, column_names?}.",
+        description=(
+            "Files to read: list of {path, object, asset?, primary_keys?, replication_key?, "
+            "column_names?, format?}."
+        ),
     ),
     th.Property(
         "incremental",
@@ -168,6 +180,38 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         th.BooleanType,
         default=False,
         description="Add `_sdc_source_file`, `_sdc_source_lineno` and `_sdc_modified_at` to every record.",
+    ),
+    th.Property(
+        "format",
+        th.StringType,
+        allowed_values=list(FORMATS),
+        description=(
+            "File format: `csv`, `json` (an array of objects), `ndjson` (one object a line) or "
+            "`markdown_kv`; default: from each file's extension (.csv/.tsv, .json, .ndjson/.jsonl, "
+            ".md, also gzipped), csv for other names."
+        ),
+    ),
+    th.Property(
+        "on_file_error",
+        th.StringType,
+        default="fail",
+        allowed_values=list(FILE_ERRORS),
+        description=(
+            "A file that cannot be read: `fail` stops the run (exit 2) naming the file; `skip` logs "
+            "the file and the error (event `file_skipped`), leaves it unbookmarked and reads the others."
+        ),
+    ),
+    th.Property(
+        "shard_count",
+        th.IntegerType,
+        default=1,
+        description="Workers the matched files are split across (by a hash of each file's path).",
+    ),
+    th.Property(
+        "shard_index",
+        th.IntegerType,
+        default=0,
+        description="This worker's shard, 0 to shard_count - 1: it reads (and bookmarks) only its files.",
     ),
     th.Property(
         "connection",

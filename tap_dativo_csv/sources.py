@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from tap_dativo_csv.s3 import CSV_SUFFIXES, S3Settings, S3Store
+from tap_dativo_csv.formats import SUFFIXES
+from tap_dativo_csv.s3 import S3Settings, S3Store
 from target_dativo_iceberg.errors import S3Error, SourceError
 
 UTC = datetime.timezone.utc
@@ -24,6 +25,8 @@ class SourceFile:
 
     path: str
     modified: datetime.datetime
+    #: Bytes at listing time (None when unknown): a grown file is read up to here, no further.
+    size: int | None = None
 
     @property
     def last_modified(self) -> str:
@@ -62,18 +65,18 @@ def resolve_local(pattern: str) -> list[SourceFile]:
         matches = sorted(
             os.path.join(expanded, name)
             for name in os.listdir(expanded)
-            if name.lower().endswith(CSV_SUFFIXES) and os.path.isfile(os.path.join(expanded, name))
+            if name.lower().endswith(SUFFIXES) and os.path.isfile(os.path.join(expanded, name))
         )
         if not matches:
             raise SourceError(
-                f"path {pattern!r}: directory holds no CSV files ({', '.join(CSV_SUFFIXES)}); "
+                f"path {pattern!r}: directory holds no data files ({', '.join(SUFFIXES)}); "
                 "use a glob for other names or '**' to recurse"
             )
     elif os.path.isfile(expanded):
         matches = [expanded]
     else:
         raise SourceError(f"path {pattern!r}: file not found")
-    return [SourceFile(p, _modified_time(p)) for p in matches]
+    return [SourceFile(p, _modified_time(p), os.stat(p).st_size) for p in matches]
 
 
 class Sources:
@@ -87,7 +90,7 @@ class Sources:
         """Expand one configured `path` into files (sorted)."""
         if pattern.startswith("s3://"):
             try:
-                return [SourceFile(url, modified) for url, modified in self.s3.expand(pattern)]
+                return [SourceFile(url, modified, size) for url, modified, size in self.s3.expand(pattern)]
             except S3Error as exc:
                 raise SourceError(str(exc)) from exc
         if "://" in pattern:
@@ -96,14 +99,6 @@ class Sources:
                 "(local paths and s3:// only)"
             )
         return resolve_local(pattern)
-
-    def resolve_all(self, patterns: list[str]) -> list[SourceFile]:
-        """Resolve several patterns for one stream: deduplicated and sorted by path for a stable order."""
-        found: dict[str, SourceFile] = {}
-        for pattern in patterns:
-            for source in self.resolve(pattern):
-                found.setdefault(source.path, source)
-        return sorted(found.values())
 
     def open(self, path: str) -> pa.NativeFile:
         """A native (pyarrow) input stream; `.gz` files are decompressed on the fly.
@@ -118,5 +113,18 @@ class Sources:
                 raise SourceError(str(exc)) from exc
         try:
             return pa.input_stream(path, compression="detect", buffer_size=_READ_BUFFER)
+        except OSError as exc:
+            raise SourceError(f"path {path!r}: cannot open: {exc}") from exc
+
+    def open_range(self, path: str, offset: int, length: int) -> pa.NativeFile:
+        """A native input stream of `length` raw (never decompressed) bytes from `offset`: the part
+        of a grown file not read before, or the prefix whose hash is checked."""
+        if path.startswith("s3://"):
+            try:
+                return self.s3.open_range(path, offset, length)
+            except S3Error as exc:
+                raise SourceError(str(exc)) from exc
+        try:
+            return pa.BufferedInputStream(pa.OSFile(path).get_stream(offset, length), _READ_BUFFER)
         except OSError as exc:
             raise SourceError(f"path {path!r}: cannot open: {exc}") from exc

@@ -12,10 +12,21 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from tap_dativo_csv.batches import ParquetBatchWriter
 from tap_dativo_csv.chunks import FileRead, iter_arrow, iter_record_chunks
 from tap_dativo_csv.convert import as_records
+from tap_dativo_csv.formats import RESUMABLE, is_compressed
 from tap_dativo_csv.reader import CSVOptions, FileLayout, ReadReport
 from tap_dativo_csv.records import ArrowRecords
+from tap_dativo_csv.resume import (
+    ReadStart,
+    ascii_compatible,
+    bookmark_fields,
+    check_prefix,
+    fresh,
+    hash_range,
+)
 from tap_dativo_csv.settings import STRATEGIES
+from tap_dativo_csv.shards import shard_of
 from tap_dativo_csv.sources import SourceFile, Sources, parse_timestamp
+from target_dativo_iceberg.errors import CSVReadError, SourceError
 from target_dativo_iceberg.sdk_compat import BatchConfig, BatchFileFormat, SdkStream
 
 if t.TYPE_CHECKING:
@@ -23,7 +34,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
 
 UTC = datetime.timezone.utc
-__all__ = ["STRATEGIES", "CSVFileStream", "StreamPlan"]
+__all__ = ["STRATEGIES", "CSVFileStream", "FileTask", "StreamPlan"]
 
 
 @dataclass(frozen=True)
@@ -44,16 +55,33 @@ class StreamPlan:
     options: CSVOptions = field(default_factory=CSVOptions)
     sources: Sources = field(default_factory=Sources)
     metadata_columns: bool = False
+    #: File path → format (csv, json, ndjson, ...); files not listed are CSV.
+    formats: dict[str, str] = field(default_factory=dict)
+    on_file_error: str = "fail"
+    #: (shard_count, shard_index): `files` holds this shard's files only.
+    shard: tuple[int, int] = (1, 0)
+
+
+@dataclass
+class FileTask:
+    """A file this run reads: its writable state partition, where the read starts, and the error
+    that stopped it (with `on_file_error: skip`; the file is then not bookmarked)."""
+
+    source: SourceFile
+    state: dict
+    start: ReadStart
+    error: str | None = None
 
 
 class CSVFileStream(ArrowRecords, SdkStream):
-    """Reads every file of a stream in path order; unchanged files are skipped by their mtime.
+    """Reads every file of a stream in path order; unchanged files are skipped, grown ones resumed.
 
     State: `bookmarks.<stream>.partitions[]`, one SDK partition per file with context `{"path"}`,
-    plus `path` and `last_modified` (ISO-8601 UTC) written only once the file was read completely,
-    so a STATE emitted mid-file never marks that file as done. With the `replication_key` strategy
-    the SDK also keeps the stream's cursor (`replication_key`, `replication_key_value`) and changed
-    files only emit rows whose cursor is at or after it.
+    plus `path`, `last_modified` (ISO-8601 UTC), `rows` and for plain CSV/NDJSON files `bytes` and
+    `prefix_hash` (`resume.py`: a grown file is read from where it stopped), written only once the
+    file was read completely, so a STATE emitted mid-file never marks that file as done. With the
+    `replication_key` strategy the SDK also keeps the stream's cursor (`replication_key`,
+    `replication_key_value`) and changed files only emit rows whose cursor is at or after it.
     """
 
     #: Records are already JSON-ready and typed by the reader. SDK conformance would turn an invalid
@@ -96,14 +124,34 @@ class CSVFileStream(ArrowRecords, SdkStream):
         """Writable SDK partition state of one file."""
         return self.get_context_state({"path": source.path})
 
-    def needs_read(self, source: SourceFile, state: dict, now: datetime.datetime) -> bool:
-        """Decide whether a file must be (re)read: unchanged files hold no new rows."""
+    def _start(self, source: SourceFile, state: dict, now: datetime.datetime) -> ReadStart | None:
+        """Where a file's read starts; None when it holds nothing new (skipped)."""
+        plain = self._resumable(source)
+        whole = fresh if plain else (lambda reason: ReadStart(reason=reason))
         if self.strategy == "full_table":
-            return True
+            return whole("incremental.strategy is full_table")
         previous = parse_timestamp(state.get("last_modified", ""))
-        if previous is None or previous != source.modified:
-            return True
-        return bool(self.lookback) and source.modified >= now - self.lookback
+        if previous is None:
+            return whole("")
+        if self.lookback and source.modified >= now - self.lookback:
+            return whole("modified within incremental.lookback_days")
+        same_time = previous == source.modified
+        if not plain:
+            return None if same_time else whole("modified")
+        if same_time and state.get("bytes") in (None, source.size):
+            return None
+        return check_prefix(
+            state, int(source.size or 0), lambda at, n: self.plan.sources.open_range(source.path, at, n)
+        )
+
+    def _resumable(self, source: SourceFile) -> bool:
+        """A plain line-oriented file of known size in an ASCII-compatible encoding (`resume.py`)."""
+        return (
+            self.plan.formats.get(source.path, "csv") in RESUMABLE
+            and source.size is not None
+            and not is_compressed(source.path)
+            and ascii_compatible(self.plan.options.encoding)
+        )
 
     def _cursor_filter(self, context: Context | None) -> t.Callable[[Record], bool] | None:
         """Predicate keeping rows at or after the saved cursor (inclusive, like Singer taps)."""
@@ -133,32 +181,88 @@ class CSVFileStream(ArrowRecords, SdkStream):
     def get_records(self, context: Context | None) -> t.Iterable[Record]:
         """Yield records of every file that needs reading, then bookmark it."""
         keep = self._cursor_filter(context)
-        for source, state in self._files_to_read():
+        for task in self._files_to_read():
             count = 0
             report = ReadReport()
-            for record in self._read(source, report):
+            for record in self._read(task, report):
                 if keep is None or keep(record):
                     count += 1
                     yield record
-            self._bookmark(source, state, report, count)
+            self._bookmark(task, report, count)
 
-    def _files_to_read(self) -> t.Iterator[tuple[SourceFile, dict]]:
-        """The files that need reading (changed, or in the lookback window), with their state."""
+    def _files_to_read(self) -> t.Iterator[FileTask]:
+        """The files that need reading (new, grown, changed, or in the lookback window)."""
         now = datetime.datetime.now(tz=UTC)
+        self._forget_other_shards()
         for source in self.plan.files:
             state = self.file_state(source)
-            if not self.needs_read(source, state, now):
-                self.logger.info(
-                    "Skipping unchanged file %s (last_modified %s)", source.path, source.last_modified
-                )
+            task = FileTask(source, state, ReadStart())
+            try:
+                start = self._start(source, state, now)
+                if start is None:
+                    self.logger.info(
+                        "Skipping unchanged file %s (last_modified %s)", source.path, source.last_modified
+                    )
+                    continue
+                task.start = start
+                if start.hasher is not None:  # hashed before it is parsed: see resume.py
+                    size = int(source.size or 0)
+                    opener = lambda at, n, p=source.path: self.plan.sources.open_range(p, at, n)  # noqa: E731
+                    hash_range(opener, start.hasher, start.offset, size - start.offset)
+            except (CSVReadError, SourceError) as exc:
+                self._file_failed(task, exc, 0)
                 continue
-            self.logger.info("Reading %s (last_modified %s)", source.path, source.last_modified)
-            yield source, state
+            if start.resumed:
+                self.logger.info(
+                    "Reading %s from byte %d (after %d rows read before; last_modified %s)",
+                    source.path,
+                    start.offset,
+                    start.rows,
+                    source.last_modified,
+                )
+            else:
+                why = f" in full: {start.reason}" if start.reason else ""
+                self.logger.info("Reading %s%s (last_modified %s)", source.path, why, source.last_modified)
+            yield task
 
-    def _bookmark(self, source: SourceFile, state: dict, report: ReadReport, count: int) -> None:
+    def _forget_other_shards(self) -> None:
+        """With `shard_count` > 1, drop bookmarks of files of other shards: a worker's state covers
+        only its own files."""
+        count, index = self.plan.shard
+        partitions = self.stream_state.get("partitions") if count > 1 else None
+        if partitions:
+            partitions[:] = [
+                p for p in partitions if shard_of(str((p.get("context") or {}).get("path")), count) == index
+            ]
+
+    def _file_failed(self, task: FileTask, exc: Exception, rows: int) -> None:
+        """A file that cannot be read: fatal with `on_file_error: fail`, else reported and left out."""
+        if self.plan.on_file_error != "skip":
+            raise exc
+        task.error = str(exc)
+        self.logger.warning(
+            "file_skipped: stream %r, file %s: %s (on_file_error: skip; %d row(s) of it were sent before "
+            "the error; it is not bookmarked, so the next run reads it again)",
+            self.name,
+            task.source.path,
+            exc,
+            rows,
+        )
+
+    def _bookmark(self, task: FileTask, report: ReadReport, count: int) -> None:
         """A file was read completely (and its rows sent): bookmark it and report what was odd."""
+        if task.error is not None:
+            return
+        source, state, start = task.source, task.state, task.start
+        rows = (start.rows if start.resumed else 0) + report.rows + report.bad_rows
         state["path"] = source.path
         state["last_modified"] = source.last_modified
+        state["rows"] = rows
+        if start.hasher is not None:
+            state.update(bookmark_fields(start, int(source.size or 0), rows))
+        else:
+            state.pop("bytes", None)
+            state.pop("prefix_hash", None)
         self.state_manager.is_flushed = False
         self._log_report(source, report)
         self.logger.info("Emitted %d records from %s", count, source.path)
@@ -176,15 +280,22 @@ class CSVFileStream(ArrowRecords, SdkStream):
             yield from super().get_batches(batch_config, context)
             return
         writer = ParquetBatchWriter(batch_config, self.tap_name, self.name)
-        for source, state in self._files_to_read():
+        for task in self._files_to_read():
             report = ReadReport()
-            for batch in self._read_arrow(source, report):
+            for batch in self._read_arrow(task, report):
                 yield from writer.add(batch)
             yield from writer.flush()  # a file's rows are all sent before it is bookmarked
-            self._bookmark(source, state, report, report.rows)
+            self._bookmark(task, report, report.rows)
 
-    def _read_arrow(self, source: SourceFile, report: ReadReport) -> t.Iterator[pa.RecordBatch]:
-        return iter_arrow(self._file_read(source, report), self.plan.decimals)
+    def _read_arrow(self, task: FileTask, report: ReadReport) -> t.Iterator[pa.RecordBatch]:
+        return self._guarded(task, report, iter_arrow(self._file_read(task, report), self.plan.decimals))
+
+    def _guarded(self, task: FileTask, report: ReadReport, chunks: t.Iterator[t.Any]) -> t.Iterator[t.Any]:
+        """`chunks` of one file, ending early (reported) on a read error with `on_file_error: skip`."""
+        try:
+            yield from chunks
+        except (CSVReadError, SourceError) as exc:
+            self._file_failed(task, exc, report.rows)
 
     def _sdc_values(self, source: SourceFile) -> dict[str, t.Any] | None:
         if not self.plan.metadata_columns:
@@ -195,27 +306,36 @@ class CSVFileStream(ArrowRecords, SdkStream):
             "_sdc_modified_at": source.last_modified,
         }
 
-    def _read(self, source: SourceFile, report: ReadReport) -> t.Iterator[Record]:
+    def _read(self, task: FileTask, report: ReadReport) -> t.Iterator[Record]:
         """Typed records of one file, with the `_sdc_*` columns when configured."""
-        for batch, fallbacks in self._read_chunks(source, report):
+        for batch, fallbacks in self._read_chunks(task, report):
             yield from as_records(batch, fallbacks)
 
-    def _read_chunks(self, source: SourceFile, report: ReadReport) -> t.Iterator[tuple[pa.RecordBatch, dict]]:
+    def _read_chunks(self, task: FileTask, report: ReadReport) -> t.Iterator[tuple[pa.RecordBatch, dict]]:
         """`_read` as typed Arrow chunks (for `ArrowRecords`)."""
-        return iter_record_chunks(self._file_read(source, report))
+        return self._guarded(task, report, iter_record_chunks(self._file_read(task, report)))
 
-    def _file_read(self, source: SourceFile, report: ReadReport) -> FileRead:
-        plan = self.plan
+    def _file_read(self, task: FileTask, report: ReadReport) -> FileRead:
+        plan, source, start = self.plan, task.source, task.start
+        fmt = plan.formats.get(source.path, "csv")
         layout = plan.layouts[source.path]
+        if fmt != "csv":  # records carry their own keys: align them to all the stream's columns
+            layout = FileLayout(raw_names=plan.columns, names=plan.columns)
+        opener = lambda: plan.sources.open(source.path)  # noqa: E731
+        if start.hasher is not None:  # exactly the bytes hashed: [offset, size at listing)
+            size = int(source.size or 0)
+            opener = lambda: plan.sources.open_range(source.path, start.offset, size - start.offset)  # noqa: E731
         return FileRead(
             label=source.path,
-            open_stream=lambda: plan.sources.open(source.path),
+            open_stream=opener,
             options=plan.options,
             layout=layout,
             kinds=plan.kinds,
             fill=[c for c in plan.columns if c not in layout.names],
             metadata=self._sdc_values(source),
             report=report,
+            format=fmt,
+            rows_before=start.rows if start.resumed else None,
         )
 
     def _log_report(self, source: SourceFile, report: ReadReport) -> None:
@@ -226,6 +346,13 @@ class CSVFileStream(ArrowRecords, SdkStream):
                 report.bad_rows,
                 source.path,
                 "; ".join(report.bad_row_examples),
+            )
+        if report.unknown_fields:
+            self.logger.warning(
+                "Fields of %s that are not columns of stream %r were dropped: %s",
+                source.path,
+                self.name,
+                ", ".join(report.unknown_fields),
             )
         if report.bad_cells:
             self.logger.warning(

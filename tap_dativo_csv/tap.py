@@ -1,4 +1,4 @@
-"""tap-dativo-csv: Singer tap that reads CSV files (local or S3) incrementally, typed by ODCS contracts."""
+"""tap-dativo-csv: Singer tap that reads CSV/JSON/NDJSON files (local or S3) incrementally, typed by ODCS contracts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 
+from tap_dativo_csv.chunks import READERS, FileRead, sample_layout
 from tap_dativo_csv.contract import ColumnSpec, Contract, json_schema_for, load_contract
 from tap_dativo_csv.convert import UNKNOWN, merge_kinds
+from tap_dativo_csv.formats import detect_format
 from tap_dativo_csv.reader import CSVOptions, FileLayout, infer_kinds, inspect_file
 from tap_dativo_csv.s3 import S3Settings
 from tap_dativo_csv.settings import (
@@ -20,6 +22,7 @@ from tap_dativo_csv.settings import (
     csv_options,
     sample_rows,
 )
+from tap_dativo_csv.shards import shard_of, shard_settings
 from tap_dativo_csv.sources import SourceFile, Sources
 from tap_dativo_csv.streams import CSVFileStream, StreamPlan
 from target_dativo_iceberg.errors import ContractError, CSVReadError, SourceError
@@ -30,7 +33,7 @@ if t.TYPE_CHECKING:
 
 
 class TapDativoCSV(Tap):
-    """Singer tap for CSV files: one stream per `object`, per-file modified-time bookmarks."""
+    """Singer tap for CSV, JSON and NDJSON files: one stream per `object`, per-file bookmarks."""
 
     name = "tap-dativo-csv"
     package_name = "dativo-ingest"
@@ -86,40 +89,91 @@ class TapDativoCSV(Tap):
         names = list(given.pop()) if given else self.config.get("column_names")
         return list(names) if names else None
 
-    def _inferred(
-        self, name: str, files: list[SourceFile], layouts: dict[str, FileLayout], options: CSVOptions
-    ) -> dict[str, str]:
-        """Column kinds inferred from the first `infer_sample_rows` rows of every file, widened."""
-        kinds: dict[str, str] = {}
-        rows = sample_rows(self.config)
-        for source in files:
-            try:
-                found = infer_kinds(
-                    source.path,
-                    lambda p=source.path: self.sources.open(p),
-                    options,
-                    layouts[source.path],
-                    rows,
-                )
-            except (CSVReadError, SourceError) as exc:
-                self._fail(f"stream {name!r}: {exc}")
-            for col, kind in found.items():
-                kinds[col] = merge_kinds(kinds[col], kind) if col in kinds else kind
-        return {col: ("string" if kind == UNKNOWN else kind) for col, kind in kinds.items()}
+    def _file_failed(self, name: str, source: SourceFile, exc: Exception) -> None:
+        """A file discovery cannot read: exit 2 naming it, or with `on_file_error: skip` report it
+        and leave it out of this run."""
+        if self.config.get("on_file_error") != "skip":
+            self.logger.error("stream %r: %s", name, exc)
+            raise SystemExit(2)
+        self.logger.warning(
+            "file_skipped: stream %r, file %s: %s (on_file_error: skip; not read this run)",
+            name,
+            source.path,
+            exc,
+        )
 
-    def _plan(self, name: str, entries: list[dict], options: CSVOptions) -> StreamPlan:
-        """Resolve files, read headers and decide column types for one stream."""
+    def _inspect(
+        self,
+        source: SourceFile,
+        fmt: str,
+        options: CSVOptions,
+        fixed: list[str] | None,
+        given: list[str] | None,
+    ) -> tuple[FileLayout, dict[str, str] | None]:
+        """A file's columns and, with `infer_types` and no contract, their inferred kinds."""
+
+        def read(layout: FileLayout) -> FileRead:
+            return FileRead(
+                source.path, lambda: self.sources.open(source.path), options, layout, {}, format=fmt
+            )
+
+        rows = sample_rows(self.config)
+        if fmt == "csv":
+            layout = inspect_file(source.path, read(FileLayout((), ())).open_stream, options, fixed, given)
+        else:
+            layout = sample_layout(read(FileLayout((), ())), rows)
+        if fixed is not None or not self.config.get("infer_types", False) or not layout.names:
+            return layout, None
+        return layout, infer_kinds(layout.names, READERS[fmt](read(layout)), rows)
+
+    def _files(self, name: str, entries: list[dict]) -> list[tuple[SourceFile, str]]:
+        """The stream's files in this shard, sorted by path, with their formats."""
+        (count, index), problems = shard_settings(self.config)
+        if problems:
+            for problem in problems:
+                self.logger.error(problem)
+            raise SystemExit(2)
+        found: dict[str, tuple[SourceFile, str]] = {}
+        for entry in entries:
+            for source in self.sources.resolve(entry["path"]):
+                fmt = detect_format(source.path, entry.get("format") or self.config.get("format"))
+                found.setdefault(source.path, (source, fmt))
+        mine = [found[path] for path in sorted(found) if shard_of(path, count) == index]
+        if count > 1:
+            self.logger.info(
+                "stream %r: shard %d of %d holds %d of %d file(s)", name, index, count, len(mine), len(found)
+            )
+        for source, fmt in mine:
+            if fmt not in READERS:
+                self._fail(f"stream {name!r}: {source.path}: format {fmt!r} has no reader in this version")
+        return mine
+
+    def _plan(self, name: str, entries: list[dict], options: CSVOptions) -> StreamPlan | None:
+        """Resolve files, read headers and decide column types for one stream (None: no file to read)."""
         contract = self._contract_for(name, entries)
         given = self._column_names(name, entries)
+        fixed = [c.name for c in contract.columns] if contract else None
         try:
-            files = self.sources.resolve_all([e["path"] for e in entries])
-            fixed = [c.name for c in contract.columns] if contract else None
-            layouts: dict[str, FileLayout] = {
-                f.path: inspect_file(f.path, lambda p=f.path: self.sources.open(p), options, fixed, given)
-                for f in files
-            }
-        except (SourceError, CSVReadError) as exc:
+            candidates = self._files(name, entries)
+        except SourceError as exc:
             self._fail(f"stream {name!r}: {exc}")
+        files: list[SourceFile] = []
+        layouts: dict[str, FileLayout] = {}
+        inferred: dict[str, str] = {}
+        for source, fmt in candidates:
+            try:
+                layout, kinds = self._inspect(source, fmt, options, fixed, given)
+            except (SourceError, CSVReadError) as exc:
+                self._file_failed(name, source, exc)
+                continue
+            files.append(source)
+            layouts[source.path] = layout
+            for col, kind in (kinds or {}).items():
+                inferred[col] = merge_kinds(inferred[col], kind) if col in inferred else kind
+        if not files:
+            self.logger.info("stream %r: no file to read (in this shard)", name)
+            return None
+        formats = {source.path: fmt for source, fmt in candidates}
 
         header_cols = list(dict.fromkeys(c for layout in layouts.values() for c in layout.names))
         metadata = bool(self.config.get("add_metadata_columns", False))
@@ -139,7 +193,7 @@ class TapDativoCSV(Tap):
                     "stream %r: contract columns absent from the CSV (emitted as null): %s", name, absent
                 )
         elif self.config.get("infer_types", False):
-            kinds = self._inferred(name, files, layouts, options)
+            kinds = {col: ("string" if kind == UNKNOWN else kind) for col, kind in inferred.items()}
             specs = {c: ColumnSpec(c, kinds.get(c, "string")) for c in header_cols}
         else:
             specs = {c: ColumnSpec(c) for c in header_cols}
@@ -164,6 +218,9 @@ class TapDativoCSV(Tap):
             options=options,
             sources=self.sources,
             metadata_columns=metadata,
+            formats={path: fmt for path, fmt in formats.items() if path in layouts},
+            on_file_error=str(self.config.get("on_file_error") or "fail"),
+            shard=shard_settings(self.config)[0],
         )
 
     def _primary_keys(
@@ -221,7 +278,17 @@ class TapDativoCSV(Tap):
             grouped.setdefault(entry["object"], []).append(entry)
         if not grouped:
             self._fail("files must list at least one {path, object} entry")
-        return [CSVFileStream(self, self._plan(name, entries, options)) for name, entries in grouped.items()]
+        plans = [self._plan(name, entries, options) for name, entries in grouped.items()]
+        return [CSVFileStream(self, plan) for plan in plans if plan is not None]
+
+    def sync_all(self) -> None:
+        """The SDK's sync; a file that cannot be read (`on_file_error: fail`) ends it with exit 2
+        and a message naming the file, without a traceback."""
+        try:
+            super().sync_all()
+        except (CSVReadError, SourceError) as exc:
+            self.logger.error("%s (on_file_error: fail)", exc)
+            raise SystemExit(2) from None
 
 
 def main() -> None:

@@ -228,9 +228,9 @@ def test_meltano_run_incremental(project: MeltanoProject) -> None:
     assert by_duckdb == by_pyiceberg
     assert bookmark(project.state(), str(CSV)) == mark
 
-    # Run 3: append rows and bump the mtime. The stream is keyed (the contract's primary key), so
-    # it upserts by default: whatever part of the changed file the tap sends again, the branch holds
-    # every row of the file once.
+    # Run 3: append rows and bump the mtime. The file only grew (its bookmarked bytes hash the
+    # same), so the tap reads it from where run 1 stopped: only the 10 new rows land, each once (and
+    # the stream is keyed, so it upserts by default: a re-sent row would not double either).
     with csv_path.open(encoding="utf-8") as fh:
         template = next(csv.DictReader(fh))
     with csv_path.open("a", newline="", encoding="utf-8") as fh:
@@ -246,6 +246,7 @@ def test_meltano_run_incremental(project: MeltanoProject) -> None:
     project.run("run", "tap-dativo-csv", "target-dativo-iceberg")
     table = person_table(project.catalog())
     by_pyiceberg, by_duckdb = landed(table, TENANT, con)
+    assert sum(by_pyiceberg.values()) == len(first_file) + 10
     assert by_pyiceberg == collections.Counter(second_file)
     assert by_duckdb == by_pyiceberg
     assert pyiceberg_rows(table, "main") == []
@@ -253,7 +254,9 @@ def test_meltano_run_incremental(project: MeltanoProject) -> None:
     state = project.state()
     mark = bookmark(state, str(CSV))
     assert datetime.datetime.fromisoformat(mark["last_modified"].replace("Z", "+00:00")) == mtime(csv_path)
+    assert mark["bytes"] == csv_path.stat().st_size and mark["rows"] == len(second_file)
     summary = branch_summary(table, TENANT)
+    assert summary["dativo.records"] == "10"
     assert json.loads(summary["dativo.singer-state"]) == state["singer_state"]
 
 
@@ -348,3 +351,46 @@ def test_meltano_run_two_sources_tenants_and_warn_exit_code(project: MeltanoProj
     # A run Meltano counts as failed keeps no bookmark there, so the next run re-reads its files:
     # their valid rows upsert, their rejections are recorded again. Every rejection is there.
     assert {json.loads(r["_record"])["kind"] for r in pyiceberg_rows(rejected, TENANT)} == {"nokey", "nokey2"}
+
+
+def test_meltano_run_json_and_ndjson_sources(project: MeltanoProject) -> None:
+    """A JSON array and an NDJSON file (format from the extension) through `meltano run`, then the
+    NDJSON file grows and only its new lines land. Read back by pyiceberg and DuckDB."""
+    inbox = project.root / "inbox"
+    inbox.mkdir()
+    orders = [{"order_id": i, "amount": i * 1.25, "paid": i % 2 == 0, "meta": {"k": i}} for i in range(1, 51)]
+    (inbox / "orders.json").write_text(json.dumps(orders, indent=1))
+    events = inbox / "events.ndjson"
+    events.write_text("".join(json.dumps({"event_id": i, "kind": f"k{i % 3}"}) + "\n" for i in range(1, 31)))
+    files = [
+        {"path": "inbox/orders.json", "object": "orders", "primary_keys": ["order_id"]},
+        {"path": "inbox/events.ndjson", "object": "events"},
+    ]
+    env = {**project.env, "TAP_DATIVO_CSV_FILES": json.dumps(files), "TAP_DATIVO_CSV_INFER_TYPES": "true"}
+    meltano = MeltanoProject(project.root, env, project.meltano)
+    run = ("run", "tap-dativo-csv", "target-dativo-iceberg", "--state-id-suffix", "json")
+    con = duckdb_connection()
+
+    def table_rows(name: str, columns: str) -> list[tuple]:
+        catalog = meltano.catalog()
+        found = [i for ns in catalog.list_namespaces() for i in catalog.list_tables(ns) if i[-1] == name]
+        assert len(found) == 1, found
+        table = catalog.load_table(found[0])
+        names = [c.strip() for c in columns.split(",")]
+        by_pyiceberg = sorted(tuple(r[c] for c in names) for r in pyiceberg_rows(table, TENANT))
+        assert sorted(duckdb_rows(table, TENANT, f"SELECT {columns} FROM t", con)) == by_pyiceberg
+        return by_pyiceberg
+
+    meltano.run(*run)
+    assert table_rows("orders", "order_id, amount, paid, meta") == [
+        (i, i * 1.25, i % 2 == 0, json.dumps({"k": i}, separators=(",", ":"))) for i in range(1, 51)
+    ]
+    assert table_rows("events", "event_id, kind") == [(i, f"k{i % 3}") for i in range(1, 31)]
+
+    with events.open("a") as handle:
+        handle.writelines(json.dumps({"event_id": i, "kind": "late"}) + "\n" for i in range(31, 36))
+    meltano.run(*run)
+    assert table_rows("events", "event_id, kind") == sorted(
+        [(i, f"k{i % 3}") for i in range(1, 31)] + [(i, "late") for i in range(31, 36)]
+    )
+    assert len(table_rows("orders", "order_id")) == 50

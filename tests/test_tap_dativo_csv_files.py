@@ -58,7 +58,7 @@ def test_directory_glob_gz_and_stable_order(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     run = run_tap(tmp_path, {"files": [{"path": str(empty), "object": "e"}]}, check=False)
-    assert run.returncode != 0 and "directory holds no CSV files" in run.stderr
+    assert run.returncode != 0 and "directory holds no data files" in run.stderr
 
 
 def test_gz_with_contract_matches_plain(tmp_path: Path) -> None:

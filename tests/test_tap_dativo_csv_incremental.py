@@ -45,16 +45,22 @@ def test_incremental_file_modified_time(tmp_path: Path) -> None:
     assert run2.records() == []
     assert run2.final_state == state1
 
-    set_mtime(b, past + 60)
-    run3 = run_tap(tmp_path, config, run2.final_state)
-    assert [r["id"] for r in run3.records()] == [str(i) for i in range(31, 51)]
+    set_mtime(b, past + 60)  # touched, same bytes: nothing new to emit, the new mtime is bookmarked
+    touched = run_tap(tmp_path, config, run2.final_state)
+    assert touched.records() == []
+    assert bookmarks(touched.final_state, "person") == {str(a): mtime_iso(a), str(b): mtime_iso(b)}
+
+    write_people(b, 41, 10)  # rewritten: its first bytes differ, so it is read in full
+    set_mtime(b, past + 120)
+    run3 = run_tap(tmp_path, config, touched.final_state)
+    assert [r["id"] for r in run3.records()] == [str(i) for i in range(41, 51)]
     assert bookmarks(run3.final_state, "person") == {str(a): mtime_iso(a), str(b): mtime_iso(b)}
 
     run4 = run_tap(tmp_path, config, run3.final_state)
     assert run4.records() == []
 
     full = run_tap(tmp_path, {**config, "incremental": {"strategy": "full_table"}}, run3.final_state)
-    assert len(full.records()) == 50
+    assert len(full.records()) == 40
 
 
 def test_new_file_matching_glob_is_read(tmp_path: Path) -> None:
@@ -160,8 +166,13 @@ def test_replication_key_cursor(tmp_path: Path) -> None:
     ]
     write_csv(data, rows, header)
     run2 = run_tap(tmp_path, config, run1.final_state)
-    assert [r["id"] for r in run2.records()] == [5, 7]
+    # The file grew: only the appended rows are read, and of those only the ones at or after the cursor.
+    assert [r["id"] for r in run2.records()] == [7]
     assert run2.final_state["bookmarks"]["person"]["replication_key_value"] == "2025-01-08T23:00:00.000000Z"
+
+    rows[0][1] = "renamed"  # a changed prefix: read in full, the cursor (inclusive) still filters
+    write_csv(data, rows, header)
+    assert [r["id"] for r in run_tap(tmp_path, config, run2.final_state).records()] == [7]
 
 
 def test_replication_key_inferred_integer_and_timestamp(tmp_path: Path) -> None:
@@ -179,6 +190,9 @@ def test_replication_key_inferred_integer_and_timestamp(tmp_path: Path) -> None:
     assert run1.final_state["bookmarks"]["e"]["replication_key_value"] == 9
     assert "compared as text" not in run1.stderr
     rows = [["8", "2025-01-01 00:00:00"], ["9", "2025-01-02 00:00:00"], ["10", "2025-01-03 00:00:00"]]
+    write_csv(data, rows, ["seq", "ts"])
+    assert [r["seq"] for r in run_tap(tmp_path, config, run1.final_state).records()] == [10]  # appended
+    rows[0][1] = "2024-12-31 00:00:00"  # rewritten: read in full, rows at or after the cursor emitted
     write_csv(data, rows, ["seq", "ts"])
     assert [r["seq"] for r in run_tap(tmp_path, config, run1.final_state).records()] == [9, 10]
 

@@ -114,14 +114,14 @@ def test_s3_listing_paginates(seaweedfs: Any, s3_bucket: str, monkeypatch: pytes
     """Listing follows continuation tokens: 7 keys in pages of 2 are all found, sorted."""
     for i in (5, 3, 6, 1, 0, 4, 2):
         put(seaweedfs, s3_bucket, f"p/part-{i}.csv", b"a\n1\n")
-    put(seaweedfs, s3_bucket, "p/part-9.json", b"{}")
+    put(seaweedfs, s3_bucket, "p/part-9.txt", b"{}")
     monkeypatch.setattr(s3_module, "PAGE_SIZE", 2)
     store = S3Store(S3Settings.from_config({"connection": {"s3": seaweedfs.s3_connection()}}))
     calls: list[dict] = []
     real = store.client.list_objects_v2
     monkeypatch.setattr(store.client, "list_objects_v2", lambda **kw: calls.append(kw) or real(**kw))
     found = store.expand(f"s3://{s3_bucket}/p/part-*.csv")
-    assert [url for url, _ in found] == [f"s3://{s3_bucket}/p/part-{i}.csv" for i in range(7)]
+    assert [url for url, *_ in found] == [f"s3://{s3_bucket}/p/part-{i}.csv" for i in range(7)]
     assert len(calls) >= 4 and all(c["MaxKeys"] == 2 for c in calls)
     assert len(store.expand(f"s3://{s3_bucket}/p/")) == 7
 

@@ -140,6 +140,9 @@ class _SpooledUpload(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
             upload(self, records)
         super().close()
 
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # SpooledTemporaryFile's own exit closes the file without calling close()
+
 
 class _LabelledOutput(OutputFile):
     """An S3 output file uploaded with metadata and tags (the record count read from its footer)."""

@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     state.set_defaults(func=state_command)
     __import__("target_dativo_iceberg.ops.doctor", fromlist=["add_parser"]).add_parser(sub)  # dativo doctor
     __import__("target_dativo_iceberg.ops.files", fromlist=["add_parser"]).add_parser(sub)  # dativo files
+    __import__("target_dativo_iceberg.ops.jobs", fromlist=["add_parser"]).add_parser(sub)  # dativo run
     return parser
 
 

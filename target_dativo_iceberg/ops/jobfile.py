@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from target_dativo_iceberg.errors import ConfigError
+from target_dativo_iceberg.errors import ConfigError, JobError
 from target_dativo_iceberg.settings import Settings
 
 FILE_SOURCES = ("csv", "json", "ndjson", "markdown_kv", "file", "files", "s3", "local")
@@ -54,13 +54,6 @@ INFORMATIONAL = (
     "owner",
 )
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class JobError(ConfigError):
-    """A job file cannot run as written; names the file and the key."""
-
-    def __init__(self, path: Path | str, key: str, problem: str) -> None:
-        super().__init__(f"job {path}: {key}: {problem}")
 
 
 @dataclass
@@ -193,16 +186,16 @@ def _tap_config(
     incremental = source.get("incremental")
     if incremental is not None and not isinstance(incremental, dict):
         raise JobError(path, "source.incremental", "must be a mapping (strategy, lookback_days)")
-    config: dict[str, t.Any] = {**source, "files": entries}
-    if kind in FORMATS and "format" not in config:
-        config["format"] = FORMATS[kind]
-    return config
+    out: dict[str, t.Any] = {**source, "files": entries}
+    if kind in FORMATS and "format" not in out:
+        out["format"] = FORMATS[kind]
+    return out
 
 
 def _target_config(doc: dict[str, t.Any], path: Path, tenant: str, kind: str) -> dict[str, t.Any]:
     target = dict(_mapping(doc, "target", path))
     declared = {f.name for f in fields(Settings)} | {"load_method", "batch_size_rows"}
-    config: dict[str, t.Any] = {"tenant_id": tenant}
+    out: dict[str, t.Any] = {"tenant_id": tenant}
     catalog = target.pop("catalog", None)
     if isinstance(catalog, str):
         catalog = {"type": catalog}
@@ -213,26 +206,26 @@ def _target_config(doc: dict[str, t.Any], path: Path, tenant: str, kind: str) ->
             )
         for key, setting in (("type", "catalog_type"), ("uri", "catalog_uri"), ("name", "catalog_name")):
             if catalog.get(key) is not None:
-                config[setting] = catalog[key]
+                out[setting] = catalog[key]
         if catalog.get("properties"):
-            config["catalog_properties"] = catalog["properties"]
+            out["catalog_properties"] = catalog["properties"]
     file_format = target.pop("file_format", "parquet")
     if str(file_format).lower() != "parquet":
         raise JobError(path, "target.file_format", f"{file_format!r}: only parquet is written")
     for key, value in target.items():
         if key not in declared:
             raise JobError(path, f"target.{key}", "is not a target setting (see docs/jobs.md)")
-        config[key] = value
-    if "catalog_type" not in config:
-        nessie = ((config.get("connection") or {}).get("nessie") or {}).get("uri")
+        out[key] = value
+    if "catalog_type" not in out:
+        nessie = ((out.get("connection") or {}).get("nessie") or {}).get("uri")
         if kind in NO_CATALOG_TARGETS:
-            config["catalog_type"] = "none"
+            out["catalog_type"] = "none"
         elif nessie:
-            config["catalog_type"] = "nessie"
+            out["catalog_type"] = "nessie"
     validation = _mapping(doc, "validation", path)
     mode = doc.get("schema_validation_mode") or validation.get("mode")
     if mode is not None:
-        config["schema_validation_mode"] = mode
+        out["schema_validation_mode"] = mode
     retry = doc.get("retry_config")
     if retry is not None:
         if not isinstance(retry, dict):
@@ -242,5 +235,5 @@ def _target_config(doc: dict[str, t.Any], path: Path, tenant: str, kind: str) ->
             retry.setdefault("retry_delay_seconds", retry.pop("initial_delay_seconds"))
         for extra in ("max_delay_seconds", "backoff_multiplier", "retryable_exit_codes"):
             retry.pop(extra, None)
-        config["retry_config"] = retry
-    return config
+        out["retry_config"] = retry
+    return out

@@ -221,3 +221,16 @@ def test_iceberg_data_files_on_s3_carry_tags(tmp_path: Path, seaweedfs: Any, s3_
     assert records == PEOPLE
     metadata_files = [k for k in _objects(client, s3_bucket) if k.endswith(".avro")]
     assert metadata_files and not client.get_object_tagging(Bucket=s3_bucket, Key=metadata_files[0])["TagSet"]
+
+
+def test_warn_mode_rejections_land_beside_the_table(tmp_path: Path) -> None:
+    messages = _messages()
+    messages.insert(3, person(99, status="unknown"))
+    run = run_target(tmp_path, messages, **_none(tmp_path, schema_validation_mode="warn"))
+    assert run.returncode == 1, run.stderr
+    settings = Settings.from_config(target_config(tmp_path, **_none(tmp_path)))
+    found = table_files(settings)
+    rejected = str(tmp_path / "warehouse" / "crm" / "person__rejected")
+    assert sorted(found) == [str(tmp_path / "warehouse" / "crm" / "customers" / "person"), rejected]
+    (row,) = duckdb.sql(f"SELECT _stream, _record FROM ({duckdb_query(found[rejected])})").fetchall()
+    assert row[0] == "person" and json.loads(row[1])["id"] == 99

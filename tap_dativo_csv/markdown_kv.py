@@ -34,6 +34,7 @@ from pathlib import PurePosixPath
 
 import pyarrow as pa
 import yaml
+from singer_sdk import typing as th
 
 if t.TYPE_CHECKING:
     from tap_dativo_csv.fileread import FileRead
@@ -44,6 +45,19 @@ DEFAULT_PATTERN = "row_per_kv"
 FRONT_MATTER = "_front_matter"
 #: Columns of the fixed-shape patterns.
 COLUMNS = {"document": ("doc_id", "content"), "row_per_kv": ("doc_id", "section", "key", "value", "ord")}
+
+#: The tap setting choosing the pattern (declared here; `settings.CONFIG_SCHEMA` lists it and
+#: `CSVOptions.markdown_kv_pattern` carries it to `read_markdown_kv`).
+PATTERN_SETTING = th.Property(
+    "markdown_kv_pattern",
+    th.StringType,
+    default=DEFAULT_PATTERN,
+    allowed_values=[*PATTERNS, "string", "document_level"],
+    description=(
+        "Markdown-KV storage pattern: `document` (one row per document: doc_id, content), `row_per_kv` "
+        "(doc_id, section, key, value, ord) or `row_per_document` (doc_id and one column per key)."
+    ),
+)
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _PAIR = re.compile(r"^(?:[-*+]\s+)?(?:\*\*([^*:][^*]*?):?\*\*:?|([^\s:#>|`*-][^:]{0,127}?)::?)(?:\s+(.*)|$)")

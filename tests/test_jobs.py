@@ -257,3 +257,30 @@ def test_parquet_job_on_s3_with_tags_and_state_in_s3(workdir: Path, seaweedfs: A
     (files,) = table_files(settings).values()
     con = duckdb_connection(s3=conn)
     assert con.sql(f"SELECT count(DISTINCT id) FROM ({duckdb_query(files)})").fetchall() == [(PEOPLE,)]
+
+
+def test_a_stopped_target_passes_its_code_and_the_rerun_lands_each_row_once(workdir: Path) -> None:
+    job = write_job(
+        workdir / "stop.yaml",
+        {
+            "tenant_id": "acme",
+            "asset_path": "examples/contracts/person.odcs.yaml",
+            "source": {"files": [{"path": "examples/data/people.csv", "object": "person"}]},
+            "target": {"batch_size_rows": 500, "load_method": "append-only"},
+        },
+    )
+    stopped = dativo_run(workdir, "--config", str(job), env={"DATIVO_FAULT": "after_commit:1:term"})
+    assert stopped.returncode == 143, stopped.stderr
+    assert finished(stopped.stderr)[0]["target_exit_code"] == 143
+    rerun = dativo_run(workdir, "--config", str(job))
+    assert rerun.returncode == 0, rerun.stderr
+    from pyiceberg.catalog import load_catalog
+
+    catalog = load_catalog(
+        "dativo",
+        type="sql",
+        uri=f"sqlite:///{workdir}/.local/iceberg/catalog.db",
+        warehouse=(workdir / ".local/iceberg/warehouse").as_uri(),
+    )
+    table = catalog.load_table("crm.person")
+    assert duckdb_rows(table, "acme", "SELECT count(*), count(DISTINCT id) FROM t") == [(PEOPLE, PEOPLE)]

@@ -10,15 +10,19 @@ are printed as they come, through the redaction of the job's secrets.
 
 State: `{STATE_DIR}/{tenant_id}/{job}.state.json`, `STATE_DIR` defaulting to `.local/state`; an
 `s3://bucket/prefix` STATE_DIR keeps it in S3 (through the job's `connection.s3`).
-Exit code: the target's (0, 1 partial, 2 failure); a tap failure is 2; for a directory, the worst job's.
+Exit code: the target's (0, 1 partial, 2 failure, 143/130 stopped by SIGTERM/SIGINT, which
+`dativo run` forwards to it); a tap failure is 2; for a directory, the worst job's (a stopped job
+ends the directory run with its code).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +38,8 @@ from target_dativo_iceberg.ops.jobfile import Job, load_job
 from target_dativo_iceberg.redact import Redactor, activate
 
 DEFAULT_STATE_DIR = ".local/state"
+#: Exit codes of a target stopped by SIGINT / SIGTERM (passed through; a directory run stops there).
+STOPPED = (130, 143)
 
 
 class StateStore:
@@ -88,6 +94,27 @@ def _pump(stream: t.IO[str], out: t.TextIO, redactor: Redactor, lock: threading.
             out.flush()
 
 
+@contextlib.contextmanager
+def _forwarding_signals(*children: subprocess.Popen) -> t.Iterator[None]:
+    """SIGTERM/SIGINT to `dativo run` go to the target (which stops at a safe point, printing STATE
+    for what it committed) and then the tap."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, _frame: t.Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def run_job(job: Job) -> int:
     """Run one job; returns its exit code (0, 1 or 2)."""
     events = EventLog(job.tenant_id, f"job-{uuid.uuid4()}", job.settings.secret_values(), sys.stderr)
@@ -123,14 +150,15 @@ def run_job(job: Job) -> int:
         for pump in pumps:
             pump.start()
         saved = 0
-        for line in target.stdout:  # STATE lines: each covers committed data only
-            if line.strip():
-                store.write(json.loads(line))
-                saved += 1
-        target_code, tap_code = target.wait(), tap.wait()
+        with _forwarding_signals(target, tap):
+            for line in target.stdout:  # STATE lines: each covers committed data only
+                if line.strip():
+                    store.write(json.loads(line))
+                    saved += 1
+            target_code, tap_code = target.wait(), tap.wait()
         for pump in pumps:
             pump.join()
-    code = target_code if target_code in (0, 1) else 2
+    code = target_code if target_code in (0, 1, *STOPPED) else 2
     if tap_code != 0 and code == 0:
         code = 2
     events.emit(
@@ -171,6 +199,9 @@ def run_command(args: argparse.Namespace) -> int:
     for job in sorted(jobs, key=lambda j: j.tenant_id):  # stable: file order within a tenant
         code = run_job(job)
         results.append((job, code))
+        if code in STOPPED:
+            worst = code
+            break
         worst = max(worst, code)
     for job, code in results:
         print(f"{job.tenant_id:<20} {str(job.path):<60} exit {code}")

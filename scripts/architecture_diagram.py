@@ -53,6 +53,7 @@ PLACES = {
     "ops": (1320, 310, 450, 1),
     "contracts": (30, 650, 560, 2),
     "iceberg": (640, 930, 600, 2),
+    "files": (30, 1250, 560, 1),
     SHARED: (1300, 930, 490, 2),
 }
 #: How each arrow runs: where it leaves its box (`side@coordinate`: `b@700` is the bottom edge at

@@ -21,6 +21,13 @@ class ConfigError(DativoError):
     """A setting is missing, malformed, or references an unset environment variable."""
 
 
+class JobError(ConfigError):
+    """A Dativo job file cannot run as written (`dativo run`); names the file and the key."""
+
+    def __init__(self, path: object, key: str, problem: str) -> None:
+        super().__init__(f"job {path}: {key}: {problem}")
+
+
 class SchemaError(DativoError):
     """A Singer SCHEMA cannot be mapped to Iceberg (name collision, unsupported type)."""
 

@@ -13,6 +13,7 @@ if t.TYPE_CHECKING:
     from target_dativo_iceberg.delivery.ledger import StateLedger
     from target_dativo_iceberg.delivery.shutdown import Shutdown
     from target_dativo_iceberg.events import EventLog
+    from target_dativo_iceberg.files.committer import FileCommitter
     from target_dativo_iceberg.iceberg.committer import Committer
     from target_dativo_iceberg.intake.reader import BlockReader
     from target_dativo_iceberg.settings import Settings
@@ -45,7 +46,7 @@ class RunServices:
     settings: Settings
     events: EventLog
     contracts: dict[str, Contract]
-    committer: Committer
+    committer: Committer | FileCommitter  # Iceberg through a catalog, or Parquet files (catalog_type none)
     ledger: StateLedger
     commits: CommitQueue
     shutdown: Shutdown

@@ -29,8 +29,6 @@ from target_dativo_iceberg.delivery.coverage import coverage
 from target_dativo_iceberg.delivery.replay import ReplayGuard, parse_marker
 from target_dativo_iceberg.iceberg.committer import CommitResult, TableSpec
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
-from target_dativo_iceberg.iceberg.maintenance import expire_reporting
-from target_dativo_iceberg.iceberg.markers import stream_marker
 from target_dativo_iceberg.iceberg.rows import activate_version
 from target_dativo_iceberg.iceberg.schema import singer_to_iceberg
 from target_dativo_iceberg.iceberg.writer import RollingWriter
@@ -194,8 +192,9 @@ class IcebergSink(SdkBatchSink):
         stream has a replay marker."""
         if self.load_method == "overwrite":
             return None
-        table = self.run.committer.existing_table(self.identifier)
-        found = stream_marker(table, self.run.settings.table_branch, self.stream_name) if table else None
+        committer, branch = self.run.committer, self.run.settings.table_branch
+        table = committer.existing_table(self.identifier, self.spec)
+        found = committer.stream_marker(table, branch, self.stream_name) if table else None
         candidates = parse_marker(found[1]) if found else []
         if found is None or not candidates:
             return None
@@ -250,7 +249,7 @@ class IcebergSink(SdkBatchSink):
             release_unused()  # the batch's Arrow buffers and Parquet pages, freed on this thread
             faults.reached("after_commit")
             self._report(result, landed, len(rejected_rows), path, started)
-            expire_reporting(table, self.run.settings.max_snapshots, self.run.events, self.stream_name)
+            committer.maintain(table, self.stream_name)
             return result
 
         def done(result: CommitResult) -> None:  # back on the main thread, in input order
@@ -274,8 +273,11 @@ class IcebergSink(SdkBatchSink):
             return
         batch = self.batches.validated(pieces_of(context))
         if self._writer is None:
-            target = self.run.settings.parquet_target_bytes
-            self._writer = RollingWriter(self.table.metadata, self.table.io, target)
+            target, io = (
+                self.run.settings.parquet_target_bytes,
+                self.run.committer.data_io(self.table, self.stream_name),
+            )
+            self._writer = RollingWriter(self.table.metadata, io, target)
         if batch.landed:
             self._writer.write(batch.build(self.table.schema().as_arrow(), EvolutionPlan()))
         self._spilled_rejected.extend(batch.rejected)

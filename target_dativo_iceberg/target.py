@@ -24,7 +24,7 @@ from target_dativo_iceberg.delivery.ledger import StateLedger
 from target_dativo_iceberg.delivery.shutdown import Shutdown, exit_code
 from target_dativo_iceberg.errors import ConfigError, DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
-from target_dativo_iceberg.iceberg.committer import Committer
+from target_dativo_iceberg.files.committer import open_committer
 from target_dativo_iceberg.iceberg.publishing import auto_publish, skip_publish
 from target_dativo_iceberg.intake.reader import BlockReader
 from target_dativo_iceberg.intake.routes import HotRoutes
@@ -85,7 +85,7 @@ class TargetDativoIceberg(SdkTarget):
             settings=self.settings,
             events=self.events,
             contracts=self._load_contracts(),
-            committer=Committer(self.settings, self.events, self.retry_policy),
+            committer=open_committer(self.settings, self.events, self.retry_policy),
             ledger=self.ledger,
             commits=self.commits,
             shutdown=self.shutdown,

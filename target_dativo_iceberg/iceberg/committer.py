@@ -23,17 +23,20 @@ from pyiceberg.exceptions import (
     TableAlreadyExistsError,
 )
 from pyiceberg.expressions import AlwaysTrue
+from pyiceberg.io import FileIO
 from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
 
-from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
+from target_dativo_iceberg.errors import CommitError, DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.catalogs import catalog_endpoint, load_catalog_retrying
 from target_dativo_iceberg.iceberg.conflicts import discard_lost_attempt, is_commit_conflict, retry_conflicts
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan, check_key, optional, plan_evolution
 from target_dativo_iceberg.iceberg.keydeletes import DELETE_KEYS, delete_rows
-from target_dativo_iceberg.iceberg.markers import find_commit
+from target_dativo_iceberg.iceberg.maintenance import expire_reporting
+from target_dativo_iceberg.iceberg.markers import find_commit, stream_marker
+from target_dativo_iceberg.iceberg.objecttags import TaggedFileIO, is_s3, run_labels, s3_client
 from target_dativo_iceberg.iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
 from target_dativo_iceberg.iceberg.retry import RetryPolicy, call_with_retries
 from target_dativo_iceberg.iceberg.rows import DELETED_AT, dedupe_last, split_deletions
@@ -81,14 +84,13 @@ class Committer:
     """Creates tables and branches and commits Arrow batches to them."""
 
     def __init__(self, settings: Settings, events: EventLog, retry: RetryPolicy | None = None) -> None:
-        if settings.catalog_type == "none":
-            raise ConfigError("catalog_type 'none' (Parquet files only) is not implemented yet")
         self.settings = settings
         self.events = events
         self.retry = retry or RetryPolicy()
         self._catalog: Catalog | None = None
         #: Tables the run changed (`auto_publish` publishes them), by name.
         self.written: dict[str, Table] = {}
+        self._s3: Any = None
 
     @property
     def catalog(self) -> Catalog:
@@ -165,12 +167,28 @@ class Committer:
         )
         return table
 
-    def existing_table(self, identifier: tuple[str, str]) -> Table | None:
-        """The table if it exists (no side effects)."""
+    def existing_table(self, identifier: tuple[str, str], spec: TableSpec | None = None) -> Table | None:
+        """The table if it exists (no side effects; `spec` is for committers without a catalog)."""
         try:
             return self.catalog.load_table(identifier)
         except NoSuchTableError:
             return None
+
+    def stream_marker(self, table: Table, branch: str, stream: str) -> tuple[dict[str, Any], str] | None:
+        """The newest commit of `stream` on the branch: covered state and replay marker (markers.py)."""
+        return stream_marker(table, branch, stream)
+
+    def data_io(self, table: Table, stream: str) -> FileIO:
+        """FileIO for new data files: with `s3_object_tags` on S3, labelled ones (objecttags.py)."""
+        if not (self.settings.s3_object_tags and is_s3(table.location())):
+            return table.io
+        self._s3 = self._s3 or s3_client(self.settings)
+        labels = run_labels(self.settings, self.events.run_id, table.properties, table.name()[-1], stream)
+        return TaggedFileIO(table.io, self._s3, labels)
+
+    def maintain(self, table: Table, stream: str) -> None:
+        """After a commit: snapshot expiry (maintenance.py; a failure is reported, not raised)."""
+        expire_reporting(table, self.settings.max_snapshots, self.events, stream)
 
     def _create(self, identifier: tuple[str, str], spec: TableSpec) -> Table:
         keys = spec.schema.identifier_field_ids
@@ -376,8 +394,9 @@ class Committer:
                     remove = deleted if remove is None else remove  # an upsert's keys hold the deleted ones
                 delete_files = delete_rows(tx, table.io, remove, props, branch)
                 props["dativo.records"] = str(data.num_rows)
+                io = self.data_io(table, stream)
                 target_bytes = self.settings.parquet_target_bytes
-                append_table(tx, table.io, data, props, branch, target_bytes, delete_files, replace_all)
+                append_table(tx, io, data, props, branch, target_bytes, delete_files, replace_all)
         except DativoError:
             raise
         except Exception as exc:

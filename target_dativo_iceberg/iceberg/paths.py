@@ -72,9 +72,10 @@ def table_location(settings: Settings, parts: tuple[str, ...], source: str) -> s
     """`{warehouse}/{parts...}` for catalogs that accept explicit locations (SQL, Glue, Hive; REST and
     Nessie choose their own). A location that would not lie below the warehouse fails, naming
     `source` (where the parts came from): the second line of defence behind `segment_problem`."""
-    if settings.catalog_type not in ("sql", "glue", "hive"):
+    if settings.catalog_type not in ("sql", "glue", "hive", "none"):
         return None
-    warehouse = str(settings.catalog_load_properties().get("warehouse") or "")
+    none = settings.catalog_type == "none"  # no catalog: the warehouse as given
+    warehouse = settings.warehouse if none else str(settings.catalog_load_properties().get("warehouse") or "")
     if not warehouse:
         return None
     location = "/".join([warehouse.rstrip("/"), *parts])

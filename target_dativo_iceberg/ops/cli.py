@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--json", action="store_true", help="machine-readable output")
     state.set_defaults(func=state_command)
     __import__("target_dativo_iceberg.ops.doctor", fromlist=["add_parser"]).add_parser(sub)  # dativo doctor
+    __import__("target_dativo_iceberg.ops.files", fromlist=["add_parser"]).add_parser(sub)  # dativo files
+    __import__("target_dativo_iceberg.ops.jobs", fromlist=["add_parser"]).add_parser(sub)  # dativo run
+    __import__("target_dativo_iceberg.ops.markdownkv", fromlist=["add_parser"]).add_parser(sub)  # markdown-kv
     return parser
 
 

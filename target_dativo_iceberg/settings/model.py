@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from target_dativo_iceberg.envvars import expand_env
 from target_dativo_iceberg.errors import ConfigError
@@ -201,6 +202,12 @@ class Settings:
         derive=lambda _: batch_roots(None),
         check=batch_roots,
     )
+    s3_object_tags: bool = setting(
+        False,
+        "Give every data file written to an s3:// warehouse S3 object metadata and up to 10 tags "
+        "(asset, version, tenant, branch, owner, classification, retention, records, ingest time, run); "
+        "always on with catalog_type none.",
+    )
     batch_max_file_mb: float = setting(
         2048.0,
         "Largest BATCH file read, in MB (for gzip JSONL also its uncompressed size); "
@@ -241,7 +248,7 @@ class Settings:
         `${VAR}` expanded, defaults applied, every value checked against its declaration."""
         if not isinstance(config, Mapping):
             raise ConfigError(f"the config must be a JSON object, got {type(config).__name__}")
-        return parse(cls, expand_env(dict(config)))
+        return with_bucket(parse(cls, expand_env(dict(config))))
 
     @property
     def parquet_target_bytes(self) -> int:
@@ -291,10 +298,11 @@ class Settings:
 
     def load_method_for(self, keys: list[str]) -> str:
         """`load_method` as set; absent: upsert for a keyed stream (a re-sent row replaces its
-        earlier copy, as Singer targets merge on key properties), append-only otherwise."""
+        earlier copy, as Singer targets merge on key properties), append-only otherwise — and with
+        `catalog_type: none`, which only appends files."""
         if self.load_method:
             return self.load_method
-        return "upsert" if keys else "append-only"
+        return "upsert" if keys and self.catalog_type != "none" else "append-only"
 
     def s3_file_io_properties(self) -> dict[str, str]:
         """Map `connection.s3.*` onto pyiceberg's FileIO `s3.*` properties."""
@@ -340,6 +348,23 @@ def _exit_code(value: int, name: str) -> int:
     if not 0 <= value <= 125:
         raise ConfigError(f"{name} must be an exit code from 0 to 125, got {value!r}")
     return value
+
+
+def with_bucket(settings: Settings) -> Settings:
+    """`connection.s3.bucket` honoured: without a warehouse it becomes `s3://{bucket}`; a warehouse
+    elsewhere (another bucket, or a local path) contradicts it."""
+    bucket = settings.connection.s3.bucket
+    if not bucket:
+        return settings
+    if settings.warehouse == DEFAULT_WAREHOUSE:
+        return replace(settings, warehouse=f"s3://{bucket}")
+    parts = urlsplit(settings.warehouse)
+    if parts.scheme not in ("s3", "s3a", "s3n") or parts.netloc != bucket:
+        raise ConfigError(
+            f"connection.s3.bucket {bucket!r} contradicts warehouse {settings.warehouse!r}: "
+            f"give a warehouse in that bucket (s3://{bucket}/...) or drop one of the two"
+        )
+    return settings
 
 
 def config_jsonschema() -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Parquet files without a catalog (`catalog_type: none`): Hive-style layout, run manifests."""

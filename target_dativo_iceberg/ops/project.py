@@ -4,8 +4,9 @@ An operator should not have to restate what the pipeline already knows. Every `d
 - `--config FILE`: a target config JSON (the file `target-dativo-iceberg --config` reads);
 - `--meltano [--environment E] [--loader NAME]`: the settings Meltano gives the loader, read with
   `meltano --environment E config --unsafe print NAME` (Meltano 4's syntax) in the project's directory;
-  this is also the default when the working directory (or a parent) holds a `meltano.yml` and
-  `meltano` is installed, so `dativo inspect` in a Meltano project finds its data with no flags;
+  this is also the default when the working directory (or a parent) holds a `meltano.yml` naming the
+  loader and `meltano` is installed, so `dativo inspect` in a Meltano project finds its data with no
+  flags;
 - otherwise `TARGET_DATIVO_ICEBERG_*` environment variables, named as Meltano names them (a dotted
   setting's dots become `_`: `TARGET_DATIVO_ICEBERG_CONNECTION_S3_ENDPOINT`); lists and objects are
   JSON. They also override a `--config` file's values, as they do in the target.
@@ -151,7 +152,15 @@ def load_project(args: argparse.Namespace) -> Project:
             raise ConfigError(f"--meltano: no meltano.yml in {Path.cwd()} or its parents")
         if args.meltano and meltano is None:
             raise ConfigError("--meltano: the meltano command is not installed (pip install meltano)")
-        if root is not None and meltano is not None:
+        # Without --meltano, a project that does not name the loader (a parent directory's unrelated
+        # project) is passed over.
+        named = root is not None and (args.meltano or args.loader in (root / "meltano.yml").read_text())
+        if named and meltano is None:
+            print(
+                f"dativo: {root}/meltano.yml found, but meltano is not installed: not reading it",
+                file=sys.stderr,
+            )
+        if root is not None and named and meltano is not None:
             project = _from_meltano(root, meltano, args.environment, args.loader)
         else:
             variables = env_config()

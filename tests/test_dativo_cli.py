@@ -250,3 +250,23 @@ def test_nessie_commands_read_the_reference_the_target_writes(
     assert publish.returncode == 2 and "merging that reference into main with Nessie" in publish.stderr
     table = open_catalog(lake).load_table("acme.items")
     assert duckdb_rows(table, "main", "SELECT count(*) FROM t") == [(3,)]
+
+
+def test_an_unrelated_meltano_project_is_passed_over(tmp_path: Path) -> None:
+    """A meltano.yml above the working directory that does not name the loader is not asked."""
+    load_items(tmp_path / "lake", [1])
+    (tmp_path / "meltano.yml").write_text("default_environment: dev\nplugins: {}\n")
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    env = {
+        "TARGET_DATIVO_ICEBERG_TENANT_ID": "acme",
+        "TARGET_DATIVO_ICEBERG_CATALOG_URI": f"sqlite:///{tmp_path}/lake/catalog.db",
+        "TARGET_DATIVO_ICEBERG_WAREHOUSE": str(tmp_path / "lake" / "warehouse"),
+    }
+    shown = dativo(cwd, "inspect", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "settings from environment variables" in shown.stderr and "acme.items" in shown.stdout
+    forced = dativo(cwd, "inspect", "--meltano", env=env)
+    assert forced.returncode == 2 and "meltano config --unsafe print" in forced.stderr
+    nowhere = dativo(tmp_path.parent, "tables", "--meltano", env=env)
+    assert nowhere.returncode == 2 and "--meltano: no meltano.yml in" in nowhere.stderr

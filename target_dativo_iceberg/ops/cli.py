@@ -25,6 +25,7 @@ from pyiceberg.table.snapshots import ancestors_of
 
 from target_dativo_iceberg.errors import DativoError, PublishError
 from target_dativo_iceberg.iceberg.branches import branches, diff, publish
+from target_dativo_iceberg.iceberg.catalogs import catalog_endpoint
 from target_dativo_iceberg.iceberg.retry import describe
 from target_dativo_iceberg.ops.project import (
     Project,
@@ -151,7 +152,8 @@ def inspect_command(args: argparse.Namespace) -> int:
     if not reports:
         print(f"no tables in {where(settings, branch)}")
         return 0
-    print(f"{where(settings, branch)} (read by DuckDB)")
+    endpoint = catalog_endpoint(settings.catalog_type, settings.catalog_load_properties())
+    print(f"{where(settings, branch)} (read by DuckDB); catalog at {endpoint}")
     header = f"{'table':<40} {'rows on ' + branch:>16} {'rows on main':>14}  latest snapshot"
     print(header)
     print("-" * len(header))

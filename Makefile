@@ -52,6 +52,7 @@ demo: $(MELTANO_STAMP)
 	$(MELTANO) run tap-dativo-csv target-dativo-iceberg
 	@# --unsafe: secrets (prod) go through the pipe to show_landed.py, which never prints them
 	$(MELTANO) config --unsafe print target-dativo-iceberg | $(PY) scripts/show_landed.py --config -
+	@echo "more: $(VENV)/bin/dativo tables | rejected TABLE | branch diff | state show  (docs/dativo-cli.md)"
 
 $(TAP_JSONL):
 	rm -rf $(TAPS_DIR)/tap-jsonl

@@ -28,7 +28,7 @@ TAP_JSONL_VERSION := 0.3.1
 help:
 	@echo "make demo       install, run tap-dativo-csv -> target-dativo-iceberg on examples/, show what landed"
 	@echo "make test       install test deps, ruff format --check, ruff check, pytest"
-	@echo "make lock       regenerate plugins/*.lock and meltano.yml setting declarations from --about"
+	@echo "make lock       regenerate plugins/ lock files + definitions, meltano.yml declarations, README settings tables"
 	@echo "make format     ruff format + ruff check --fix"
 	@echo "make clean      remove landed data, Meltano state/venvs and caches (distclean: venvs too)"
 
@@ -58,6 +58,7 @@ demo: $(MELTANO_STAMP)
 	@echo "== publish: main fast-forwards to the branch"
 	$(MELTANO) config --unsafe print target-dativo-iceberg | $(VENV)/bin/dativo branch publish --config /dev/stdin
 	$(MELTANO) config --unsafe print target-dativo-iceberg | $(PY) scripts/show_landed.py --config -
+	@echo "more: $(VENV)/bin/dativo tables | rejected TABLE | branch diff | state show  (docs/dativo-cli.md)"
 
 $(TAP_JSONL):
 	rm -rf $(TAPS_DIR)/tap-jsonl
@@ -91,9 +92,11 @@ test: $(DEV_STAMP) $(TAP_JSONL) system-deps lint
 
 lock: $(DEV_STAMP)
 	$(PY) scripts/generate_lock_files.py
+	$(PY) scripts/readme_settings.py
 
 check-lock: $(DEV_STAMP)
 	$(PY) scripts/generate_lock_files.py --check
+	$(PY) scripts/readme_settings.py --check
 
 clean:
 	rm -rf .local .meltano output .pytest_cache .ruff_cache build dist

@@ -10,11 +10,16 @@ Plugin metadata (namespace, label, pip_url, executable, variant) comes from the 
 settings become dotted names (`connection.s3.endpoint`), which Meltano nests back into objects
 when it writes the plugin's config.
 
+The lock files serve this project: their `pip_url` is meltano.yml's editable install of the checkout.
+For other Meltano projects the script also writes `plugins/definitions/<name>.yml`, the same
+definitions with `pip_url: dativo-ingest==<version>` (the released package), which
+`meltano add <name> --from-ref <path or URL of the file>` adds.
+
 A setting declared in a meltano.yml plugin entry replaces the lock file's definition of it, so the
 script also keeps the `capabilities:` and `settings:` lists of our two entries in meltano.yml in
 step with the lock files (one flow-style line per setting; the rest of meltano.yml is untouched).
 
-    python scripts/generate_lock_files.py            # (re)write lock files + meltano.yml declarations
+    python scripts/generate_lock_files.py            # (re)write lock files, definitions, meltano.yml
     python scripts/generate_lock_files.py --check    # write nothing; exit 1 on any drift
 """
 
@@ -156,6 +161,32 @@ def lock_definition(plugin_type: str, plugin: dict[str, Any]) -> dict[str, Any]:
     return lock
 
 
+def package_version(root: Path = ROOT) -> str:
+    """The project's version, from pyproject.toml."""
+    match = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(), re.M)
+    if not match:
+        raise SystemExit("pyproject.toml: no version")
+    return match.group(1)
+
+
+def definition_path(name: str, root: Path = ROOT) -> Path:
+    """Where the plugin definition other projects add with `meltano add --from-ref` lives."""
+    return root / "plugins" / "definitions" / f"{name}.yml"
+
+
+def render_definition(lock: dict[str, Any], version: str) -> str:
+    """A plugin definition for `meltano add --from-ref`: the lock's content, installing the release."""
+    definition = {k: v for k, v in lock.items() if k != "plugin_type"}
+    definition["pip_url"] = f"dativo-ingest=={version}"
+    header = (
+        f"# {lock['name']}: plugin definition for other Meltano projects. Written by\n"
+        "# scripts/generate_lock_files.py (`make lock`) from the plugin's --about; do not edit.\n"
+        f"#   meltano add {lock['name']} --from-ref <path or URL of this file>\n"
+        "# pip_url installs the released package; point it at a wheel or a git URL to install another build.\n"
+    )
+    return header + yaml.safe_dump(definition, sort_keys=False, allow_unicode=True, width=100)
+
+
 def render(lock: dict[str, Any]) -> str:
     """Lock file text: the JSON layout Meltano itself writes."""
     return json.dumps(lock, indent=2) + "\n"
@@ -248,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {
         lock_path(plugins[name][0], plugins[name][1], root): render(lock) for name, lock in locks.items()
     }
+    version = package_version(root)
+    for name, lock in locks.items():
+        wanted[definition_path(name, root)] = render_definition(lock, version)
     wanted[root / "meltano.yml"] = synced_meltano_yml(locks, root)
 
     drift = False

@@ -23,7 +23,17 @@ MODULE_LEVEL, FUNCTION_LEVEL, TYPE_CHECKING = "module", "function", "type_checki
 #: The layering rules of docs/architecture.md: subpackage → what it must not import (subpackages with
 #: everything under them, or top-level modules of the package).
 FORBIDDEN = {
-    "iceberg": ["intake", "delivery", "contracts", "files", "ops", "target", "sink", "services", "table_plan"],
+    "iceberg": [
+        "intake",
+        "delivery",
+        "contracts",
+        "files",
+        "ops",
+        "target",
+        "sink",
+        "services",
+        "table_plan",
+    ],
     "files": ["intake", "delivery", "contracts", "ops", "target", "sink", "services", "table_plan"],
     "contracts": ["intake", "delivery", "ops", "target", "sink"],
 }

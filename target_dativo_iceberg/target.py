@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TargetCapabilities
 
 from target_dativo_iceberg.claims import TableClaims
 from target_dativo_iceberg.contracts.contract import Contract, resolve_contracts
@@ -49,6 +49,9 @@ class TargetDativoIceberg(SdkTarget):
     capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
         *SdkTarget.capabilities,
         PluginCapabilities.ACTIVATE_VERSION,
+        PluginCapabilities.BATCH,  # BATCH messages (JSONL, Parquet) are read, validated and committed
+        TargetCapabilities.SOFT_DELETE,  # by default deletions set _sdc_deleted_at
+        TargetCapabilities.HARD_DELETE,  # hard_delete: true deletes the rows
     ]
     partial: t.ClassVar[bool] = False  # set when a run ends with warn_exit_code (warn-mode rejections)
 

@@ -17,7 +17,7 @@ skip). Use in a test module with `pytest_plugins = ["servers"]` (or from a conft
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +87,15 @@ class FakeNessie:
 
     Nessie cannot run on these machines. REST API v2: `GET /api/v2/trees/{ref}`,
     `POST /api/v2/trees?name=&type=BRANCH` (body: source reference). Iceberg REST per reference:
-    `GET /iceberg/{ref}/v1/config` and `GET /iceberg/{ref}/v1/namespaces` (404 for an unknown ref).
+    `GET /iceberg/{ref}/v1/config` and `GET /iceberg/{ref}/v1/namespaces` (404 for an unknown ref);
+    tables put in `tables[ref][(namespace, name)]` (an Iceberg REST LoadTableResult: `metadata-location`
+    and `metadata`) are listed (`.../namespaces/{ns}/tables`) and loaded (`.../tables/{name}`).
     """
 
     url: str
     refs: dict[str, str]
     calls: list[tuple[str, str, Any]]
+    tables: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
 
 
 def _nessie_handler(fake: FakeNessie) -> type:
@@ -132,8 +135,23 @@ def _nessie_handler(fake: FakeNessie) -> type:
                     return self._reply(404, {"error": error})
                 if parts[4] == "config":
                     return self._reply(200, {"defaults": {}, "overrides": {}})
-                if parts[4] == "namespaces":
-                    return self._reply(200, {"namespaces": []})
+                tables = fake.tables.get(parts[2], {})
+                if parts[4:] == ["namespaces"]:
+                    return self._reply(200, {"namespaces": [[ns] for ns in sorted({ns for ns, _ in tables})]})
+                if len(parts) == 7 and parts[4] == "namespaces" and parts[6] == "tables":
+                    found = [
+                        {"namespace": [ns], "name": name} for ns, name in sorted(tables) if ns == parts[5]
+                    ]
+                    return self._reply(200, {"identifiers": found})
+                if len(parts) == 8 and parts[4] == "namespaces" and parts[6] == "tables":
+                    if (parts[5], parts[7]) in tables:
+                        return self._reply(200, tables[parts[5], parts[7]])
+                    error = {
+                        "message": f"Table does not exist: {parts[5]}.{parts[7]}",
+                        "type": "NoSuchTableException",
+                        "code": 404,
+                    }
+                    return self._reply(404, {"error": error})
             self._reply(404, not_found)
 
         def do_POST(self) -> None:

@@ -125,8 +125,14 @@ def test_nested_settings_are_dotted(repo_root: Path) -> None:
 def test_generator_check_detects_drift(repo_root: Path, generator: ModuleType, tmp_path: Path) -> None:
     """--check fails on an edited lock file and on a setting missing from meltano.yml."""
     shutil.copy(repo_root / "meltano.yml", tmp_path / "meltano.yml")
+    shutil.copy(repo_root / "pyproject.toml", tmp_path / "pyproject.toml")  # the definitions' version
     shutil.copytree(repo_root / "plugins", tmp_path / "plugins")
     assert generator.main(["--check", "--root", str(tmp_path)]) == 0
+
+    definition = tmp_path / "plugins/definitions/target-dativo-iceberg.yml"
+    definition.write_text(definition.read_text().replace("pip_url: dativo-ingest==", "pip_url: other=="))
+    assert generator.main(["--check", "--root", str(tmp_path)]) == 1
+    assert generator.main(["--root", str(tmp_path)]) == 0  # rewritten
 
     lock_file = tmp_path / "plugins/loaders/target-dativo-iceberg--dativo.lock"
     original = lock_file.read_text()

@@ -17,6 +17,7 @@ import csv
 import datetime
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -394,3 +395,69 @@ def test_meltano_run_json_and_ndjson_sources(project: MeltanoProject) -> None:
         [(i, f"k{i % 3}") for i in range(1, 31)] + [(i, "late") for i in range(31, 36)]
     )
     assert len(table_rows("orders", "order_id")) == 50
+
+
+# --------------------------------------------------------------------------- `dativo` in the project
+
+
+def dativo(project: MeltanoProject, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`dativo ARGS` run in the project as an operator would: no MELTANO_ENVIRONMENT, no --config."""
+    env = {k: v for k, v in project.env.items() if k != "MELTANO_ENVIRONMENT"}
+    return subprocess.run(
+        [str(Path(project.meltano).parent / "dativo"), *args],
+        cwd=cwd or project.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_dativo_in_the_project_finds_the_demo_data_with_no_flags(project: MeltanoProject) -> None:
+    if not (project.root / ".local/iceberg/catalog.db").exists():  # this test run alone: land the demo first
+        project.run("run", "tap-dativo-csv", "target-dativo-iceberg")
+    table = person_table(project.catalog())
+    name = ".".join(table.name()[-2:])
+    rows = duckdb_rows(table, TENANT, "SELECT count(*) FROM t")[0][0]
+    assert rows > 1000
+
+    # inspect: settings from Meltano (default environment dev: tenant acme), rows read by DuckDB;
+    # the same from a subdirectory of the project.
+    for cwd in (project.root, project.root / "examples" / "data"):
+        shown = dativo(project, "inspect", cwd=cwd)
+        assert shown.returncode == 0, shown.stderr
+        assert "catalog 'dativo' (sql), branch 'acme'" in shown.stdout
+        line = next(ln for ln in shown.stdout.splitlines() if ln.startswith(name))
+        assert line.split()[1:3] == [str(rows), "0"], line
+        assert f"Meltano project {project.root} (environment dev" in shown.stderr
+
+    listed = dativo(project, "tables")
+    assert listed.returncode == 0, listed.stderr
+    line = next(ln for ln in listed.stdout.splitlines() if ln.startswith(name))
+    assert line.split()[1:3] == [str(rows), "0"], line
+
+    diff = dativo(project, "branch", "diff")
+    assert diff.returncode == 0, diff.stderr
+    assert f"{name}: " in diff.stdout and "on 'acme' not on main (fast-forward possible)" in diff.stdout
+
+    rejected = dativo(project, "rejected", "person")
+    assert rejected.returncode == 0, rejected.stderr
+    assert rejected.stdout.startswith(f"no rejected rows for {name} in catalog 'dativo' (sql), branch 'acme'")
+
+    # state show: the ready `meltano state set` command with the project's real state id. Running
+    # it restores Meltano's state from the lakehouse after the state was lost.
+    stored = project.state()
+    shown = dativo(project, "state", "show")
+    assert shown.returncode == 0, shown.stderr
+    [command] = [ln for ln in shown.stdout.splitlines() if ln.startswith("meltano ")]
+    assert command.startswith(f"meltano --environment dev state set --force {STATE_ID} '")
+    project.run("state", "clear", "--force", STATE_ID)
+    assert STATE_ID not in project.run("state", "list").stdout
+    project.run(*shlex.split(command)[1:])
+    assert project.state() == stored
+
+    # --environment is passed to Meltano: prod's settings come from variables that are not set here.
+    prod = dativo(project, "inspect", "--environment", "prod")
+    assert prod.returncode == 2
+    assert "catalog_type 'rest' needs catalog_uri" in prod.stderr

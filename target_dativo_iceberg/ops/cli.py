@@ -1,74 +1,110 @@
 """`dativo`: the operator CLI — inspect what landed, branches (list/diff/publish), committed state.
 
-Everything it prints goes through the redaction of the config's secrets (`redact.py`).
+Settings come from `--config FILE`, the Meltano project (`--meltano`, the default inside one) or
+`TARGET_DATIVO_ICEBERG_*` variables (`ops/project.py`); the branch shown is the tenant's, the one
+the target writes. On Nessie the tenant's branch is a Nessie reference: the catalog is opened on it
+and the tables' own `main` is read (the target writes there), and `branch diff` compares the
+reference with the `main` reference. Everything printed goes through the redaction of the
+settings' secrets (`redact.py`). Subcommands with more to them live in their own `ops/` modules,
+each registering itself with `add_parser(sub)`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
-from pathlib import Path
+from importlib import metadata
 from typing import Any
 
-from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import ancestors_of
 
-from target_dativo_iceberg.errors import DativoError
+from target_dativo_iceberg.errors import DativoError, PublishError
 from target_dativo_iceberg.iceberg.branches import branches, diff, publish_tables
-from target_dativo_iceberg.iceberg.markers import committed_state
+from target_dativo_iceberg.iceberg.catalogs import catalog_endpoint
 from target_dativo_iceberg.iceberg.retry import describe
-from target_dativo_iceberg.redact import RedactingStream, activate, write_data
-from target_dativo_iceberg.settings import Settings
+from target_dativo_iceberg.ops.project import (
+    Project,
+    add_source_arguments,
+    all_tables,
+    catalog_of,
+    chosen_branch,
+    load_project,
+    table_name,
+    where,
+)
+from target_dativo_iceberg.redact import RedactingStream, activate
 
 SUMMARY_KEYS = ("dativo.run-id", "dativo.records", "dativo.records-rejected", "dativo.singer-state")
 
 
-def _load_settings(path: str | None) -> Settings:
-    config: dict[str, Any] = {}
-    if path:
-        config = json.loads(Path(path).read_text())
-    settings = Settings.from_config(config)
-    activate(settings.redactor())
-    return settings
-
-
-def _catalog(settings: Settings) -> Catalog:
-    return load_catalog(settings.catalog_name, **settings.catalog_load_properties())
-
-
-def _tables(catalog: Catalog, names: list[str] | None, settings: Settings) -> list[Table]:
-    """The named tables (`namespace.table`), or every table of the config's tenant."""
-    if names:
-        return [catalog.load_table(name) for name in names]
-    return [
-        catalog.load_table(ident)
-        for ns in catalog.list_namespaces()
-        if settings.owns_namespace(".".join(ns))
-        for ident in catalog.list_tables(ns)
-    ]
-
-
-def _name(table: Table) -> str:
-    return ".".join(table.name()[-2:])
+def _nessie_diff(project: Project, tables: list[Table]) -> int:
+    """Nessie: what the tenant's reference holds that the `main` reference does not, per table."""
+    settings = project.settings
+    on_main = catalog_of(dataclasses.replace(settings, branch="main"))
+    shown = 0
+    for table in tables:
+        try:
+            other = on_main.load_table(table.name())
+            main_ids = {s.snapshot_id for s in ancestors_of(other.snapshot_by_name("main"), other.metadata)}
+        except NoSuchTableError:
+            main_ids = set()
+        own = [
+            s
+            for s in ancestors_of(table.snapshot_by_name("main"), table.metadata)
+            if s.snapshot_id not in main_ids
+        ]
+        if not own:
+            continue
+        shown += 1
+        rows = sum(
+            int((s.summary.additional_properties if s.summary else {}).get("added-records", 0)) for s in own
+        )
+        print(
+            f"{table_name(table)}: {len(own)} snapshot(s), {rows} record(s) on reference {settings.branch!r} not on main"
+        )
+    if not shown:
+        print(
+            f"no differences: Nessie reference {settings.branch!r} holds nothing that main lacks ({len(tables)} table(s))"
+        )
+    return 0
 
 
 def branch_command(args: argparse.Namespace) -> int:
     """`dativo branch list|diff|publish`."""
-    settings = _load_settings(args.config)
-    tables = _tables(_catalog(settings), args.table, settings)
+    project = load_project(args)
+    settings = project.settings
+    tables = all_tables(catalog_of(settings), args.table, settings)
+    if not tables:
+        print(f"no tables in {where(settings, chosen_branch(project, args))}")
+        return 0
     if args.action == "list":
         for table in tables:
             for name in branches(table):
                 snap = table.snapshot_by_name(name)
-                print(f"{_name(table):<40} {name:<20} {snap.snapshot_id if snap else '-'}")
+                print(f"{table_name(table):<40} {name:<20} {snap.snapshot_id if snap else '-'}")
         return 0
-    branch = args.branch or settings.branch
+    if settings.catalog_type == "nessie" and not args.branch:
+        if args.action == "diff":
+            return _nessie_diff(project, tables)
+        raise PublishError(
+            f"on Nessie the tenant's data is on reference {settings.branch!r}: publish it by merging that "
+            "reference into main with Nessie (`nessie merge`), not with a table branch"
+        )
+    branch = chosen_branch(project, args)
     if args.action == "diff":
-        for table in tables:
-            change = diff(table, branch)
-            if change.branch_snapshot_id is None:
+        changes = [d for d in (diff(t, branch) for t in tables) if d.branch_snapshot_id is not None]
+        if not any(d.snapshots for d in changes):
+            missing = "" if changes else f"; no table has a branch {branch!r}"
+            print(
+                f"no differences: branch {branch!r} holds nothing that main lacks ({len(tables)} table(s){missing})"
+            )
+        for change in changes:
+            if not change.snapshots:
                 continue
             state = "fast-forward possible" if change.fast_forward else "diverged from main"
             print(
@@ -86,46 +122,23 @@ def branch_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def state_command(args: argparse.Namespace) -> int:
-    """`dativo state show`: the newest committed Singer state per table, as `meltano state set` takes it.
-
-    States are printed as data (`redact.write_data`): a tap's own `next_page_token` stays as it is.
-    """
-    settings = _load_settings(args.config)
-    branch = args.branch or settings.branch
-    found = []
-    for table in _tables(_catalog(settings), args.table, settings):
-        committed = committed_state(table, branch)
-        if committed is not None:
-            found.append(committed)
-    if args.json:
-        states = [{**c.__dict__, "singer_state": c.state} for c in found]
-        write_data(json.dumps(states, indent=2, default=str) + "\n")
-        return 0
-    for c in found:
-        print(f"# {c.table} on {c.branch}: snapshot {c.snapshot_id}, run {c.run_id}, stream {c.stream}")
-        write_data(json.dumps({"singer_state": c.state}, sort_keys=True) + "\n")
-    if found:
-        newest = max(found, key=lambda c: c.timestamp_ms)
-        payload = json.dumps({"singer_state": newest.state}, sort_keys=True)
-        write_data(f"# newest: meltano state set --force <state-id> '{payload}'\n")
-    return 0
-
-
 def inspect_command(args: argparse.Namespace) -> int:
     """Print every table with its rows on the branch and on main, read back by DuckDB."""
     from target_dativo_iceberg.ops.readback import report
 
-    settings = _load_settings(args.config)
-    branch = args.branch or settings.branch
-    reports = report(_catalog(settings), branch, owned=settings.owns_namespace)
+    project = load_project(args)
+    settings = project.settings
+    branch = chosen_branch(project, args)
+    reports = report(catalog_of(settings), branch, owned=settings.owns_namespace)
     if args.json:
         print(json.dumps([r.__dict__ for r in reports], indent=2, default=str))
         return 0
+    print(f"settings from {project.source}", file=sys.stderr)
     if not reports:
-        print(f"no tables in catalog {settings.catalog_name!r} ({settings.catalog_uri})")
+        print(f"no tables in {where(settings, branch)}")
         return 0
-    print(f"catalog {settings.catalog_name!r} at {settings.catalog_uri} — branch {branch!r} (read by DuckDB)")
+    endpoint = catalog_endpoint(settings.catalog_type, settings.catalog_load_properties())
+    print(f"{where(settings, branch)} (read by DuckDB); catalog at {endpoint}")
     header = f"{'table':<40} {'rows on ' + branch:>16} {'rows on main':>14}  latest snapshot"
     print(header)
     print("-" * len(header))
@@ -137,32 +150,38 @@ def inspect_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """`dativo-ingest <version>` of the installed package."""
+    try:
+        return f"dativo-ingest {metadata.version('dativo-ingest')}"
+    except metadata.PackageNotFoundError:
+        return "dativo-ingest (not installed as a package)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `dativo` argument parser."""
     parser = argparse.ArgumentParser(prog="dativo", description="dativo-ingest operator CLI")
+    parser.add_argument("--version", action="version", version=version())
     sub = parser.add_subparsers(dest="command", required=True)
     inspect = sub.add_parser("inspect", help="show tables, branch, row counts and latest snapshot")
-    inspect.add_argument(
-        "--config", help="target config JSON (catalog settings); defaults apply when omitted"
-    )
-    inspect.add_argument("--branch", help="branch to show (default: the config's branch / tenant_id)")
+    add_source_arguments(inspect)
+    inspect.add_argument("--branch", help="branch to show (default: the tenant's branch the target writes)")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=inspect_command)
 
     branch = sub.add_parser("branch", help="list branches, diff a branch against main, publish it")
     branch.add_argument("action", choices=["list", "diff", "publish"])
-    branch.add_argument("--config", help="target config JSON (catalog settings)")
-    branch.add_argument("--branch", help="branch (default: the config's branch / tenant_id)")
+    add_source_arguments(branch)
+    branch.add_argument("--branch", help="branch (default: the tenant's branch the target writes)")
     branch.add_argument("--table", action="append", help="namespace.table (repeatable; default: all tables)")
     branch.set_defaults(func=branch_command)
-
-    state = sub.add_parser("state", help="committed Singer state per table")
-    state.add_argument("action", choices=["show"])
-    state.add_argument("--config", help="target config JSON (catalog settings)")
-    state.add_argument("--branch", help="branch (default: the config's branch / tenant_id)")
-    state.add_argument("--table", action="append", help="namespace.table (repeatable; default: all tables)")
-    state.add_argument("--json", action="store_true", help="machine-readable output")
-    state.set_defaults(func=state_command)
+    __import__("target_dativo_iceberg.ops.tables", fromlist=["add_parser"]).add_parser(sub)  # dativo tables
+    __import__("target_dativo_iceberg.ops.rejected", fromlist=["add_parser"]).add_parser(
+        sub
+    )  # dativo rejected
+    __import__("target_dativo_iceberg.ops.state", fromlist=["add_parser"]).add_parser(
+        sub
+    )  # dativo state show
     __import__("target_dativo_iceberg.ops.doctor", fromlist=["add_parser"]).add_parser(sub)  # dativo doctor
     __import__("target_dativo_iceberg.ops.files", fromlist=["add_parser"]).add_parser(sub)  # dativo files
     __import__("target_dativo_iceberg.ops.jobs", fromlist=["add_parser"]).add_parser(sub)  # dativo run
@@ -175,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     activate()
     out, err = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    code: Any
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):  # type: ignore[arg-type]
         try:
             code = args.func(args)

@@ -1,4 +1,4 @@
-"""`dativo doctor --config target.json`: the target's preflight checks, standalone, one line per check.
+"""`dativo doctor`: the target's preflight checks, standalone, one line per check.
 
 For operators setting up a catalog: it says which part (config, branch, catalog, storage) is wrong and
 where, without running a pipeline. It changes nothing except a probe object it deletes again; a
@@ -10,29 +10,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.retry import NO_RETRY, RetryPolicy
 from target_dativo_iceberg.ops.preflight import DEFAULT_TIMEOUT, CheckResult, check_all
+from target_dativo_iceberg.ops.project import add_source_arguments, load_project
 from target_dativo_iceberg.redact import activate
-from target_dativo_iceberg.settings import Settings
-
-
-def _read_config(path: str | None) -> dict[str, Any]:
-    if not path:
-        return {}
-    try:
-        config = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise DativoError(f"cannot read config {path}: {exc}") from exc
-    if not isinstance(config, dict):
-        raise DativoError(f"config {path} is not a JSON object")
-    return config
 
 
 def _line(result: CheckResult) -> str:
@@ -44,8 +30,7 @@ def _line(result: CheckResult) -> str:
 def doctor_command(args: argparse.Namespace) -> int:
     """Run the checks and print them; 0 when all pass, 2 otherwise."""
     try:
-        config = _read_config(args.config)
-        settings = Settings.from_config(config)  # retry_config is checked too; doctor reports without waiting
+        settings = load_project(args).settings  # retry_config is checked too; doctor reports without waiting
         policy = (
             NO_RETRY if not args.retries else RetryPolicy(max_retries=args.retries, retry_delay_seconds=1)
         )
@@ -77,7 +62,7 @@ def doctor_command(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     """Register `dativo doctor` on the `dativo` CLI's subparsers."""
     doctor = sub.add_parser("doctor", help="check catalog, storage and branch before running the target")
-    doctor.add_argument("--config", help="target config JSON (catalog settings); defaults apply when omitted")
+    add_source_arguments(doctor)
     doctor.add_argument(
         "--retries",
         type=int,

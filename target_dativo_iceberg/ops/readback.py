@@ -16,7 +16,17 @@ from typing import Any
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
+from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.iceberg.pyiceberg_compat import keep_nested_nulls
+
+#: DuckDB and the extension packages it reads Iceberg with (dependencies of dativo-ingest, pinned
+#: together in pyproject.toml: an extension loads only into the DuckDB version it was built for).
+DUCKDB_PACKAGES = (
+    "duckdb==1.5.5",
+    "duckdb-extension-iceberg==1.5.5",
+    "duckdb-extension-avro==1.5.5",
+    "duckdb-extension-httpfs==1.5.5",
+)
 
 
 @dataclass
@@ -32,8 +42,20 @@ class TableReport:
     metadata_location: str
 
 
+def _import(module_name: str) -> Any:
+    """Import DuckDB or an extension package; when missing, say which pip command installs them."""
+    try:
+        return __import__(module_name)
+    except ImportError as exc:
+        packages = " ".join(f"'{p}'" for p in DUCKDB_PACKAGES)
+        raise DativoError(
+            f"reading tables back needs DuckDB and its extension packages ({module_name} is missing): "
+            f"pip install {packages}"
+        ) from exc
+
+
 def _extension_path(module_name: str, ext_name: str) -> str:
-    module = __import__(module_name)
+    module = _import(module_name)
     base = os.path.dirname(module.__file__ or "")
     found = glob.glob(os.path.join(base, "extensions", "*", f"{ext_name}.duckdb_extension"))
     if not found:
@@ -43,8 +65,7 @@ def _extension_path(module_name: str, ext_name: str) -> str:
 
 def duckdb_connection(s3: dict[str, Any] | None = None) -> Any:
     """Open DuckDB with the iceberg and avro extensions loaded offline from their PyPI packages."""
-    import duckdb
-
+    duckdb = _import("duckdb")
     con = duckdb.connect(
         config={
             "allow_unsigned_extensions": "true",

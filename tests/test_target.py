@@ -50,7 +50,10 @@ def test_types_branch_summary_and_state(tmp_path: Path) -> None:
     run = run_target(tmp_path, messages)
     assert run.returncode == 0, run.stderr
     # STATE printed once, after the commit, floats intact (singer-sdk parses them as Decimal).
-    assert run.states == [{"bookmarks": {"Users": {"replication_key_value": 2.75}}}]
+    assert run.states == [  # the first came before any record: printed at once
+        {"bookmarks": {"Users": {"replication_key_value": 1.5}}},
+        {"bookmarks": {"Users": {"replication_key_value": 2.75}}},
+    ]
 
     table = open_catalog(tmp_path).load_table("acme.users")
     assert [f.name for f in table.schema().fields] == [
@@ -109,13 +112,14 @@ def test_types_branch_summary_and_state(tmp_path: Path) -> None:
 
 
 def test_state_is_printed_only_for_committed_records(tmp_path: Path) -> None:
-    """A failing batch: the STATE after the committed batch is printed, the later one never is."""
+    """A failing batch: the STATEs up to the committed batch are printed (the one before any record at
+    once, the one right after the full batch with its commit), the later one never is."""
     props = {"id": {"type": "integer"}, "n": {"type": ["integer", "null"]}}
     messages = [
         schema_msg("t", props, ["id"]),
         state({"pos": 0}),
         record("t", id=1, n=1),
-        record("t", id=2, n=2),  # batch of 2 is full: commit, STATE pos=0 is now safe
+        record("t", id=2, n=2),  # batch of 2 is full: its commit waits for the STATE right behind it
         state({"pos": 2}),
         record("t", id=3, n=3),
         record("t", id=4, n=2**70),  # does not fit a long: the batch fails
@@ -123,7 +127,7 @@ def test_state_is_printed_only_for_committed_records(tmp_path: Path) -> None:
     ]
     run = run_target(tmp_path, messages, batch_size_rows=2, validate_records=False)
     assert run.returncode == 2
-    assert run.states == [{"pos": 0}]
+    assert run.states == [{"pos": 0}, {"pos": 2}]
     assert "stream 't'" in run.stderr and "field 'n'" in run.stderr and "record 4" in run.stderr
     table = open_catalog(tmp_path).load_table("acme.t")
     assert sorted(r["id"] for r in pyiceberg_rows(table, "acme")) == [1, 2]

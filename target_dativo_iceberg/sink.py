@@ -256,7 +256,7 @@ class IcebergSink(SdkBatchSink):
 
         def done(result: CommitResult) -> None:  # back on the main thread, in input order
             self.tally_record_written(landed)
-            self.run.progress.committed(result.records, len(rejected_rows))
+            self.run.progress.committed(self.stream_name, self.plan.name, result, len(rejected_rows))
             self.run.ledger.emit(covered_seq)  # the STATE this commit made safe
             self.buffer.segments.prune(self.run.ledger.emitted_seq)  # a resume starts from there
 
@@ -274,7 +274,9 @@ class IcebergSink(SdkBatchSink):
         batch = self.batches.validated(pieces_of(context))
         if self._writer is None:
             target = self.run.settings.parquet_target_bytes
-            self._writer = RollingWriter(self.table.metadata, self.table.io, target)
+            self._writer = RollingWriter(
+                self.table.metadata, self.table.io, target, self.run.committer.checksums
+            )
         if batch.landed:
             self._writer.write(batch.build(self.table.schema().as_arrow(), EvolutionPlan()))
         self._spilled_rejected.extend(batch.rejected)

@@ -21,11 +21,13 @@ from target_dativo_iceberg.claims import TableClaims
 from target_dativo_iceberg.contracts.contract import Contract, resolve_contracts
 from target_dativo_iceberg.delivery.commits import CommitQueue
 from target_dativo_iceberg.delivery.ledger import StateLedger
+from target_dativo_iceberg.delivery.metering import Metering
+from target_dativo_iceberg.delivery.runlog import RunLog
 from target_dativo_iceberg.delivery.shutdown import Shutdown, exit_code
 from target_dativo_iceberg.errors import ConfigError, DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.committer import Committer
-from target_dativo_iceberg.intake.reader import BlockReader
+from target_dativo_iceberg.intake.reader import RECORD, BlockReader
 from target_dativo_iceberg.intake.routes import HotRoutes
 from target_dativo_iceberg.ops.preflight import run_preflight
 from target_dativo_iceberg.process import run_and_exit
@@ -78,13 +80,29 @@ class TargetDativoIceberg(SdkTarget):
         self.message_reader.connect(
             self.routes, self.shutdown, self.on_idle, self.after_records, self._next_position
         )
+        committer = Committer(self.settings, self.events, self.retry_policy)
+        self.runlog = RunLog(self.run_id, self.settings, self.events, committer)  # _dativo.ingestion_runs
+        reader = self.message_reader
+        self.metering = Metering(
+            self.events,
+            self.settings.progress_interval_seconds,
+            reader.extracted,
+            lambda: reader.stats[RECORD],
+            lambda: self.progress.records_committed,
+        )
+        self.progress.listeners += [self.runlog.landed, self.metering.landed]
+        try:
+            contracts = self._load_contracts()
+        except DativoError as exc:  # a failure before any commit is a run too
+            self.runlog.finish("failed", exc.exit_code, {}, error=str(exc))
+            raise
         self.services = RunServices(
             run_id=self.run_id,
             ingest_date=datetime.datetime.now(datetime.timezone.utc).date(),
             settings=self.settings,
             events=self.events,
-            contracts=self._load_contracts(),
-            committer=Committer(self.settings, self.events, self.retry_policy),
+            contracts=contracts,
+            committer=committer,
             ledger=self.ledger,
             commits=self.commits,
             shutdown=self.shutdown,
@@ -147,6 +165,7 @@ class TargetDativoIceberg(SdkTarget):
         a finished background commit reports (its STATE goes out) without waiting for the next one."""
         self.commits.poll()
         self.drain_if_due()
+        self.metering.tick()
 
     def on_idle(self) -> float | None:
         """The input is silent: commit what is buffered once `max_batch_age_seconds` has passed
@@ -154,6 +173,7 @@ class TargetDativoIceberg(SdkTarget):
         Returns the seconds until this is worth calling again (None: nothing pending)."""
         self.commits.poll()
         self.drain_if_due()
+        self.metering.tick()
         if self.commits.busy:
             return 0.1
         if not any(sink.current_size for sink in self.all_sinks()) and not self.ledger.behind:
@@ -205,10 +225,12 @@ class TargetDativoIceberg(SdkTarget):
         except Interrupted as stop:
             return self._stopped(stop.signum)
         except BaseException as exc:
+            self._record("failed", getattr(exc, "exit_code", 2), str(exc))
             self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
             raise
         progress = self.progress
         if progress.records_rejected or progress.quality_failures:
+            self._record("partial", 1)
             self.events.emit(
                 "job_finished",
                 status="partial",
@@ -218,8 +240,21 @@ class TargetDativoIceberg(SdkTarget):
                 quality_failures=progress.quality_failures,
             )
             return 1
+        self._record("success", 0)
         self.events.emit("job_finished", status="success", exit_code=0, records=progress.records_committed)
         return 0
+
+    def _record(self, status: str, code: int, error: str | None = None) -> None:
+        """The run's row in the run ledger (best effort: never changes the outcome)."""
+        counts = {
+            "received": self.message_reader.stats[RECORD],
+            "committed": self.progress.records_committed,
+            "rejected": self.progress.records_rejected,
+        }
+        streams = {sink.stream_name: sink.plan.name for sink in self._iceberg_sinks()}
+        self.runlog.finish(
+            status, code, counts, error=error, state=self.ledger.emitted_state, streams=streams
+        )
 
     def _stopped(self, signum: int) -> int:
         """A stop signal reached a safe point: the commit in flight lands and its STATE is printed;
@@ -228,9 +263,11 @@ class TargetDativoIceberg(SdkTarget):
         try:
             self.commits.join()
         except Exception as exc:
+            self._record("failed", 2, str(exc))
             self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
             raise
         code = exit_code(signum)
+        self._record("interrupted", code, f"stopped by {self.shutdown.name}")
         self.events.emit(
             "job_finished",
             status="interrupted",

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -28,7 +29,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
 from pyiceberg.table.upsert_util import create_match_filter
 
-from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError
+from target_dativo_iceberg.errors import CommitError, ConfigError, DativoError, SchemaChangeError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.catalogs import catalog_endpoint, load_catalog_retrying
 from target_dativo_iceberg.iceberg.conflicts import discard_lost_attempt, is_commit_conflict, retry_conflicts
@@ -37,6 +38,7 @@ from target_dativo_iceberg.iceberg.markers import find_commit
 from target_dativo_iceberg.iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
 from target_dativo_iceberg.iceberg.retry import RetryPolicy, call_with_retries
 from target_dativo_iceberg.iceberg.rows import DELETED_AT, apply_deletions, dedupe_last
+from target_dativo_iceberg.iceberg.runtables import SchemaRecorder, WrittenFile, written_files
 from target_dativo_iceberg.iceberg.writer import append_table, fast_append
 from target_dativo_iceberg.settings import Settings
 
@@ -61,6 +63,8 @@ class CommitResult:
     commit_id: str
     records: int
     branch: str
+    files: list[WrittenFile] = field(default_factory=list)  # data files the target wrote, with MD5s
+    seconds: float = 0.0  # commit latency: from the first attempt to the commit found on the branch
 
 
 @dataclass
@@ -83,14 +87,17 @@ class Committer:
         self.settings = settings
         self.events = events
         self.retry = retry or RetryPolicy()
-        self._catalog: Catalog | None = None
+        self.loaded: Catalog | None = None  # the catalog, once loaded
+        self.checksums: dict[str, str] = {}  # data file path → MD5, filled as files are written
+        self.history = SchemaRecorder(events)  # the run's schema versions (schema history)
+        self._written: list[DataFile] = []  # data files of the last commit attempt
 
     @property
     def catalog(self) -> Catalog:
         """The catalog, loaded once per run."""
-        if self._catalog is None:
+        if self.loaded is None:
             try:
-                self._catalog = load_catalog_retrying(self.settings, self.events, self.retry)
+                self.loaded = load_catalog_retrying(self.settings, self.events, self.retry)
             except Exception as exc:  # surface as a clear, redacted failure naming the endpoint
                 raise CommitError(
                     self.events.redact(
@@ -103,7 +110,7 @@ class Committer:
                 catalog_uri=self.events.redact(self.settings.catalog_uri),
                 branch=self.settings.branch,
             )
-        return self._catalog
+        return self.loaded
 
     # ------------------------------------------------------------------ tables
 
@@ -130,6 +137,8 @@ class Committer:
                 created = True
             except TableAlreadyExistsError:  # a concurrent writer won the race
                 table = catalog.load_table(identifier)
+        if created:
+            self.history.changed(stream, table, "created", "table created")
         if not created and spec.partitioning and evolve_spec(table, list(spec.partitioning)):
             self.events.emit(
                 "partition_spec_evolved", stream=stream, table=".".join(identifier), spec=str(table.spec())
@@ -240,9 +249,12 @@ class Committer:
     def needs_evolution(self, stream: str, table: Table, incoming: Schema) -> bool:
         """Whether committing `incoming` would change the table's schema (no events emitted)."""
         table.refresh()
-        plan = plan_evolution(
-            stream, table.schema(), incoming, EventLog(self.settings.tenant_id, "", [], io.StringIO())
-        )
+        try:
+            plan = plan_evolution(
+                stream, table.schema(), incoming, EventLog(self.settings.tenant_id, "", [], io.StringIO())
+            )
+        except SchemaChangeError:
+            return True  # the commit reports it (and records it as blocked)
         return plan.union is not None or bool(plan.into_string)
 
     def branch_total_records(self, table: Table) -> int:
@@ -284,6 +296,8 @@ class Committer:
         id, so a commit that did land (but whose response was lost) is never applied twice.
         """
         branch = branch or self.settings.table_branch
+        started = time.monotonic()
+        schema_id = table.schema().schema_id
         commit_id = str(uuid.uuid4())
         props = {**summary, "dativo.commit-id": commit_id}
         what = f"commit to {'.'.join(table.name()[-2:])}"
@@ -322,7 +336,10 @@ class Committer:
             raise CommitError(
                 f"commit {commit_id} to {table.name()} is not on branch {branch!r} after committing"
             )
-        return CommitResult(snapshot_id, commit_id, int(props.get("dativo.records", records)), branch)
+        self.history.committed(stream, table, schema_id)
+        files, self._written = written_files(table, self._written, self.checksums), []
+        landed_records, seconds = int(props.get("dativo.records", records)), time.monotonic() - started
+        return CommitResult(snapshot_id, commit_id, landed_records, branch, files, seconds)
 
     def _commit_once(
         self,
@@ -340,12 +357,14 @@ class Committer:
         """One transaction on the branch's current head. Conflicts and transient errors propagate to
         the retries; anything else becomes a CommitError."""
         tx: Transaction | None = None
+        self._written = []
         try:
             table.refresh()
             self.ensure_branch(table, branch)
-            plan = plan_evolution(stream, table.schema(), incoming, self.events)
+            plan = self.history.plan(stream, table, incoming)  # a breaking change is recorded as blocked
             if data_files is not None:
                 self._append_files(table, data_files, props, branch, replace_all)
+                self._written = list(data_files)
                 return
             with table.transaction() as tx:
                 if plan.union is not None:
@@ -362,7 +381,9 @@ class Committer:
                 if delete_keys and DELETED_AT in data.column_names:
                     data = apply_deletions(tx, data, list(delete_keys), props, branch)
                 props["dativo.records"] = str(data.num_rows)
-                append_table(tx, table.io, data, props, branch, self.settings.parquet_target_bytes)
+                self._written = append_table(
+                    tx, table.io, data, props, branch, self.settings.parquet_target_bytes, self.checksums
+                )
         except DativoError:
             raise
         except Exception as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import typing as t
 from collections import Counter
@@ -54,6 +55,7 @@ if t.TYPE_CHECKING:
 
 PARSE_BLOCK_BYTES = 1 << 20  # pyarrow.json block: several per run so both cores parse
 RECORD = SingerMessageType.RECORD
+_TIME_EXTRACTED = re.compile(rb'"time_extracted"\s*:\s*"([^"]*)"')
 
 
 def split_lines(block: bytes) -> pa.Array:
@@ -92,6 +94,8 @@ class BlockReader(SdkReader):
         self._position: t.Callable[[str], int | None] = lambda _stream: None
         self.current_line: bytes | None = None  # the RECORD line being handled on the record path
         self.lines_read = 0  # input lines of the blocks read so far (error messages name lines)
+        self.stats: Counter[str] = Counter()  # messages handled, by type (the run ledger's records received)
+        self.extracted: dict[str, str] = {}  # stream → `time_extracted` of its last RECORD (lag metric)
 
     def connect(
         self,
@@ -166,7 +170,7 @@ class BlockReader(SdkReader):
     def process_lines(
         self, file_input: t.IO[str] | None, callbacks: dict[str, t.Callable[[dict], None]]
     ) -> t.Counter[str]:
-        stats: Counter[str] = Counter()
+        stats = self.stats
         shutdown = self.shutdown
         waiting = shutdown.interruptible if shutdown is not None else contextlib.nullcontext
         for block in read_blocks(file_input or sys.stdin, idle=self._idle, waiting=waiting):
@@ -228,6 +232,8 @@ class BlockReader(SdkReader):
             raise InputError(f"input line {number}: {message_label(message)} {problem}")
         kind = message["type"]
         self.current_line = line if kind == RECORD else None
+        if kind == RECORD and "time_extracted" in message:
+            self.extracted[message["stream"]] = message["time_extracted"]
         if callback := callbacks.get(kind):
             try:
                 callback(message)
@@ -288,6 +294,8 @@ class BlockReader(SdkReader):
             return
         sink.add_rows(lines, records)
         stats[RECORD] += len(lines)
+        if found := _TIME_EXTRACTED.search(lines[len(lines) - 1].as_py()):
+            self.extracted[stream] = found.group(1).decode()
 
     def _parse(self, lines: pa.Array) -> tuple[pa.Array, pa.Table] | None:
         """(stream per line, record columns) or None when Arrow cannot parse the run as RECORDs."""

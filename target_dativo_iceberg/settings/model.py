@@ -183,6 +183,16 @@ class Settings:
         "Commit (and emit STATE) at least this often while records keep arriving.",
         check=positive,
     )
+    progress_interval_seconds: float = setting(
+        10.0,
+        "At most this often a `progress` event (rows, rows/s, memory) while records arrive; 0: none.",
+        check=not_negative,
+    )
+    run_ledger: bool = setting(
+        True,
+        "Append a row per run to the `_dativo.ingestion_runs` table and each schema version to "
+        "`_dativo.schema_history` (same catalog, on main).",
+    )
     hot_path: bool = setting(
         True,
         "Parse RECORD runs of contract streams with Arrow (columnar). false: every record "

@@ -11,8 +11,9 @@ How a line looks depends on who formats the root logger:
   `{"ts": ..., "event": ..., "tenant_id": ..., "run_id": ..., ...}`;
 - Meltano's structured logging (a plugin with the `structured-logging` capability: the SDK's
   `StructuredFormatter` on the root logger): the SDK's JSON line with the event name as `message`
-  and the same keys under `extra`, which Meltano parses into fields of its own log event (instead of
-  showing a JSON string inside its log line).
+  and the other keys under `extra`, which Meltano parses into fields of its own log event (instead of
+  showing a JSON string inside its log line). `event` itself is left out there: Meltano's structlog
+  logger takes the message as its `event` argument, and a second `event` would break the call.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class _EventHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         payload: dict[str, Any] = getattr(record, "dativo_event", {})
         if structured_logging():
-            attributes = {k if k not in _RESERVED else f"{k}_": v for k, v in payload.items()}
+            attributes = {k if k not in _RESERVED else f"{k}_": v for k, v in payload.items() if k != "event"}
             attributes.update(app_name="target-dativo-iceberg", stream_name=payload.get("stream"))
             flat = logging.makeLogRecord({**record.__dict__, "dativo_event": None, **attributes})
             del flat.__dict__["dativo_event"]

@@ -42,9 +42,8 @@ def _tables(catalog: Catalog, names: list[str] | None) -> list[Table]:
     """The named tables (`namespace.table`), or every table in the catalog."""
     if names:
         return [catalog.load_table(name) for name in names]
-    return [
-        catalog.load_table(ident) for ns in catalog.list_namespaces() for ident in catalog.list_tables(ns)
-    ]
+    namespaces = [ns for ns in catalog.list_namespaces() if ns != ("_dativo",)]  # not the run ledger
+    return [catalog.load_table(ident) for ns in namespaces for ident in catalog.list_tables(ns)]
 
 
 def _name(table: Table) -> str:

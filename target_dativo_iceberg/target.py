@@ -86,7 +86,7 @@ class TargetDativoIceberg(SdkTarget):
         self.metering = Metering(
             self.events,
             self.settings.progress_interval_seconds,
-            reader.extracted,
+            reader.freshness.newest,
             lambda: reader.stats[RECORD],
             lambda: self.progress.records_committed,
         )
@@ -159,6 +159,7 @@ class TargetDativoIceberg(SdkTarget):
     def on_schema(self, message: dict) -> None:
         """A SCHEMA may have replaced sinks: decide the hot routes again."""
         self.routes.update(self.active_sinks())
+        self.message_reader.freshness.schema(message)
 
     def after_records(self) -> None:
         """After a hot run: the SDK's batch-age drain, as after each record on the record path; and

@@ -9,6 +9,7 @@ are the files on disk, with their MD5s. A run that adds a column leaves a schema
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
@@ -185,11 +186,18 @@ def test_added_column_and_blocked_change_in_schema_history(tmp_path: Path) -> No
 
 
 def test_metric_lines_carry_lag_rate_latency_and_rejection_rate(tmp_path: Path) -> None:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    hour_ago = (now - datetime.timedelta(hours=1)).isoformat()
+    ticks = {"id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"}}
     run = run_target(
         tmp_path,
         [
             schema_msg("users", USERS, ["id"]),
             {**record("users", id=1, name="one"), "time_extracted": "2020-01-01T00:00:00Z"},
+            # No time_extracted: the replication key (a timestamp) says how recent the data is.
+            {**schema_msg("ticks", ticks, ["id"]), "bookmark_properties": ["at"]},
+            record("ticks", id=1, at="2021-01-01T00:00:00Z"),
+            record("ticks", id=2, at=hour_ago),
             state({"n": 1}),
         ],
     )
@@ -198,6 +206,8 @@ def test_metric_lines_carry_lag_rate_latency_and_rejection_rate(tmp_path: Path) 
     assert set(points) == {"lag_seconds", "records_per_second", "commit_latency", "rejection_rate"}
     assert points["lag_seconds"]["value"] > 5 * 365 * 86400  # extracted in 2020
     assert points["lag_seconds"]["tags"]["stream"] == "users"
+    [tick_lag] = [p for p in metrics(run) if p["metric"] == "lag_seconds" and p["tags"]["stream"] == "ticks"]
+    assert 3600 <= tick_lag["value"] < 3600 + 600
     assert points["records_per_second"]["value"] > 0 and points["commit_latency"]["type"] == "timer"
     assert points["rejection_rate"]["value"] == 0.0
 

@@ -7,7 +7,8 @@ how fast it lands. At each commit of a stream this logs, through the SDK's metri
 level and metric filters as the SDK's own):
 
 - `lag_seconds`: now minus the `time_extracted` of the stream's last record read (the tap's stamp of
-  when it read the record; absent when the tap does not stamp records);
+  when it read the record), else minus its replication key's value when that is a timestamp
+  (`intake/freshness.py`); absent when neither is known;
 - `records_per_second`: records committed by this commit over the time since the stream's previous
   commit (or the start of the run);
 - `commit_latency` (a timer, seconds): from the first commit attempt to the commit on the branch;
@@ -43,17 +44,9 @@ class DativoMetric(str, enum.Enum):
     REJECTION_RATE = "rejection_rate"
 
 
-def lag_seconds(time_extracted: str | None, now: datetime.datetime) -> float | None:
-    """Seconds between an ISO 8601 `time_extracted` and `now` (None when absent or unreadable)."""
-    if not time_extracted:
-        return None
-    try:
-        stamp = datetime.datetime.fromisoformat(time_extracted.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
-    return round((now - stamp).total_seconds(), 3)
+def lag_seconds(newest: datetime.datetime | None, now: datetime.datetime) -> float | None:
+    """Seconds from `newest` to `now` (None when the stream's freshness is unknown)."""
+    return None if newest is None else round((now - newest).total_seconds(), 3)
 
 
 class Metering:
@@ -63,13 +56,13 @@ class Metering:
         self,
         events: EventLog,
         interval: float,
-        extracted: dict[str, str],
+        newest: dict[str, datetime.datetime],
         received: t.Callable[[], int],
         committed: t.Callable[[], int],
     ) -> None:
         self.events = events
         self.interval = interval
-        self.extracted = extracted  # stream → time_extracted of its last record read (the reader's)
+        self.newest = newest  # stream → when its last records were extracted (intake/freshness.py)
         self.received = received
         self.committed = committed
         self.started = time.monotonic()
@@ -84,7 +77,7 @@ class Metering:
         self._previous[landed.stream] = now
         records, rejected = landed.result.records, landed.rejected
         tags = {"stream": landed.stream, "table": landed.table}
-        lag = lag_seconds(self.extracted.get(landed.stream), datetime.datetime.now(datetime.timezone.utc))
+        lag = lag_seconds(self.newest.get(landed.stream), datetime.datetime.now(datetime.timezone.utc))
         if lag is not None:
             self._log("gauge", DativoMetric.LAG_SECONDS, lag, tags)
         self._log("gauge", DativoMetric.RECORDS_PER_SECOND, round(records / since, 1), tags)

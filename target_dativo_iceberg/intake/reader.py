@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sys
 import typing as t
 from collections import Counter
@@ -31,6 +30,7 @@ from singer_sdk.singerlib.json import deserialize_json
 
 from target_dativo_iceberg import faults
 from target_dativo_iceberg.errors import InputError, RecordBeforeSchemaError
+from target_dativo_iceberg.intake.freshness import Freshness
 from target_dativo_iceberg.intake.inputs import (
     ARROW_DEPTH,
     MAX_DEPTH,
@@ -55,7 +55,6 @@ if t.TYPE_CHECKING:
 
 PARSE_BLOCK_BYTES = 1 << 20  # pyarrow.json block: several per run so both cores parse
 RECORD = SingerMessageType.RECORD
-_TIME_EXTRACTED = re.compile(rb'"time_extracted"\s*:\s*"([^"]*)"')
 
 
 def split_lines(block: bytes) -> pa.Array:
@@ -95,7 +94,7 @@ class BlockReader(SdkReader):
         self.current_line: bytes | None = None  # the RECORD line being handled on the record path
         self.lines_read = 0  # input lines of the blocks read so far (error messages name lines)
         self.stats: Counter[str] = Counter()  # messages handled, by type (the run ledger's records received)
-        self.extracted: dict[str, str] = {}  # stream → `time_extracted` of its last RECORD (lag metric)
+        self.freshness = Freshness()  # how recent each stream's records are (the lag metric)
 
     def connect(
         self,
@@ -232,8 +231,8 @@ class BlockReader(SdkReader):
             raise InputError(f"input line {number}: {message_label(message)} {problem}")
         kind = message["type"]
         self.current_line = line if kind == RECORD else None
-        if kind == RECORD and "time_extracted" in message:
-            self.extracted[message["stream"]] = message["time_extracted"]
+        if kind == RECORD:
+            self.freshness.record(message)
         if callback := callbacks.get(kind):
             try:
                 callback(message)
@@ -294,8 +293,7 @@ class BlockReader(SdkReader):
             return
         sink.add_rows(lines, records)
         stats[RECORD] += len(lines)
-        if found := _TIME_EXTRACTED.search(lines[len(lines) - 1].as_py()):
-            self.extracted[stream] = found.group(1).decode()
+        self.freshness.rows(stream, lines, records)
 
     def _parse(self, lines: pa.Array) -> tuple[pa.Array, pa.Table] | None:
         """(stream per line, record columns) or None when Arrow cannot parse the run as RECORDs."""

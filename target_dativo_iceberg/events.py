@@ -42,6 +42,7 @@ EVENT_LEVELS = {
     "deletes_ignored": logging.WARNING,
     "activate_version_ignored": logging.WARNING,
     "run_ledger_failed": logging.WARNING,
+    "lineage_failed": logging.WARNING,
     "maintenance_failed": logging.WARNING,
     "signal_received": logging.WARNING,
     "preflight_failed": logging.ERROR,

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import http.server
 import json
 import logging
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -269,3 +271,92 @@ def test_log_level_and_structured_logging(tmp_path: Path) -> None:
     lag = [p for p in parsed if p is not None and p.message == "METRIC" and "metric_info" in p.extra]
     assert "lag_seconds" not in {p.extra["metric_info"]["metric"] for p in lag}  # no time_extracted here
     assert {"records_per_second", "commit_latency"} <= {p.extra["metric_info"]["metric"] for p in lag}
+
+
+def test_openlineage_run_events_to_a_file(tmp_path: Path) -> None:
+    events_file = tmp_path / "lineage.jsonl"
+    lineage = {"transport": "file", "file": str(events_file)}
+    env = {"MELTANO_EXTRACTOR_NAME": "tap-people"}
+    ok = run_target(
+        tmp_path,
+        [schema_msg("users", USERS, ["id"]), record("users", id=1), record("users", id=2), state({"n": 1})],
+        env=env,
+        openlineage=lineage,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.events("lineage_sent")[0]["event_type"] == "COMPLETE"
+    failed = run_target(
+        tmp_path,
+        [schema_msg("person", PERSON_PROPS, ["id"]), person(1, status="deleted")],
+        env=env,
+        assets={"person": str(PERSON)},
+        openlineage=lineage,
+    )
+    assert failed.returncode == 2
+    sent = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert [(e["eventType"], e["run"]["runId"]) for e in sent] == [
+        ("COMPLETE", run_id(ok)),
+        ("FAIL", run_id(failed)),
+    ]
+    first = sent[0]
+    assert first["job"] == {"namespace": "acme", "name": "tap-people-to-target-dativo-iceberg", "facets": {}}
+    assert first["inputs"][0]["namespace"] == "singer://tap-people" and first["inputs"][0]["name"] == "users"
+    [output] = first["outputs"]
+    assert (output["namespace"], output["name"]) == ("iceberg://dativo", "acme.users")
+    stats = output["outputFacets"]["outputStatistics"]
+    row = ledger(open_catalog(tmp_path))[run_id(ok)]
+    assert (stats["rowCount"], stats["size"], stats["fileCount"]) == (
+        2,
+        row["bytes_added"],
+        row["data_files"],
+    )
+    assert "violates contract" in sent[1]["run"]["facets"]["errorMessage"]["message"]
+
+
+def test_openlineage_run_event_over_http_with_an_api_key(tmp_path: Path) -> None:
+    received: list[tuple[str, str, dict[str, Any]]] = []
+
+    class Lineage(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers.get("Authorization", ""), json.loads(body)))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lineage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    key = "ol-api-key-7c1d9e"
+    try:
+        run = run_target(
+            tmp_path,
+            [schema_msg("users", USERS, ["id"]), record("users", id=1), state({"n": 1})],
+            openlineage={
+                "transport": "http",
+                "url": f"http://127.0.0.1:{server.server_port}",
+                "api_key": key,
+            },
+        )
+    finally:
+        server.shutdown()
+        thread.join()
+    assert run.returncode == 0, run.stderr
+    [(path, auth, event)] = received
+    assert (path, auth) == ("/api/v1/lineage", f"Bearer {key}")
+    assert event["eventType"] == "COMPLETE" and event["run"]["runId"] == run_id(run)
+    assert event["outputs"][0]["name"] == "acme.users"
+    assert key not in run.stderr
+
+
+def test_openlineage_failure_does_not_change_the_outcome(tmp_path: Path) -> None:
+    run = run_target(
+        tmp_path,
+        [schema_msg("users", USERS, ["id"]), record("users", id=1), state({"n": 1})],
+        openlineage={"transport": "file"},  # no file named
+    )
+    assert run.returncode == 0 and run.states == [{"n": 1}]
+    assert "openlineage.transport file needs openlineage.file" in run.events("lineage_failed")[0]["error"]
+    assert ledger(open_catalog(tmp_path))[run_id(run)]["status"] == "success"

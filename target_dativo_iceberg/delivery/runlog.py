@@ -4,7 +4,8 @@ Snapshot summaries record only commits that landed; a run that failed, or was st
 queryable. `RunLog` collects what the run did as its commits land (streams, tables, the data files
 with their MD5s, snapshot ids) and, however the run ends — success, partial, failed, interrupted —
 appends one row with its status, exit code, counts, redacted error and last committed STATE, plus
-the schema versions the run created, evolved or blocked (`_dativo.schema_history`).
+the schema versions the run created, evolved or blocked (`_dativo.schema_history`). The same row
+feeds the optional OpenLineage run event (`lineage.py`).
 
 Writing the ledger is best effort: a failure to write it is reported as a `run_ledger_failed` event
 and never changes the run's outcome (its exit code and `job_finished` event stay what they were).
@@ -21,6 +22,7 @@ from typing import Any
 
 from pyiceberg.catalog import Catalog
 
+from target_dativo_iceberg.delivery import lineage
 from target_dativo_iceberg.iceberg.catalogs import load_catalog_racing
 from target_dativo_iceberg.iceberg.retry import RetryPolicy, describe
 from target_dativo_iceberg.iceberg.runtables import (
@@ -120,11 +122,14 @@ class RunLog:
     ) -> None:
         """Append the run's row (and its schema versions); once per run, never raising. `streams`:
         stream → table of every stream the run received."""
-        if self.written or not self.settings.run_ledger:
+        if self.written:
             return
         self.written = True
+        row = self.row(status, exit_code, counts, error, state, streams or {})
+        lineage.send(row, self.settings, self.events)
+        if not self.settings.run_ledger:
+            return
         try:
-            row = self.row(status, exit_code, counts, error, state, streams or {})
             catalog = self._catalog()
             summary = {"dativo.run-id": self.run_id, "dativo.tenant": self.settings.tenant_id}
             policy = RetryPolicy(max_retries=0, max_conflict_retries=20)

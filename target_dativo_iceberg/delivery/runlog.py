@@ -9,14 +9,15 @@ feeds the optional OpenLineage run event (`lineage.py`).
 
 Writing the ledger is best effort: a failure to write it is reported as a `run_ledger_failed` event
 and never changes the run's outcome (its exit code and `job_finished` event stay what they were).
-The catalog is loaded once, without retries, if the run had not loaded it: a run that failed because
-the catalog is unreachable does not wait for it a second time.
+The catalog is loaded once, without retries, if the run had not loaded it; a run whose preflight
+found the catalog unreachable writes no row, and the write waits at most `WRITE_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import threading
 import typing as t
 from typing import Any
 
@@ -46,6 +47,10 @@ if t.TYPE_CHECKING:
 #: `MELTANO_EXTRACTOR_NAME` for the loader of `meltano run tap target` (the extractor's plugin info);
 #: `DATIVO_SOURCE` names it anywhere else.
 SOURCE_VARIABLES = ("DATIVO_SOURCE", "MELTANO_EXTRACTOR_NAME")
+#: The ledger write waits at most this long (a catalog that stopped answering does not hold the exit).
+WRITE_TIMEOUT_SECONDS = 60
+#: A run that failed because the catalog cannot be reached writes no row (it could not).
+UNREACHABLE = "preflight catalog check failed"
 
 
 def run_source() -> str | None:
@@ -127,8 +132,25 @@ class RunLog:
         self.written = True
         row = self.row(status, exit_code, counts, error, state, streams or {})
         lineage.send(row, self.settings, self.events)
-        if not self.settings.run_ledger:
+        if not self.settings.run_ledger or (error or "").startswith(UNREACHABLE):
             return
+        outcome: list[Any] = []
+        worker = threading.Thread(
+            target=lambda: outcome.append(self._write(row)), name="run ledger", daemon=True
+        )
+        worker.start()
+        worker.join(WRITE_TIMEOUT_SECONDS)
+        if not outcome:
+            outcome.append(TimeoutError(f"no answer from the catalog within {WRITE_TIMEOUT_SECONDS} s"))
+        if isinstance(outcome[0], Exception):  # the ledger never changes the run's outcome
+            self.events.emit(
+                "run_ledger_failed", status=status, error=self.events.redact(describe(outcome[0]))
+            )
+            return
+        self.events.emit("run_recorded", table=".".join(RUNS_TABLE), status=status, snapshot_id=outcome[0])
+
+    def _write(self, row: dict[str, Any]) -> int | Exception:
+        """Append the schema versions and the run's row; the ledger snapshot id, or the error."""
         try:
             catalog = self._catalog()
             summary = {"dativo.run-id": self.run_id, "dativo.tenant": self.settings.tenant_id}
@@ -137,11 +159,9 @@ class RunLog:
             if changes:
                 rows = history_rows(changes, self.run_id, self.settings.tenant_id)
                 append_rows(catalog, HISTORY_TABLE, HISTORY_SCHEMA, rows, summary, policy, self.events)
-            snapshot_id = append_rows(catalog, RUNS_TABLE, RUNS_SCHEMA, [row], summary, policy, self.events)
-        except Exception as exc:  # the ledger never changes the run's outcome
-            self.events.emit("run_ledger_failed", status=status, error=self.events.redact(describe(exc)))
-            return
-        self.events.emit("run_recorded", table=".".join(RUNS_TABLE), status=status, snapshot_id=snapshot_id)
+            return append_rows(catalog, RUNS_TABLE, RUNS_SCHEMA, [row], summary, policy, self.events)
+        except Exception as exc:
+            return exc
 
     def _catalog(self) -> Catalog:
         committer = self.committer

@@ -2,7 +2,8 @@
 
 Run facts lived only in the snapshot summaries of successful commits: a failed run left nothing
 queryable, and nothing said when a table's schema changed. These two Iceberg tables, in the same
-catalog as the data and always on `main`, answer "what loaded, what failed, how many rows, which
+catalog as the data and always on `main` (namespace `_dativo`; `dativo` in catalogs whose namespace
+names must start with a letter or digit, such as S3 Tables and SeaweedFS), answer "what loaded, what failed, how many rows, which
 files, which schema" with any Iceberg reader. Many runs append to them at once: each append is one
 fast append (no rows are rewritten), and a conflict is redone on the new head (`conflicts.py`)
 after checking that this append's `dativo.commit-id` did not land already.
@@ -19,7 +20,12 @@ from typing import Any
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import (
+    BadRequestError,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
 from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -46,6 +52,9 @@ NAMESPACE = "_dativo"
 RUNS_TABLE = (NAMESPACE, "ingestion_runs")
 HISTORY_TABLE = (NAMESPACE, "schema_history")
 MAIN = "main"
+#: Where the tables are: `_dativo`, or `dativo` in catalogs that refuse a leading underscore.
+NAMESPACES = (NAMESPACE, NAMESPACE.lstrip("_"))
+TABLE_NAMES = (RUNS_TABLE[1], HISTORY_TABLE[1])
 
 
 def _fields(*specs: tuple[str, Any]) -> list[NestedField]:
@@ -202,16 +211,33 @@ def history_rows(changes: Sequence[SchemaChange], run_id: str, tenant_id: str) -
     ]
 
 
-def ensure(catalog: Catalog, identifier: tuple[str, str], schema: Schema) -> Table:
-    """Load the table, creating the `_dativo` namespace and the table when absent (racing writers: the
-    loser loads what the winner created)."""
+def is_ledger_table(identifier: tuple[str, ...]) -> bool:
+    """Whether `identifier` is one of the run ledger's tables (`dativo inspect` and the like skip them)."""
+    return len(identifier) >= 2 and identifier[-2] in NAMESPACES and identifier[-1] in TABLE_NAMES
+
+
+def _namespace(catalog: Catalog, namespace: str) -> str:
+    """Create `namespace` if needed and return it; a catalog that refuses the name (S3 Tables and
+    SeaweedFS want a letter or digit first: HTTP 400) gets it without its leading underscores instead."""
     try:
-        catalog.create_namespace(identifier[0])
+        catalog.create_namespace(namespace)
     except NamespaceAlreadyExistsError:
         pass
-    except Exception:  # a concurrent writer created it (SQL catalogs raise a unique violation)
-        if not catalog.namespace_exists(identifier[0]):
+    except BadRequestError:
+        plain = namespace.lstrip("_")
+        if plain == namespace:
             raise
+        return _namespace(catalog, plain)
+    except Exception:  # a concurrent writer created it (SQL catalogs raise a unique violation)
+        if not catalog.namespace_exists(namespace):
+            raise
+    return namespace
+
+
+def ensure(catalog: Catalog, identifier: tuple[str, str], schema: Schema) -> Table:
+    """Load the table, creating its namespace (`_namespace`) and the table when absent (racing
+    writers: the loser loads what the winner created)."""
+    identifier = (_namespace(catalog, identifier[0]), identifier[1])
     try:
         return catalog.load_table(identifier)
     except NoSuchTableError:
@@ -239,6 +265,7 @@ def append_rows(
     """Append `rows` to the table on main in one snapshot; conflicts with concurrent runs are redone.
     Returns the snapshot id."""
     table = ensure(catalog, identifier, schema)
+    identifier = (table.name()[-2], table.name()[-1])
     if set(schema.column_names) - set(table.schema().column_names):  # written by an older version
         with table.update_schema() as update:
             update.union_by_name(schema)
@@ -262,11 +289,13 @@ def append_rows(
 
 def read_runs(catalog: Catalog) -> list[dict[str, Any]]:
     """Every row of the run ledger (empty when no run has written one yet)."""
-    try:
-        table = catalog.load_table(RUNS_TABLE)
-    except NoSuchTableError:
-        return []
-    return table.scan().to_arrow().to_pylist()
+    for namespace in NAMESPACES:
+        try:
+            table = catalog.load_table((namespace, RUNS_TABLE[1]))
+        except Exception:  # absent, or a name the catalog refuses
+            continue
+        return table.scan().to_arrow().to_pylist()
+    return []
 
 
 def state_text(state: dict[str, Any] | None) -> str | None:

@@ -19,6 +19,7 @@ from target_dativo_iceberg.errors import DativoError, PublishError
 from target_dativo_iceberg.iceberg.branches import branches, diff, publish
 from target_dativo_iceberg.iceberg.markers import committed_state
 from target_dativo_iceberg.iceberg.retry import describe
+from target_dativo_iceberg.iceberg.runtables import is_ledger_table
 from target_dativo_iceberg.redact import RedactingStream, activate, write_data
 from target_dativo_iceberg.settings import Settings
 
@@ -42,8 +43,10 @@ def _tables(catalog: Catalog, names: list[str] | None) -> list[Table]:
     """The named tables (`namespace.table`), or every table in the catalog."""
     if names:
         return [catalog.load_table(name) for name in names]
-    namespaces = [ns for ns in catalog.list_namespaces() if ns != ("_dativo",)]  # not the run ledger
-    return [catalog.load_table(ident) for ns in namespaces for ident in catalog.list_tables(ns)]
+    idents = [
+        i for ns in catalog.list_namespaces() for i in catalog.list_tables(ns) if not is_ledger_table(i)
+    ]
+    return [catalog.load_table(ident) for ident in idents]
 
 
 def _name(table: Table) -> str:

@@ -16,7 +16,7 @@ from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
 from target_dativo_iceberg.iceberg.pyiceberg_compat import keep_nested_nulls
-from target_dativo_iceberg.iceberg.runtables import NAMESPACE
+from target_dativo_iceberg.iceberg.runtables import is_ledger_table
 
 
 @dataclass
@@ -106,14 +106,14 @@ def pyiceberg_rows(table: Table, branch: str = "main") -> list[dict[str, Any]]:
 
 
 def report(catalog: Catalog, branch: str, con: Any = None) -> list[TableReport]:
-    """Summarize every data table in the catalog (not the run ledger's `_dativo` tables: `dativo
+    """Summarize every data table in the catalog (not the run ledger's tables: `dativo
     runs` shows those): rows on `branch` and on main, read by DuckDB."""
     con = con or duckdb_connection()
     out: list[TableReport] = []
     for ns in catalog.list_namespaces():
-        if ns == (NAMESPACE,):
-            continue
         for ident in catalog.list_tables(ns):
+            if is_ledger_table(ident):
+                continue
             table = catalog.load_table(ident)
             snap = table.snapshot_by_name(branch)
             out.append(

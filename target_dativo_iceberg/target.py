@@ -91,6 +91,7 @@ class TargetDativoIceberg(SdkTarget):
             lambda: self.progress.records_committed,
         )
         self.progress.listeners += [self.runlog.landed, self.metering.landed]
+        reader.after_block = self.metering.tick
         try:
             contracts = self._load_contracts()
         except DativoError as exc:  # a failure before any commit is a run too
@@ -166,7 +167,6 @@ class TargetDativoIceberg(SdkTarget):
         a finished background commit reports (its STATE goes out) without waiting for the next one."""
         self.commits.poll()
         self.drain_if_due()
-        self.metering.tick()
 
     def on_idle(self) -> float | None:
         """The input is silent: commit what is buffered once `max_batch_age_seconds` has passed

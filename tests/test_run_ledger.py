@@ -31,7 +31,10 @@ from helpers import (
     run_target,
     schema_msg,
     secret_probe_messages,
+    singer_lines,
+    start_target,
     state,
+    target_config,
 )
 from meltano.core.logging.parsers import SingerSDKLogParser
 from pyiceberg.catalog import Catalog
@@ -360,3 +363,40 @@ def test_openlineage_failure_does_not_change_the_outcome(tmp_path: Path) -> None
     assert run.returncode == 0 and run.states == [{"n": 1}]
     assert "openlineage.transport file needs openlineage.file" in run.events("lineage_failed")[0]["error"]
     assert ledger(open_catalog(tmp_path))[run_id(run)]["status"] == "success"
+
+
+def test_concurrent_runs_each_leave_their_row(tmp_path: Path) -> None:
+    """Four runs finishing at once append to the ledger together: conflicts are redone, no row lost."""
+    config = tmp_path / "target.json"
+    config.write_text(json.dumps(target_config(tmp_path)))
+    procs = [start_target(config, tmp_path) for _ in range(4)]
+    for i, proc in enumerate(procs):
+        stream = f"s{i}"  # one table each: the data commits do not contend, the ledger appends do
+        assert proc.stdin is not None
+        proc.stdin.write(
+            singer_lines([schema_msg(stream, USERS, ["id"]), record(stream, id=i), state({"i": i})])
+        )
+        proc.stdin.close()
+    outcomes = [(proc.wait(timeout=300), proc.stderr.read() if proc.stderr else "") for proc in procs]
+    assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes
+    assert all("run_ledger_failed" not in err for _, err in outcomes)
+    rows = ledger(open_catalog(tmp_path))
+    assert sorted(tuple(r["tables"]) for r in rows.values()) == [(f"acme.s{i}",) for i in range(4)]
+
+
+def test_progress_events(tmp_path: Path) -> None:
+    run = run_target(
+        tmp_path,
+        [schema_msg("users", USERS, ["id"]), *[record("users", id=i) for i in range(50)], state({"n": 1})],
+        progress_interval_seconds=0.000001,
+    )
+    assert run.returncode == 0, run.stderr
+    progress = run.events("progress")
+    assert progress, run.stderr
+    last = progress[-1]
+    assert 0 < last["records_received"] <= 50 and last["memory_mb"] > 10
+    assert {"records_committed", "records_per_second", "elapsed_seconds"} <= set(last)
+    quiet = run_target(
+        tmp_path / "off", [schema_msg("users", USERS), record("users", id=1)], progress_interval_seconds=0
+    )
+    assert quiet.returncode == 0 and quiet.events("progress") == []

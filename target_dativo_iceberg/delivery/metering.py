@@ -90,7 +90,7 @@ class Metering:
         metrics.log(self._logger, point)
 
     def tick(self) -> None:
-        """Called as records arrive and while the input is idle: a `progress` event once the
+        """Called after each block of input and while the input is idle: a `progress` event once the
         interval has passed since the last one (never with `progress_interval_seconds` 0)."""
         if not self.interval:
             return

@@ -95,6 +95,7 @@ class BlockReader(SdkReader):
         self.lines_read = 0  # input lines of the blocks read so far (error messages name lines)
         self.stats: Counter[str] = Counter()  # messages handled, by type (the run ledger's records received)
         self.freshness = Freshness()  # how recent each stream's records are (the lag metric)
+        self.after_block: t.Callable[[], None] = lambda: None  # after each block (progress events)
 
     def connect(
         self,
@@ -178,6 +179,7 @@ class BlockReader(SdkReader):
                 shutdown.check()  # a stop signal: no new block is started
             self._block(block, callbacks, stats)
             release_unused()
+            self.after_block()
         return stats
 
     def _block(self, block: bytes, callbacks: dict, stats: Counter[str]) -> None:

@@ -254,7 +254,7 @@ class IcebergSink(SdkBatchSink):
 
         def done(result: CommitResult) -> None:  # back on the main thread, in input order
             self.tally_record_written(landed)
-            self.run.progress.committed(result.records, len(rejected_rows))
+            self.run.progress.committed(self.stream_name, self.plan.name, result, len(rejected_rows))
             self.run.progress.last_sink = self
             self.run.ledger.emit(cover.seq)  # the STATE this commit made safe
             self.buffer.segments.prune(self.run.ledger.emitted_seq)  # a resume starts from there
@@ -273,11 +273,9 @@ class IcebergSink(SdkBatchSink):
             return
         batch = self.batches.validated(pieces_of(context))
         if self._writer is None:
-            target, io = (
-                self.run.settings.parquet_target_bytes,
-                self.run.committer.data_io(self.table, self.stream_name),
-            )
-            self._writer = RollingWriter(self.table.metadata, io, target)
+            target, committer = self.run.settings.parquet_target_bytes, self.run.committer
+            io = committer.data_io(self.table, self.stream_name)
+            self._writer = RollingWriter(self.table.metadata, io, target, committer.checksums)
         if batch.landed:
             self._writer.write(batch.build(self.table.schema().as_arrow(), EvolutionPlan()))
         self._spilled_rejected.extend(batch.rejected)

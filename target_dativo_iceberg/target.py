@@ -21,12 +21,14 @@ from target_dativo_iceberg.claims import TableClaims
 from target_dativo_iceberg.contracts.contract import Contract, resolve_contracts
 from target_dativo_iceberg.delivery.commits import CommitQueue
 from target_dativo_iceberg.delivery.ledger import StateLedger
+from target_dativo_iceberg.delivery.metering import Metering
+from target_dativo_iceberg.delivery.runlog import RunLog
 from target_dativo_iceberg.delivery.shutdown import Shutdown, exit_code
 from target_dativo_iceberg.errors import ConfigError, DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.files.committer import open_committer
 from target_dativo_iceberg.iceberg.publishing import auto_publish, skip_publish
-from target_dativo_iceberg.intake.reader import BlockReader
+from target_dativo_iceberg.intake.reader import RECORD, BlockReader
 from target_dativo_iceberg.intake.routes import HotRoutes
 from target_dativo_iceberg.ops.preflight import run_preflight
 from target_dativo_iceberg.process import run_and_exit
@@ -82,13 +84,30 @@ class TargetDativoIceberg(SdkTarget):
         self.message_reader.connect(
             self.routes, self.shutdown, self.on_idle, self.after_records, self._next_position
         )
+        committer = open_committer(self.settings, self.events, self.retry_policy)
+        self.runlog = RunLog(self.run_id, self.settings, self.events, committer)  # _dativo.ingestion_runs
+        reader = self.message_reader
+        self.metering = Metering(
+            self.events,
+            self.settings.progress_interval_seconds,
+            reader.freshness.newest,
+            lambda: reader.stats[RECORD],
+            lambda: self.progress.records_committed,
+        )
+        self.progress.listeners += [self.runlog.landed, self.metering.landed]
+        reader.after_block = self.metering.tick
+        try:
+            contracts = self._load_contracts()
+        except DativoError as exc:  # a failure before any commit is a run too
+            self.runlog.finish("failed", exc.exit_code, {}, error=str(exc))
+            raise
         self.services = RunServices(
             run_id=self.run_id,
             ingest_date=datetime.datetime.now(datetime.timezone.utc).date(),
             settings=self.settings,
             events=self.events,
-            contracts=self._load_contracts(),
-            committer=open_committer(self.settings, self.events, self.retry_policy),
+            contracts=contracts,
+            committer=committer,
             ledger=self.ledger,
             commits=self.commits,
             shutdown=self.shutdown,
@@ -145,6 +164,7 @@ class TargetDativoIceberg(SdkTarget):
     def on_schema(self, message: dict) -> None:
         """A SCHEMA may have replaced sinks: decide the hot routes again."""
         self.routes.update(self.active_sinks())
+        self.message_reader.freshness.schema(message)
 
     def after_records(self) -> None:
         """After a hot run: the SDK's batch-age drain, as after each record on the record path; and
@@ -160,6 +180,7 @@ class TargetDativoIceberg(SdkTarget):
         self.commits.poll()
         self._release_state()
         self.drain_if_due()
+        self.metering.tick()
         if self.commits.busy:
             return 0.1
         if not any(sink.current_size for sink in self.all_sinks()) and not self.ledger.behind:
@@ -245,11 +266,13 @@ class TargetDativoIceberg(SdkTarget):
             return self._stopped(stop.signum)
         except BaseException as exc:
             error = self.events.redact(str(exc))
+            self._record("failed", getattr(exc, "exit_code", 2), str(exc))
             skip_publish(self.settings, self.events, f"the run failed: {error}")
             self.events.emit("job_finished", status="failed", exit_code=2, error=error)
             raise
         if not audited:
             code = self.settings.warn_exit_code
+            self._record("partial", code)
             self.events.emit(
                 "job_finished",
                 status="partial",
@@ -259,8 +282,21 @@ class TargetDativoIceberg(SdkTarget):
                 quality_failures=progress.quality_failures,
             )
             return code
+        self._record("success", 0)
         self.events.emit("job_finished", status="success", exit_code=0, records=progress.records_committed)
         return 0
+
+    def _record(self, status: str, code: int, error: str | None = None) -> None:
+        """The run's row in the run ledger (best effort: never changes the outcome)."""
+        counts = {
+            "received": self.message_reader.stats[RECORD],
+            "committed": self.progress.records_committed,
+            "rejected": self.progress.records_rejected,
+        }
+        streams = {sink.stream_name: sink.plan.name for sink in self._iceberg_sinks()}
+        self.runlog.finish(
+            status, code, counts, error=error, state=self.ledger.emitted_state, streams=streams
+        )
 
     def _stopped(self, signum: int) -> int:
         """A stop signal reached a safe point: the commit in flight lands and its STATE is printed;
@@ -269,9 +305,11 @@ class TargetDativoIceberg(SdkTarget):
         try:
             self.commits.join()
         except Exception as exc:
+            self._record("failed", 2, str(exc))
             self.events.emit("job_finished", status="failed", exit_code=2, error=self.events.redact(str(exc)))
             raise
         code = exit_code(signum)
+        self._record("interrupted", code, f"stopped by {self.shutdown.name}")
         self.events.emit(
             "job_finished",
             status="interrupted",

@@ -3,7 +3,8 @@
 Each test is parametrized by the `catalog_backend` fixture (tests/servers.py), runs the target CLI
 and reads the result back with pyiceberg and with DuckDB (over S3 for the REST catalog):
 - append on a branch: the branch gets every row, main stays empty;
-- schema evolution: a later SCHEMA adds a column; old rows read it as null;
+- schema evolution: a later SCHEMA adds a column; old rows read it as null; both runs are in the run
+  ledger and both schema versions in the schema history;
 - a contract stream in warn mode: valid rows land, invalid ones go to `<table>__rejected`;
 - upsert by key (last record wins).
 
@@ -89,6 +90,17 @@ def test_schema_evolution_adds_a_column(tmp_path: Path, catalog_backend: Catalog
         (1, "one", None),
         (2, "two", "two@example.com"),
     ]
+
+    # Both runs are in the run ledger, the two schema versions in the schema history (on main).
+    catalog = catalog_backend.open_catalog(tmp_path)
+    namespace = "dativo" if catalog_backend.name == "rest" else "_dativo"  # SeaweedFS: a letter first
+    ledger = catalog.load_table(f"{namespace}.ingestion_runs")
+    runs = both_readers(catalog_backend, ledger, "main", "status, data_files")
+    assert runs == [("success", 1), ("success", 1)]
+    history = catalog.load_table(f"{namespace}.schema_history")
+    changes = both_readers(catalog_backend, history, "main", "schema_id, change")
+    assert [change for _, change in changes] == ["created", "added"]
+    assert result.events("schema_changed")[0]["change"] == "added"
 
 
 def test_contract_warn_mode_with_rejected_table(tmp_path: Path, catalog_backend: CatalogBackend) -> None:

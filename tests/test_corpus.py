@@ -162,7 +162,9 @@ def _read(table: Table, branch: str, order_by: list[str], duck: Any) -> list[dic
 
 
 def _user_tables(catalog: Catalog) -> set[str]:
-    return {".".join(ident) for ns in catalog.list_namespaces() for ident in catalog.list_tables(ns)}
+    """The data tables (not the run ledger's `_dativo` tables, which every run writes)."""
+    namespaces = [ns for ns in catalog.list_namespaces() if ns != ("_dativo",)]
+    return {".".join(ident) for ns in namespaces for ident in catalog.list_tables(ns)}
 
 
 def _check_table(name: str, want: dict[str, Any], catalog: Catalog, branch: str, duck: Any) -> None:

@@ -461,3 +461,39 @@ def test_dativo_in_the_project_finds_the_demo_data_with_no_flags(project: Meltan
     prod = dativo(project, "inspect", "--environment", "prod")
     assert prod.returncode == 2
     assert "catalog_type 'rest' needs catalog_uri" in prod.stderr
+
+
+def test_meltano_run_is_in_the_run_ledger_and_logs_structured_events(project: MeltanoProject) -> None:
+    """`meltano run` with Meltano's JSON log format: the target's events and METRIC points arrive as
+    fields of Meltano's own log events (not a JSON string in a log line), with `lag_seconds` from the
+    tap's `time_extracted`; the run's ledger row names the extractor Meltano ran."""
+    csv_path = project.root / CSV
+    before = len(csv_rows(csv_path))
+    with csv_path.open(encoding="utf-8") as fh:
+        template = next(csv.DictReader(fh))
+    with csv_path.open("a", newline="", encoding="utf-8") as fh:  # the file grows: its new rows land
+        writer = csv.DictWriter(fh, fieldnames=list(template))
+        for new_id in range(before + 1, before + 6):
+            writer.writerow({**template, "id": new_id, "email": f"ledger.person{new_id}@example.com"})
+    proc = project.run("--log-format=json", "run", "tap-dativo-csv", "target-dativo-iceberg")
+    logs = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    mine = [e for e in logs if e.get("tenant_id") == TENANT and "run_id" in e]
+    finished = [e for e in mine if e.get("event") == "job_finished"]
+    assert len(finished) == 1 and finished[0]["status"] == "success", proc.stderr[-5000:]
+    assert finished[0]["plugin_logger"] == "target_dativo_iceberg.events"
+    metrics = [e["metric_info"] for e in logs if isinstance(e.get("metric_info"), dict)]
+    lags = [m for m in metrics if m["metric"] == "lag_seconds" and m["tags"]["stream"] == "person"]
+    assert lags and all(0 <= m["value"] < 3600 for m in lags)
+
+    catalog = project.catalog()
+    runs = {r["run_id"]: r for r in pyiceberg_rows(catalog.load_table("_dativo.ingestion_runs"), "main")}
+    row = runs[finished[0]["run_id"]]
+    assert (row["status"], row["exit_code"], row["source"], row["tenant_id"]) == (
+        "success",
+        0,
+        "tap-dativo-csv",
+        TENANT,
+    )
+    assert row["records_committed"] == 5 and row["data_files"] >= 1
+    assert json.loads(row["state"]) == project.state()["singer_state"]
+    assert all(r["source"] for r in runs.values())  # every run names the extractor Meltano ran

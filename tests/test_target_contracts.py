@@ -134,7 +134,12 @@ def test_broken_contract_fails_before_reading_input(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert str(BROKEN) in run.stderr and "logicalType" in run.stderr
     assert "Unable to parse" not in run.stderr  # failed on the contract, not on the input
-    assert not (tmp_path / "catalog.db").exists()
+    # Nothing written but the run's failed row in the run ledger.
+    catalog = open_catalog(tmp_path)
+    assert catalog.list_namespaces() == [("_dativo",)]
+    [row] = pyiceberg_rows(catalog.load_table("_dativo.ingestion_runs"), "main")
+    assert (row["status"], row["exit_code"], row["records_received"]) == ("failed", 2, 0)
+    assert "logicalType" in row["error"]
 
 
 def test_assets_dir_and_flat_flavour_with_ingest_date_partition(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ class StateLedger:
         self._out = out
         self.seq = 0  #: number of distinct STATE messages received
         self.emitted_seq = 0  #: number of the last STATE printed (0: none yet)
+        self.emitted_state: Any = None  #: the last STATE printed
         self.hashes: dict[int, str] = {}  #: STATE number → value hash, for replay markers
         self._states: dict[int, Any] = {}
         self._latest: Any = None
@@ -116,6 +117,7 @@ class StateLedger:
         out.write(json.dumps(self._states[seq], default=_decimal_default) + "\n")
         out.flush()
         self.emitted_seq = seq
+        self.emitted_state = self._states[seq]  # the run ledger records the last STATE printed
         for old in [k for k in self.hashes if k <= seq]:
             del self.hashes[old]
         for old in [k for k in self._states if k < seq]:

@@ -101,6 +101,8 @@ class FileCommitter:
         self.store = Store(lambda: s3_client(settings))
         self._tables: dict[tuple[str, str], FileTable] = {}
         self.written: dict[str, t.Any] = {}  # no branches to publish: `auto_publish` has nothing to do
+        self.checksums: dict[str, str] = {}  # data file MD5s (the run ledger needs a catalog: not kept)
+        self.loaded = None  # no catalog
         events.emit("committer_initialized", catalog_type="none", warehouse=self.root, branch=settings.branch)
 
     def _location(self, identifier: tuple[str, str], spec: TableSpec | None) -> str:

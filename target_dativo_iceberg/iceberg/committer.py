@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, Transaction
 
-from target_dativo_iceberg.errors import CommitError, DativoError
+from target_dativo_iceberg.errors import CommitError, DativoError, SchemaChangeError
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.catalogs import catalog_endpoint, load_catalog_retrying
 from target_dativo_iceberg.iceberg.conflicts import discard_lost_attempt, is_commit_conflict, retry_conflicts
@@ -40,6 +41,7 @@ from target_dativo_iceberg.iceberg.objecttags import TaggedFileIO, is_s3, run_la
 from target_dativo_iceberg.iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
 from target_dativo_iceberg.iceberg.retry import RetryPolicy, call_with_retries
 from target_dativo_iceberg.iceberg.rows import DELETED_AT, dedupe_last, split_deletions
+from target_dativo_iceberg.iceberg.runtables import SchemaRecorder, WrittenFile, written_files
 from target_dativo_iceberg.iceberg.writer import append_table, fast_append
 from target_dativo_iceberg.settings import Settings
 
@@ -67,6 +69,8 @@ class CommitResult:
     #: Rows deleted by key (upsert, deletion records): `dativo.files-scanned`, `files-skipped`,
     #: `files-rewritten`, `delete-files`, `rows-deleted` without the prefix; empty when none.
     deletes: dict[str, int] = field(default_factory=dict)
+    files: list[WrittenFile] = field(default_factory=list)  # data files the target wrote, with MD5s
+    seconds: float = 0.0  # commit latency: from the first attempt to the commit found on the branch
 
 
 @dataclass
@@ -87,7 +91,10 @@ class Committer:
         self.settings = settings
         self.events = events
         self.retry = retry or RetryPolicy()
-        self._catalog: Catalog | None = None
+        self.loaded: Catalog | None = None  # the catalog, once loaded
+        self.checksums: dict[str, str] = {}  # data file path → MD5, filled as files are written
+        self.history = SchemaRecorder(events)  # the run's schema versions (schema history)
+        self._written: list[DataFile] = []  # data files of the last commit attempt
         #: Tables the run changed (`auto_publish` publishes them), by name.
         self.written: dict[str, Table] = {}
         self._s3: Any = None
@@ -95,9 +102,9 @@ class Committer:
     @property
     def catalog(self) -> Catalog:
         """The catalog, loaded once per run."""
-        if self._catalog is None:
+        if self.loaded is None:
             try:
-                self._catalog = load_catalog_retrying(self.settings, self.events, self.retry)
+                self.loaded = load_catalog_retrying(self.settings, self.events, self.retry)
             except Exception as exc:  # surface as a clear, redacted failure naming the endpoint
                 raise CommitError(
                     self.events.redact(
@@ -110,7 +117,7 @@ class Committer:
                 catalog_uri=self.events.redact(self.settings.catalog_uri),
                 branch=self.settings.branch,
             )
-        return self._catalog
+        return self.loaded
 
     # ------------------------------------------------------------------ tables
 
@@ -137,6 +144,8 @@ class Committer:
                 created = True
             except TableAlreadyExistsError:  # a concurrent writer won the race
                 table = catalog.load_table(identifier)
+        if created:
+            self.history.changed(stream, table, "created", "table created")
         if not created:
             check_key(stream, ".".join(identifier), table.schema(), spec.schema)
         if not created and spec.partitioning and evolve_spec(table, list(spec.partitioning)):
@@ -265,9 +274,12 @@ class Committer:
     def needs_evolution(self, stream: str, table: Table, incoming: Schema) -> bool:
         """Whether committing `incoming` would change the table's schema (no events emitted)."""
         table.refresh()
-        plan = plan_evolution(
-            stream, table.schema(), incoming, EventLog(self.settings.tenant_id, "", [], io.StringIO())
-        )
+        try:
+            plan = plan_evolution(
+                stream, table.schema(), incoming, EventLog(self.settings.tenant_id, "", [], io.StringIO())
+            )
+        except SchemaChangeError:
+            return True  # the commit reports it (and records it as blocked)
         return plan.union is not None or bool(plan.into_string)
 
     def branch_total_records(self, table: Table) -> int:
@@ -312,6 +324,8 @@ class Committer:
         """
         branch = branch or self.settings.table_branch
         self.written[".".join(table.name()[-2:])] = table
+        started = time.monotonic()
+        schema_id = table.schema().schema_id
         commit_id = str(uuid.uuid4())
         props = {**summary, "dativo.commit-id": commit_id}
         what = f"commit to {'.'.join(table.name()[-2:])}"
@@ -351,9 +365,10 @@ class Committer:
                 f"commit {commit_id} to {table.name()} is not on branch {branch!r} after committing"
             )
         deletes = {k[len("dativo.") :]: int(v) for k, v in props.items() if k in DELETE_KEYS}
-        return CommitResult(
-            snapshot_id, commit_id, int(props.get("dativo.records", records)), branch, deletes
-        )
+        self.history.committed(stream, table, schema_id)
+        files, self._written = written_files(table, self._written, self.checksums), []
+        landed_records, seconds = int(props.get("dativo.records", records)), time.monotonic() - started
+        return CommitResult(snapshot_id, commit_id, landed_records, branch, deletes, files, seconds)
 
     def _commit_once(
         self,
@@ -371,12 +386,14 @@ class Committer:
         """One transaction on the branch's current head. Conflicts and transient errors propagate to
         the retries; anything else becomes a CommitError."""
         tx: Transaction | None = None
+        self._written = []
         try:
             table.refresh()
             self.ensure_branch(table, branch)
-            plan = plan_evolution(stream, table.schema(), incoming, self.events)
+            plan = self.history.plan(stream, table, incoming)  # a breaking change is recorded as blocked
             if data_files is not None:
                 self._append_files(table, data_files, props, branch, replace_all)
+                self._written = list(data_files)
                 return
             with table.transaction() as tx:
                 if plan.union is not None:
@@ -396,7 +413,9 @@ class Committer:
                 props["dativo.records"] = str(data.num_rows)
                 io = self.data_io(table, stream)
                 target_bytes = self.settings.parquet_target_bytes
-                append_table(tx, io, data, props, branch, target_bytes, delete_files, replace_all)
+                self._written = append_table(
+                    tx, io, data, props, branch, target_bytes, delete_files, replace_all, self.checksums
+                )
         except DativoError:
             raise
         except Exception as exc:

@@ -38,6 +38,7 @@ class EvolutionPlan:
 
     union: Schema | None = None  # schema to `union_by_name` into the table, None when unchanged
     into_string: set[str] = field(default_factory=set)  # columns whose values are written as strings
+    added: list[str] = field(default_factory=list)  # new columns (schema history: `added`, else `widened`)
 
 
 def optional(f: NestedField) -> NestedField:
@@ -55,6 +56,7 @@ def plan_evolution(stream: str, existing: Schema, incoming: Schema, events: Even
         current = by_name.get(f.name)
         if current is None:
             evolve = True
+            plan.added.append(f.name)
             union_fields.append(optional(f))
             continue
         change = type_change(current.field_type, f.field_type)

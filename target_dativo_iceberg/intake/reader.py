@@ -30,6 +30,7 @@ from singer_sdk.singerlib.json import deserialize_json
 
 from target_dativo_iceberg import faults
 from target_dativo_iceberg.errors import InputError, RecordBeforeSchemaError
+from target_dativo_iceberg.intake.freshness import Freshness
 from target_dativo_iceberg.intake.inputs import (
     ARROW_DEPTH,
     MAX_DEPTH,
@@ -95,6 +96,9 @@ class BlockReader(SdkReader):
         #: True while the records being handled are followed directly by a STATE in the block read:
         #: a sink they fill then drains after that STATE (`IcebergSink.is_full`), so its commit covers it.
         self.state_follows = False
+        self.stats: Counter[str] = Counter()  # messages handled, by type (the run ledger's records received)
+        self.freshness = Freshness()  # how recent each stream's records are (the lag metric)
+        self.after_block: t.Callable[[], None] = lambda: None  # after each block (progress events)
 
     def connect(
         self,
@@ -169,7 +173,7 @@ class BlockReader(SdkReader):
     def process_lines(
         self, file_input: t.IO[str] | None, callbacks: dict[str, t.Callable[[dict], None]]
     ) -> t.Counter[str]:
-        stats: Counter[str] = Counter()
+        stats = self.stats
         shutdown = self.shutdown
         waiting = shutdown.interruptible if shutdown is not None else contextlib.nullcontext
         for block in read_blocks(file_input or sys.stdin, idle=self._idle, waiting=waiting):
@@ -178,6 +182,7 @@ class BlockReader(SdkReader):
                 shutdown.check()  # a stop signal: no new block is started
             self._block(block, callbacks, stats)
             release_unused()
+            self.after_block()
         return stats
 
     def _block(self, block: bytes, callbacks: dict, stats: Counter[str]) -> None:
@@ -234,6 +239,8 @@ class BlockReader(SdkReader):
             raise InputError(f"input line {number}: {message_label(message)} {problem}")
         kind = message["type"]
         self.current_line = line if kind == RECORD else None
+        if kind == RECORD:
+            self.freshness.record(message)
         if callback := callbacks.get(kind):
             try:
                 callback(message)
@@ -301,6 +308,7 @@ class BlockReader(SdkReader):
             return
         sink.add_rows(lines, records)
         stats[RECORD] += len(lines)
+        self.freshness.rows(stream, lines, records)
 
     def _parse(self, lines: pa.Array) -> tuple[pa.Array, pa.Table] | None:
         """(stream per line, record columns) or None when Arrow cannot parse the run as RECORDs."""

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from target_dativo_iceberg.errors import ConfigError
+from target_dativo_iceberg.iceberg.runtables import is_ledger_table
 from target_dativo_iceberg.redact import activate
 from target_dativo_iceberg.settings import Settings, config_jsonschema
 
@@ -104,6 +105,7 @@ def all_tables(
         for ns in catalog.list_namespaces()
         if settings is None or settings.owns_namespace(".".join(ns))
         for ident in catalog.list_tables(ns)
+        if not is_ledger_table(ident)
     ]
 
 

@@ -18,6 +18,7 @@ from pyiceberg.table import Table
 
 from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.iceberg.pyiceberg_compat import keep_nested_nulls
+from target_dativo_iceberg.iceberg.runtables import is_ledger_table
 
 #: DuckDB and the extension packages it reads Iceberg with (dependencies of dativo-ingest, pinned
 #: together in pyproject.toml: an extension loads only into the DuckDB version it was built for).
@@ -129,14 +130,16 @@ def pyiceberg_rows(table: Table, branch: str = "main") -> list[dict[str, Any]]:
 def report(
     catalog: Catalog, branch: str, con: Any = None, owned: Callable[[str], bool] | None = None
 ) -> list[TableReport]:
-    """Summarize every table in the catalog (of the namespaces `owned` accepts): rows on `branch`
-    and on main, read by DuckDB."""
+    """Summarize every data table in the catalog (of the namespaces `owned` accepts; not the run
+    ledger's tables: `dativo runs` shows those): rows on `branch` and on main, read by DuckDB."""
     con = con or duckdb_connection()
     out: list[TableReport] = []
     for ns in catalog.list_namespaces():
         if owned is not None and not owned(".".join(ns)):
             continue
         for ident in catalog.list_tables(ns):
+            if is_ledger_table(ident):
+                continue
             table = catalog.load_table(ident)
             snap = table.snapshot_by_name(branch)
             out.append(

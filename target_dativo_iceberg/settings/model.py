@@ -122,6 +122,26 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class LineageSettings:
+    """`openlineage`: an OpenLineage run event per run (`delivery/lineage.py`); off by default."""
+
+    transport: str = setting(
+        "none",
+        "Send an OpenLineage run event per run: none, file (append to `openlineage.file`) or http "
+        "(POST to `openlineage.url`). Needs the openlineage extra.",
+        allowed=("none", "file", "http"),
+    )
+    file: str | None = setting(None, "transport file: the file events are appended to, one JSON per line.")
+    url: str | None = setting(None, "transport http: the OpenLineage server, e.g. http://marquez:5000.")
+    endpoint: str = setting("api/v1/lineage", "transport http: the endpoint path under the URL.")
+    api_key: str | None = setting(None, "transport http: API key, sent as a bearer token.", secret=True)
+    namespace: str | None = setting(None, "The job's namespace (default: tenant_id).")
+    job_name: str | None = setting(
+        None, "The job's name (default: `{tap}-to-target-dativo-iceberg`, or target-dativo-iceberg)."
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The target's settings, after `${VAR}` expansion, defaults and checks (`from_config`)."""
 
@@ -187,6 +207,19 @@ class Settings:
         300.0,
         "Commit (and emit STATE) at least this often while records keep arriving.",
         check=positive,
+    )
+    progress_interval_seconds: float = setting(
+        10.0,
+        "At most this often a `progress` event (rows, rows/s, memory) while records arrive; 0: none.",
+        check=not_negative,
+    )
+    run_ledger: bool = setting(
+        True,
+        "Append a row per run to the `_dativo.ingestion_runs` table and each schema version to "
+        "`_dativo.schema_history` (same catalog, on main).",
+    )
+    openlineage: LineageSettings = group(
+        LineageSettings, "An OpenLineage run event per run (off by default)."
     )
     hot_path: bool = setting(
         True,
@@ -329,6 +362,7 @@ class Settings:
                 "s3": self.connection.s3.given(),
                 "nessie": asdict(self.connection.nessie),
                 "props": self.catalog_properties,
+                "openlineage": {"api_key": self.openlineage.api_key, "url": self.openlineage.url},
             }
         )
         values += uri_secrets(self.catalog_uri) + uri_secrets(self.warehouse)

@@ -1,7 +1,8 @@
 """Typed chunks of one file, at most `chunk_size` rows each: for RECORD messages (Arrow columns
 with dates and timestamps as ISO text; `convert.as_records` makes Python records of them) and for
 Parquet BATCH files (dates, timestamps and contract decimals typed). Both read the file through the
-reader of its format (`READERS`: CSV via `reader.read_batches`, JSON and NDJSON via `jsonfiles`).
+reader of its format (`READERS`: CSV via `reader.read_batches`, JSON and NDJSON via `jsonfiles`, Markdown-KV via
+`markdown_kv`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow as pa
 from tap_dativo_csv.convert import convert_arrow, typed_batch
 from tap_dativo_csv.fileread import BatchReader, FileRead
 from tap_dativo_csv.jsonfiles import read_json, read_ndjson
+from tap_dativo_csv.markdown_kv import read_markdown_kv
 from tap_dativo_csv.reader import EXAMPLES, FileLayout, read_batches
 
 __all__ = ["READERS", "FileRead", "iter_arrow", "iter_record_chunks", "sample_layout"]
@@ -34,6 +36,7 @@ READERS: dict[str, BatchReader] = {
     "csv": read_csv,
     "json": read_json,
     "ndjson": read_ndjson,
+    "markdown_kv": read_markdown_kv,
 }
 
 

@@ -50,6 +50,7 @@ class CSVOptions:
     chunk_size: int = 10_000
     skip_rows: int = 0
     on_bad_rows: str = "fail"
+    markdown_kv_pattern: str | None = None  # Markdown-KV files (markdown_kv.py); default row_per_kv
 
     @property
     def first_data_row(self) -> int:

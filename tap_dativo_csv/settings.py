@@ -7,6 +7,7 @@ import typing as t
 from singer_sdk import typing as th
 
 from tap_dativo_csv.formats import FORMATS
+from tap_dativo_csv.markdown_kv import PATTERN_SETTING
 from tap_dativo_csv.reader import BAD_ROWS, CSVOptions
 
 STRATEGIES = ("file_modified_time", "full_table", "replication_key")
@@ -201,6 +202,7 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
             "the file and the error (event `file_skipped`), leaves it unbookmarked and reads the others."
         ),
     ),
+    PATTERN_SETTING,
     th.Property(
         "shard_count",
         th.IntegerType,
@@ -240,6 +242,7 @@ def csv_options(config: t.Mapping[str, t.Any]) -> tuple[CSVOptions, list[str]]:
         chunk_size=int(config.get("chunk_size", 10000)),
         skip_rows=int(config.get("skip_rows") or 0),
         on_bad_rows=str(config.get("on_bad_rows") or "fail"),
+        markdown_kv_pattern=config.get("markdown_kv_pattern") or None,
     )
     problems = []
     if len(options.delimiter) != 1:

@@ -31,6 +31,7 @@ from target_dativo_iceberg.iceberg.committer import CommitResult, TableSpec
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.iceberg.rows import activate_version
 from target_dativo_iceberg.iceberg.schema import singer_to_iceberg
+from target_dativo_iceberg.iceberg.staging import create_branch_from, replace_branch
 from target_dativo_iceberg.iceberg.writer import RollingWriter
 from target_dativo_iceberg.intake.batchfiles import read_batch_file
 from target_dativo_iceberg.intake.buffer import StreamBuffer, pieces_of
@@ -236,9 +237,7 @@ class IcebergSink(SdkBatchSink):
         if self.load_method == "overwrite":
             if self.staging is None:
                 self.staging = f"{self.run.settings.table_branch}__overwrite_{self.run.run_id[:8]}"
-                self._staging_base = self.run.committer.create_branch_from(
-                    table, self.staging, self.run.settings.table_branch
-                )
+                self._staging_base = create_branch_from(table, self.staging, self.run.settings.table_branch)
                 options["replace_all"] = True
             options["branch"] = self.staging
         schema, committer, path = self.spec.schema, self.run.committer, "hot" if batch.hot else "record"
@@ -351,7 +350,7 @@ class IcebergSink(SdkBatchSink):
         if self.staging is None or self._table is None or self._staging_base is None:
             return
         branch = self.run.settings.table_branch
-        snapshot_id = self.run.committer.replace_branch(self._table, branch, self.staging, self._staging_base)
+        snapshot_id = replace_branch(self._table, branch, self.staging, self._staging_base)
         self.run.events.emit(
             "overwrite_published",
             stream=self.stream_name,

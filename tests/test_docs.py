@@ -31,7 +31,7 @@ def _anchors(page: Path) -> set[str]:
     for line in FENCE.sub("", page.read_text()).splitlines():
         heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
         if heading:
-            text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1)).strip().lower()
+            text = re.sub(r"[`*]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1)).strip().lower()
             slug = re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
             base, n = slug, 1
             while slug in found:

@@ -14,6 +14,7 @@ from pyiceberg.types import LongType, NestedField, StringType
 
 from target_dativo_iceberg.errors import CommitError
 from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.iceberg import staging
 from target_dativo_iceberg.iceberg.committer import Committer, TableSpec
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 from target_dativo_iceberg.settings import Settings
@@ -130,9 +131,9 @@ def staged(root: Path) -> tuple[Committer, int]:
     committer = Committer(settings, EventLog("acme", "run", [], stream=io.StringIO()))
     table = committer.ensure_table("items", ("acme", "items"), TableSpec(ITEMS))
     rows = pa.Table.from_pylist([{"id": 1, "v": "old"}], schema=table.schema().as_arrow())
-    committer.ensure_branch(table, "acme")
+    staging.ensure_branch(table, "acme")
     table.append(rows, branch="acme")
-    head = committer.create_branch_from(table, "staging", "acme")
+    head = staging.create_branch_from(table, "staging", "acme")
     table.append(pa.Table.from_pylist([{"id": 2, "v": "new"}], schema=rows.schema), branch="staging")
     return committer, head
 
@@ -143,7 +144,7 @@ def test_replace_branch_points_the_branch_at_staging_and_drops_it_in_one_commit(
     staging_head = table.snapshot_by_name("staging").snapshot_id
     metadata_files = len(table.metadata.metadata_log)
 
-    assert committer.replace_branch(table, "acme", "staging", head) == staging_head
+    assert staging.replace_branch(table, "acme", "staging", head) == staging_head
 
     table = open_catalog(tmp_path).load_table("acme.items")
     assert set(table.metadata.refs) == {"main", "acme"}
@@ -159,7 +160,7 @@ def test_replace_branch_refuses_when_the_branch_moved(tmp_path: Path) -> None:
     moved = table.snapshot_by_name("acme").snapshot_id
 
     with pytest.raises(CommitError, match="branch 'acme' moved during the run"):
-        committer.replace_branch(table, "acme", "staging", head)
+        staging.replace_branch(table, "acme", "staging", head)
 
     table = open_catalog(tmp_path).load_table("acme.items")
     assert table.snapshot_by_name("acme").snapshot_id == moved

@@ -42,6 +42,7 @@ from target_dativo_iceberg.iceberg.partitioning import PartitionTerm, build_spec
 from target_dativo_iceberg.iceberg.retry import RetryPolicy, call_with_retries
 from target_dativo_iceberg.iceberg.rows import DELETED_AT, dedupe_last, split_deletions
 from target_dativo_iceberg.iceberg.runtables import SchemaRecorder, WrittenFile, written_files
+from target_dativo_iceberg.iceberg.staging import ensure_branch
 from target_dativo_iceberg.iceberg.writer import append_table, fast_append
 from target_dativo_iceberg.settings import Settings
 
@@ -213,54 +214,6 @@ class Committer:
             kwargs["location"] = spec.location
         return self.catalog.create_table(identifier, **kwargs)
 
-    def ensure_branch(self, table: Table, branch: str) -> None:
-        """Create `branch` from main's head when it does not exist yet (never an orphan branch)."""
-        if branch == MAIN or table.metadata.refs.get(branch) is not None:
-            return
-        head = table.metadata.current_snapshot_id
-        if head is None:
-            raise CommitError(f"table {table.name()} has no snapshot on main to branch {branch!r} from")
-        try:
-            table.manage_snapshots().create_branch(snapshot_id=head, branch_name=branch).commit()
-        except Exception as exc:  # a concurrent writer created the branch first: fine
-            if not is_commit_conflict(exc):
-                raise
-            table.refresh()
-            if table.metadata.refs.get(branch) is None:
-                raise
-
-    def create_branch_from(self, table: Table, name: str, source: str) -> int:
-        """Create branch `name` at `source`'s head (for overwrite staging); returns that head id."""
-        table.refresh()
-        self.ensure_branch(table, source)
-        head = table.snapshot_by_name(source)
-        assert head is not None
-        if table.metadata.refs.get(name) is not None:
-            table.manage_snapshots().remove_branch(name).commit()
-        table.manage_snapshots().create_branch(snapshot_id=head.snapshot_id, branch_name=name).commit()
-        return head.snapshot_id
-
-    def replace_branch(self, table: Table, branch: str, staging: str, expected_head: int) -> int:
-        """Point `branch` at `staging`'s head and drop `staging`, atomically.
-
-        Fails (nothing changed) when `branch` moved since the staging branch was cut from it: another
-        writer's commits would otherwise vanish.
-        """
-        table.refresh()
-        head = table.snapshot_by_name(branch)
-        staged = table.snapshot_by_name(staging)
-        if staged is None:
-            raise CommitError(f"overwrite of {table.name()}: staging branch {staging!r} is missing")
-        if head is None or head.snapshot_id != expected_head:
-            raise CommitError(
-                f"overwrite of {table.name()}: branch {branch!r} moved during the run "
-                f"({expected_head} → {head.snapshot_id if head else None}); the new content stays on {staging!r}"
-            )
-        # One catalog commit, guarded by both refs' current heads.
-        manage = table.manage_snapshots().create_branch(snapshot_id=staged.snapshot_id, branch_name=branch)
-        manage.remove_branch(staging).commit()
-        return staged.snapshot_id
-
     def _append_files(
         self, table: Table, files: Sequence[DataFile], props: dict[str, str], branch: str, replace_all: bool
     ) -> None:
@@ -389,7 +342,7 @@ class Committer:
         self._written = []
         try:
             table.refresh()
-            self.ensure_branch(table, branch)
+            ensure_branch(table, branch)
             plan = self.history.plan(stream, table, incoming)  # a breaking change is recorded as blocked
             if data_files is not None:
                 self._append_files(table, data_files, props, branch, replace_all)

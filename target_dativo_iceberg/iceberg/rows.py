@@ -10,6 +10,8 @@ import pyarrow.compute as pc
 from pyiceberg.expressions import And, IsNull, LessThan, Or
 from pyiceberg.table import Table
 
+from target_dativo_iceberg.iceberg.staging import ensure_branch
+
 if TYPE_CHECKING:
     from target_dativo_iceberg.events import EventLog
     from target_dativo_iceberg.iceberg.committer import Committer
@@ -88,7 +90,7 @@ def activate_version(
         )
         return False
     hard, branch = committer.settings.hard_delete, committer.settings.table_branch
-    committer.ensure_branch(table, branch)
+    ensure_branch(table, branch)
     retire_versions(table, branch, version, hard, summary)
     events.emit(
         "version_activated",

@@ -4,14 +4,12 @@
 is what the SDK validates and `--about` prints.
 """
 
+from target_dativo_iceberg.settings.connections import Connection, NessieConnection, S3Connection
 from target_dativo_iceberg.settings.messages import describe_config_errors
 from target_dativo_iceberg.settings.model import (
     CATALOG_TYPES,
     VALIDATION_MODES,
-    Connection,
-    NessieConnection,
     RetrySettings,
-    S3Connection,
     Settings,
     batch_roots,
     config_jsonschema,

@@ -12,7 +12,6 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from target_dativo_iceberg.envvars import expand_env
 from target_dativo_iceberg.errors import ConfigError
@@ -30,11 +29,14 @@ from target_dativo_iceberg.iceberg.retry import (
 )
 from target_dativo_iceberg.iceberg.schema import sanitize_name
 from target_dativo_iceberg.redact import Redactor, mapping_secrets, uri_secrets
+from target_dativo_iceberg.settings.connections import (
+    Connection,
+    bucket_warehouse,
+)
 from target_dativo_iceberg.settings.declare import (
     builtin,
     group,
     json_schema,
-    masked_repr,
     not_negative,
     parse,
     positive,
@@ -57,41 +59,6 @@ def batch_roots(value: Any, name: str = "batch_allowed_roots") -> tuple[str, ...
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
         raise ConfigError(f"{name} must be a list of directory paths, got {value!r}")
     return tuple(dict.fromkeys(os.path.realpath(os.path.expanduser(v)) for v in value))
-
-
-@dataclass(frozen=True)
-class S3Connection:
-    """`connection.s3`: object storage, mapped onto pyiceberg's `s3.*` FileIO properties."""
-
-    endpoint: str | None = setting(None, "S3 endpoint URL, e.g. http://127.0.0.1:8333.")
-    bucket: str | None = setting(None, "Bucket holding the warehouse.")
-    access_key_id: str | None = setting(None, "S3 access key id.", secret=True)
-    secret_access_key: str | None = setting(None, "S3 secret access key.", secret=True)
-    session_token: str | None = setting(None, "S3 session token, for temporary keys.", secret=True)
-    region: str | None = setting(None, "S3 region, e.g. us-east-1.")
-    path_style_access: bool | None = setting(None, "Use path-style addressing (MinIO, SeaweedFS).")
-
-    def given(self) -> dict[str, Any]:
-        """The keys that are set, as `catalogs.s3_file_io_properties` and DuckDB read them."""
-        return {key: value for key, value in asdict(self).items() if value is not None}
-
-    def __repr__(self) -> str:
-        return masked_repr(self)
-
-
-@dataclass(frozen=True)
-class NessieConnection:
-    """`connection.nessie`."""
-
-    uri: str | None = setting(None, "Nessie URL; the native /api/v1 form is accepted.")
-
-
-@dataclass(frozen=True)
-class Connection:
-    """`connection`: object storage and catalog endpoints, in the shape Dativo job configs use."""
-
-    s3: S3Connection = group(S3Connection, "Object storage connection (the shape Dativo job configs use).")
-    nessie: NessieConnection = group(NessieConnection, "Nessie connection.")
 
 
 @dataclass(frozen=True)
@@ -385,20 +352,9 @@ def _exit_code(value: int, name: str) -> int:
 
 
 def with_bucket(settings: Settings) -> Settings:
-    """`connection.s3.bucket` honoured: without a warehouse it becomes `s3://{bucket}`; a warehouse
-    elsewhere (another bucket, or a local path) contradicts it."""
-    bucket = settings.connection.s3.bucket
-    if not bucket:
-        return settings
-    if settings.warehouse == DEFAULT_WAREHOUSE:
-        return replace(settings, warehouse=f"s3://{bucket}")
-    parts = urlsplit(settings.warehouse)
-    if parts.scheme not in ("s3", "s3a", "s3n") or parts.netloc != bucket:
-        raise ConfigError(
-            f"connection.s3.bucket {bucket!r} contradicts warehouse {settings.warehouse!r}: "
-            f"give a warehouse in that bucket (s3://{bucket}/...) or drop one of the two"
-        )
-    return settings
+    """`connection.s3.bucket` honoured (connections.py `bucket_warehouse`)."""
+    warehouse = bucket_warehouse(settings.connection.s3.bucket, settings.warehouse)
+    return settings if warehouse == settings.warehouse else replace(settings, warehouse=warehouse)
 
 
 def config_jsonschema() -> dict[str, Any]:

@@ -251,7 +251,6 @@ class IcebergSink(SdkBatchSink):
             release_unused()  # the batch's Arrow buffers and Parquet pages, freed on this thread
             faults.reached("after_commit")
             self._report(result, landed, len(rejected_rows), path, started)
-            expire_reporting(table, self.run.settings.max_snapshots, self.run.events, self.stream_name)
             return result
 
         def done(result: CommitResult) -> None:  # back on the main thread, in input order
@@ -259,6 +258,7 @@ class IcebergSink(SdkBatchSink):
             self.run.progress.committed(result.records, len(rejected_rows))
             self.run.ledger.emit(covered_seq)  # the STATE this commit made safe
             self.buffer.segments.prune(self.run.ledger.emitted_seq)  # a resume starts from there
+            expire_reporting(table, self.run.settings, self.run.events, self.stream_name)  # after STATE
 
         self.buffer.drained()
         self.run.commits.submit(covered_seq, work, done)

@@ -25,6 +25,7 @@ from target_dativo_iceberg.delivery.shutdown import Shutdown, exit_code
 from target_dativo_iceberg.errors import ConfigError, DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.committer import Committer
+from target_dativo_iceberg.iceberg.upkeep import after_run
 from target_dativo_iceberg.intake.reader import BlockReader
 from target_dativo_iceberg.intake.routes import HotRoutes
 from target_dativo_iceberg.ops.preflight import run_preflight
@@ -135,6 +136,9 @@ class TargetDativoIceberg(SdkTarget):
         for sink in sinks:
             sink.publish_overwrite()
         self.ledger.emit()
+        after_run(
+            self.services.committer, {s.identifier for s in sinks}, self.events, self.run_id
+        )  # after STATE
 
     # ------------------------------------------------------------------ reading
 

@@ -28,6 +28,7 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update.snapshot import ExpireSnapshots
 
 from target_dativo_iceberg.iceberg.cleanup import delete_files, referenced_files
+from target_dativo_iceberg.iceberg.conflicts import is_commit_conflict
 from target_dativo_iceberg.iceberg.lineage import LINK_PREFIX, lineage, links
 
 if t.TYPE_CHECKING:
@@ -36,6 +37,8 @@ if t.TYPE_CHECKING:
 
 #: After a commit, expire only once this many snapshots are due (not on every commit).
 SLACK = 20
+#: Plans made again after the catalog refused an expiry because of a concurrent commit.
+CONFLICT_ATTEMPTS = 4
 HOUR_MS = 3_600_000
 
 
@@ -118,12 +121,29 @@ def apply_expiry(table: Table, plan: ExpiryPlan) -> int:
 def expire_old_snapshots(
     table: Table, max_snapshots: int, max_age_hours: float = 0, slack: int = SLACK
 ) -> int:
-    """Expire what `plan_expiry` allows once at least `slack` snapshots are due; the count expired."""
-    plan = plan_expiry(table.metadata, max_snapshots, max_age_hours)
-    if len(plan.expire) < max(1, slack):
-        return 0
-    apply_expiry(table, plan)
-    return len(plan.expire)
+    """Expire what `plan_expiry` allows once at least `slack` snapshots are due; the count expired.
+
+    A concurrent commit that makes the catalog refuse the expiry, or a concurrent expiry, is met by
+    planning again on the new metadata (a few times; then the error is raised)."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        if attempt:
+            table.refresh()
+        plan = plan_expiry(table.metadata, max_snapshots, max_age_hours)
+        if len(plan.expire) < max(1, slack):
+            return 0
+        try:
+            apply_expiry(table, plan)
+            return len(plan.expire)
+        except Exception as exc:
+            if not (is_commit_conflict(exc) or _raced(exc)) or attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+    return 0
+
+
+def _raced(exc: BaseException) -> bool:
+    """pyiceberg re-applied the expiry on metadata a concurrent expiry had already changed: a link
+    property or a snapshot it removes is gone (KeyError / "does not exist"). Planned again."""
+    return isinstance(exc, KeyError) or (isinstance(exc, ValueError) and "does not exist" in str(exc))
 
 
 def expire_reporting(table: Table, settings: Settings, events: EventLog, stream: str) -> None:

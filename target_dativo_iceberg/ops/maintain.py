@@ -26,7 +26,7 @@ from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.iceberg.branches import branches
 from target_dativo_iceberg.iceberg.cleanup import list_orphans, remove_orphans
 from target_dativo_iceberg.iceberg.compaction import compact, plan_compaction
-from target_dativo_iceberg.iceberg.maintenance import apply_expiry, plan_expiry
+from target_dativo_iceberg.iceberg.maintenance import expire_old_snapshots, plan_expiry
 from target_dativo_iceberg.iceberg.retry import describe
 from target_dativo_iceberg.ops.cli import _catalog, _load_settings, _name, _tables
 from target_dativo_iceberg.settings import Settings
@@ -56,8 +56,8 @@ def _expire(table: Table, settings: Settings, dry_run: bool) -> str:
         return "no snapshot to expire"
     if dry_run:
         return f"would expire {len(plan.expire)} of {len(table.metadata.snapshots)} snapshots"
-    deleted = apply_expiry(table, plan)
-    return f"expired {len(plan.expire)} snapshots, deleted {deleted} files only they referenced"
+    expired = expire_old_snapshots(table, settings.max_snapshots, settings.max_snapshot_age_hours, slack=1)
+    return f"expired {expired} snapshots and deleted the files only they referenced"
 
 
 def _orphans(table: Table, settings: Settings, dry_run: bool) -> str:

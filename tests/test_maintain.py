@@ -8,9 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from helpers import BIN, open_catalog, record, run_target, schema_msg, state
+from helpers import BIN, crash_pipeline, open_catalog, record, run_target, schema_msg, state, target_config
 from test_files import CONTRACT
 
+from target_dativo_iceberg.iceberg.maintenance import plan_expiry
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
 PROPS = {"id": {"type": "integer"}, "region": {"type": "string"}}
@@ -177,3 +178,33 @@ def test_orphans_of_a_killed_run_are_deleted_only_after_the_window(tmp_path: Pat
     table = open_catalog(root).load_table("lab.events")
     assert duckdb_rows(table, "acme", "SELECT count(*), count(DISTINCT id) FROM t") == [(100, 100)]
     assert len(pyiceberg_rows(table, "acme")) == 100
+
+
+def test_crash_replay_is_still_detected_after_compaction_and_expiry(tmp_path: Path) -> None:
+    """Killed after its third commit (STATE not printed), then maintained down to one snapshot per
+    branch, the rerun from the last printed STATE still finds the replay marker: exactly the source."""
+    settings = target_config(tmp_path, batch_size_rows=10, max_snapshots=1, auto_compact_min_files=0)
+    killed = crash_pipeline(tmp_path, settings, ["--records", "70"], None, "after_commit:3")
+    assert killed.returncode == -9
+    persisted = [json.loads(line) for line in killed.stdout.splitlines() if line.strip()][-1]
+    out = dativo(tmp_path, "maintain")
+    assert out.returncode == 0, out.stderr
+    assert "acme.items acme: compacted 3 files" in out.stdout and "expired" in out.stdout
+    again = crash_pipeline(tmp_path, settings, ["--records", "70"], persisted, None)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert '"replay_skipped"' in again.stderr
+    table = open_catalog(tmp_path).load_table("acme.items")
+    assert sorted(r["id"] for r in pyiceberg_rows(table, "acme")) == list(range(1, 71))
+    assert duckdb_rows(table, "acme", "SELECT count(*), count(DISTINCT id) FROM t") == [(70, 70)]
+
+
+def test_expiry_by_age_keeps_heads_fork_points_and_markers(tmp_path: Path) -> None:
+    _load(tmp_path, 1, 30, auto_compact_min_files=0)
+    table = open_catalog(tmp_path).load_table("acme.ticks")
+    later = int(time.time() * 1000) + 3 * 3600 * 1000
+    plan = plan_expiry(table.metadata, 100, max_age_hours=1, now_ms=later)
+    kept = {s.snapshot_id for s in table.metadata.snapshots} - set(plan.expire)
+    head, main = table.snapshot_by_name("acme"), table.snapshot_by_name("main")
+    assert kept == {head.snapshot_id, main.snapshot_id}  # the head carries the newest markers
+    assert plan.set_links == {f"dativo.ancestor.{head.snapshot_id}": str(main.snapshot_id)}
+    assert plan_expiry(table.metadata, 100, max_age_hours=4, now_ms=later).expire == []

@@ -34,15 +34,16 @@ def links(metadata: TableMetadata) -> dict[int, int]:
 def lineage(metadata: TableMetadata, snapshot: Snapshot | None) -> Iterator[Snapshot]:
     """`snapshot` and its ancestors, newest first, across expired gaps (see the module docstring)."""
     recorded = links(metadata)
+    by_id = {s.snapshot_id: s for s in metadata.snapshots}
     seen: set[int] = set()
     current = snapshot
     while current is not None and current.snapshot_id not in seen:
         seen.add(current.snapshot_id)
         yield current
         parent = current.parent_snapshot_id
-        following = metadata.snapshot_by_id(parent) if parent is not None else None
+        following = by_id.get(parent) if parent is not None else None
         if following is None and current.snapshot_id in recorded:
-            following = metadata.snapshot_by_id(recorded[current.snapshot_id])
+            following = by_id.get(recorded[current.snapshot_id])
         current = following
 
 

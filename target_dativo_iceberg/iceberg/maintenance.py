@@ -76,24 +76,31 @@ def _protected(meta: TableMetadata, max_snapshots: int, max_age_ms: int, now_ms:
 
 
 def plan_expiry(
-    meta: TableMetadata, max_snapshots: int, max_age_hours: float = 0, now_ms: int | None = None
+    meta: TableMetadata,
+    max_snapshots: int,
+    max_age_hours: float = 0,
+    now_ms: int | None = None,
+    min_expire: int = 1,
 ) -> ExpiryPlan:
-    """What expiry would remove from `meta` (nothing when `max_snapshots` is 0)."""
+    """What expiry would remove from `meta`: nothing when `max_snapshots` is 0 or fewer than
+    `min_expire` snapshots are due (then the links are not worked out either)."""
     if max_snapshots <= 0:
         return ExpiryPlan()
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     keep = _protected(meta, max_snapshots, int(max_age_hours * HOUR_MS), now_ms)
     plan = ExpiryPlan(expire=[s.snapshot_id for s in meta.snapshots if s.snapshot_id not in keep])
-    if not plan.expire:
-        return plan
+    if len(plan.expire) < max(1, min_expire):
+        return ExpiryPlan()
     old_links = links(meta)
     for snap in meta.snapshots:
         if snap.snapshot_id not in keep:
             continue
-        following = list(lineage(meta, snap))[1:]
-        if not following or following[0].snapshot_id in keep:
+        walk = lineage(meta, snap)
+        next(walk)  # the snapshot itself
+        first = next(walk, None)
+        if first is None or first.snapshot_id in keep:
             continue  # its next ancestor stays: nothing to bridge
-        nearest = next((s.snapshot_id for s in following if s.snapshot_id in keep), None)
+        nearest = next((s.snapshot_id for s in walk if s.snapshot_id in keep), None)
         if nearest is not None and old_links.get(snap.snapshot_id) != nearest:
             plan.set_links[f"{LINK_PREFIX}{snap.snapshot_id}"] = str(nearest)
     plan.drop_links = [f"{LINK_PREFIX}{sid}" for sid in old_links if sid not in keep]
@@ -128,8 +135,8 @@ def expire_old_snapshots(
     for attempt in range(CONFLICT_ATTEMPTS):
         if attempt:
             table.refresh()
-        plan = plan_expiry(table.metadata, max_snapshots, max_age_hours)
-        if len(plan.expire) < max(1, slack):
+        plan = plan_expiry(table.metadata, max_snapshots, max_age_hours, min_expire=slack)
+        if not plan.expire:
             return 0
         try:
             apply_expiry(table, plan)

@@ -18,6 +18,7 @@ from helpers import Run, record, run_target, schema_msg, singer_lines, start_tar
 from test_hardening_concurrency import backend_for
 
 from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.iceberg.cleanup import list_orphans, remove_orphans
 from target_dativo_iceberg.iceberg.compaction import compact
 from target_dativo_iceberg.iceberg.maintenance import expire_old_snapshots
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
@@ -80,3 +81,10 @@ def test_maintenance_racing_a_writer_loses_and_duplicates_nothing(
     assert sorted((r["id"], r["region"]) for r in pyiceberg_rows(table, "acme")) == expected
     files = table.inspect.files(snapshot_id=table.snapshot_by_name("acme").snapshot_id).to_pylist()
     assert len(files) == 2
+    # With every writer done, a zero safety window removes whatever nothing references (listed
+    # through the table's FileIO: local for PostgreSQL, S3 for REST), and the rows stay readable.
+    remove_orphans(table, 0.0)
+    assert list_orphans(table) == []
+    table = backend.open_catalog(tmp_path).load_table("acme.ticks")
+    assert duckdb_rows(table, "acme", "SELECT id, region FROM t ORDER BY id", con) == expected
+    assert sorted((r["id"], r["region"]) for r in pyiceberg_rows(table, "acme")) == expected

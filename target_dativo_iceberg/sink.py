@@ -28,10 +28,10 @@ from target_dativo_iceberg.contracts.enforcement import (
 from target_dativo_iceberg.delivery.replay import REPLAY_KEY, ReplayGuard, parse_marker
 from target_dativo_iceberg.iceberg.committer import CommitResult, TableSpec, json_state
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
-from target_dativo_iceberg.iceberg.maintenance import expire_reporting
 from target_dativo_iceberg.iceberg.markers import stream_marker
 from target_dativo_iceberg.iceberg.rows import retire_versions
 from target_dativo_iceberg.iceberg.schema import singer_to_iceberg
+from target_dativo_iceberg.iceberg.upkeep import after_commit
 from target_dativo_iceberg.iceberg.writer import RollingWriter
 from target_dativo_iceberg.intake.batchfiles import read_batch_file
 from target_dativo_iceberg.intake.buffer import StreamBuffer, pieces_of
@@ -258,7 +258,7 @@ class IcebergSink(SdkBatchSink):
             self.run.progress.committed(result.records, len(rejected_rows))
             self.run.ledger.emit(covered_seq)  # the STATE this commit made safe
             self.buffer.segments.prune(self.run.ledger.emitted_seq)  # a resume starts from there
-            expire_reporting(table, self.run.settings, self.run.events, self.stream_name)  # after STATE
+            after_commit(table, self.run.settings, self.run.events, self.stream_name, self.run.run_id)
 
         self.buffer.drained()
         self.run.commits.submit(covered_seq, work, done)

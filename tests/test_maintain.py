@@ -108,21 +108,22 @@ def test_expiry_on_an_unpublished_branch_keeps_publish_and_state_and_deletes_fil
     assert json.loads(dativo(tmp_path, "state", "show", "--json").stdout)[0]["singer_state"] == {"pos": n - 1}
 
 
-def test_upkeep_after_a_run_compacts_touched_partitions_and_never_delays_state(tmp_path: Path) -> None:
+def test_upkeep_compacts_touched_partitions_during_and_after_a_run_never_before_state(tmp_path: Path) -> None:
     messages = [schema_msg("ticks", PROPS)]
     for i in range(1, 61):
         messages += [record("ticks", id=i, region="eu" if i % 2 else "us"), state({"pos": i})]
     run = run_target(tmp_path, messages, batch_size_rows=5, partitioning=["region"], auto_compact_min_files=3)
     assert run.returncode == 0, run.stderr[-3000:]
     compacted = run.events("table_compacted")
-    assert compacted and compacted[0]["files_before"] >= 8
+    assert compacted and all(c["files_before"] >= 4 for c in compacted)
     lines = run.stderr.splitlines()
-    last_state = max(i for i, line in enumerate(lines) if '"state_emitted"' in line)
-    first_compaction = min(i for i, line in enumerate(lines) if '"table_compacted"' in line)
-    assert last_state < first_compaction
+    for i, line in enumerate(lines):  # each compaction follows the STATE of the commit before it
+        if '"table_compacted"' in line:
+            commit = max(j for j in range(i) if '"commit_success"' in lines[j])
+            assert any('"state_emitted"' in lines[j] for j in range(commit, i)), lines[commit:i]
     assert run.states[-1] == {"pos": 60}
     table = open_catalog(tmp_path).load_table("acme.ticks")
-    assert len(_data_files(table)) == 2
+    assert len(_data_files(table)) <= 2 * 4  # at most auto_compact_min_files + 1 per partition
     assert [i for i, _ in _rows(table)] == list(range(1, 61))
 
 

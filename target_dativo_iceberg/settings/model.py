@@ -193,8 +193,9 @@ class Settings:
     )
     auto_compact_min_files: int = setting(
         10,
-        "After a run, compact each partition the run wrote to once it holds more than this many small "
-        "files (below 75% of parquet_target_size_mb); 0 disables compaction by the target.",
+        "During a run (each time this many + 1 files were added) and after it, compact each partition "
+        "the run wrote to once it holds more than this many small files (below 75% of "
+        "parquet_target_size_mb); 0 disables compaction by the target.",
         check=not_negative,
     )
     max_batch_age_seconds: float = setting(

@@ -79,7 +79,10 @@ def maintain_command(args: argparse.Namespace) -> int:
     events = EventLog(settings.tenant_id, "maintain", settings.secret_values(), stream=sys.stderr)
     failed = 0
     prefix = "[dry run] " if args.dry_run else ""
-    for table in _tables(_catalog(settings), args.table):
+    tables = _tables(_catalog(settings), args.table)
+    if not tables:
+        print(f"no tables in catalog {settings.catalog_name!r}")
+    for table in tables:
         name = _name(table)
         try:
             names = args.branch or branches(table)

@@ -40,14 +40,14 @@ BIN = Path(sys.executable).parent
 MB = 1024 * 1024
 
 
-def commit_latency(root: Path, commits: int) -> dict[str, float]:
-    """Latencies (ms) of `commits` one-record commits in one run with default settings."""
+def commit_latency(root: Path, commits: int, extra: dict[str, object]) -> dict[str, float]:
+    """Latencies (ms) of `commits` one-record commits in one run with default settings (+ `extra`)."""
     config = {
         "tenant_id": "acme",
         "catalog_uri": f"sqlite:///{root}/catalog.db",
         "warehouse": str(root / "wh"),
     }
-    config["batch_size_rows"] = 1
+    config.update({"batch_size_rows": 1, **extra})
     (root / "target.json").write_text(json.dumps(config))
     lines = [
         json.dumps(

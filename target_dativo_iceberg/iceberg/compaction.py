@@ -146,15 +146,16 @@ def _rewrite(table: Table, plan: CompactionPlan, target_bytes: int) -> Compactio
     meta = table.metadata
     scan = ArrowScan(meta, table.io, meta.schema(), AlwaysTrue())
     new_files: list[DataFile] = []
-    rows = 0
     committing = False
     try:
+        # One writer for every bin: it keeps one open file per partition, so a partition's rows
+        # fill files of the target size and only its last file is smaller.
+        writer = RollingWriter(meta, table.io, target_bytes)
         for part in plan.bins:
-            writer = RollingWriter(meta, table.io, target_bytes)
             for batch in scan.to_record_batches(part.tasks):
                 writer.write(pa.Table.from_batches([batch]))
-            rows += writer.rows
-            new_files.extend(writer.finish())
+        rows = writer.rows
+        new_files.extend(writer.finish())
         committing = True
         props = {OPERATION_KEY: COMPACTION, "dativo.rewritten-files": str(plan.files)}
         with (

@@ -95,10 +95,16 @@ def test_expiry_on_an_unpublished_branch_keeps_publish_and_state_and_deletes_fil
     assert len(manifest_lists) == len(table.metadata.snapshots)  # the expired ones' files are gone
     assert json.loads(dativo(tmp_path, "state", "show", "--json").stdout)[0]["singer_state"] == {"pos": n - 1}
 
+    with table.transaction() as tx:  # the metadata log keeps 5 versions: older files are superseded
+        tx.set_properties({"write.metadata.previous-versions-max": "5"})
+    metadata_dir = Path(table.metadata_location.removeprefix("file://")).parent
+    assert len(list(metadata_dir.glob("*.metadata.json"))) > 80
     out = dativo(tmp_path, "maintain")
     assert out.returncode == 0, out.stderr
+    assert " 0 superseded metadata files" not in out.stdout, out.stdout
     table = open_catalog(tmp_path).load_table("acme.ticks")
     assert len(table.metadata.snapshots) <= 12
+    assert len(list(metadata_dir.glob("*.metadata.json"))) <= 5 + 3  # the log, the current one, newer
     assert "fast-forward possible" in dativo(tmp_path, "branch", "diff").stdout
     published = dativo(tmp_path, "branch", "publish")
     assert published.returncode == 0, published.stderr

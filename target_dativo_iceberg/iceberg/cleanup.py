@@ -9,7 +9,10 @@ a table's storage only grows. Two kinds of files go:
   neither a snapshot nor the current metadata, its metadata log or its statistics. Killed runs leave
   written-but-uncommitted Parquet files; a writer in flight has files it will commit in a moment.
   So an orphan is deleted only when its modification time is older than the safety window
-  (`orphan_file_age_hours`, default 72).
+  (`orphan_file_age_hours`, default 72). Old metadata files are the exception: one whose version
+  number is below every version the table's metadata log still lists was superseded by later
+  commits (a writer only ever adds newer versions), so it goes at once — pyiceberg keeps writing a
+  new metadata file per commit and, by default, deletes none.
 
 Storage is listed with pyarrow's filesystem for the table's FileIO (local paths and `s3://` alike).
 """
@@ -79,6 +82,14 @@ class Orphan:
     key: str
     size: int
     age_hours: float
+    superseded: bool = False  # a metadata file older than every one the table still logs
+
+
+def _metadata_version(key: str) -> int | None:
+    """The version number of a `NNNNN-<uuid>.metadata.json` file, else None."""
+    name = key.rsplit("/", 1)[-1]
+    head = name.split("-", 1)[0]
+    return int(head) if name.endswith(".metadata.json") and head.isdigit() else None
 
 
 def _filesystem(table: Table, scheme: str, netloc: str) -> pafs.FileSystem:
@@ -94,7 +105,10 @@ def list_orphans(table: Table, now: float | None = None) -> list[Orphan]:
     table.refresh()
     scheme, netloc, root = PyArrowFileIO.parse_location(table.location().rstrip("/"))
     filesystem = _filesystem(table, scheme, netloc)
-    used = referenced_files(table, table.metadata.snapshots) | _metadata_files(table)
+    kept_metadata = _metadata_files(table)
+    used = referenced_files(table, table.metadata.snapshots) | kept_metadata
+    versions = [v for v in map(_metadata_version, kept_metadata) if v is not None]
+    oldest = min(versions) if versions else None
     orphans: list[Orphan] = []
     for sub in ("data", "metadata"):
         selector = pafs.FileSelector(f"{root}/{sub}", recursive=True, allow_not_found=True)
@@ -105,13 +119,17 @@ def list_orphans(table: Table, now: float | None = None) -> list[Orphan]:
             if key in used:
                 continue
             mtime = info.mtime.timestamp() if info.mtime is not None else now
-            orphans.append(Orphan(key, info.size or 0, (now - mtime) / HOUR))
+            version = _metadata_version(key)
+            superseded = version is not None and oldest is not None and version < oldest
+            orphans.append(Orphan(key, info.size or 0, (now - mtime) / HOUR, superseded))
     return orphans
 
 
 def remove_orphans(table: Table, min_age_hours: float, dry_run: bool = False) -> list[Orphan]:
-    """Delete the orphans older than `min_age_hours` (the safety window); returns them."""
-    due = [o for o in list_orphans(table) if o.age_hours >= min_age_hours]
+    """Delete the orphans older than `min_age_hours` (the safety window), and superseded metadata
+    files of any age (older than every version the table logs: no writer can still be making
+    them); returns them."""
+    due = [o for o in list_orphans(table) if o.superseded or o.age_hours >= min_age_hours]
     if not dry_run:
         delete_files(table, [o.key for o in due])
     return due

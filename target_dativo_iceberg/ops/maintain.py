@@ -64,13 +64,17 @@ def _orphans(table: Table, settings: Settings, dry_run: bool) -> str:
     window = settings.orphan_file_age_hours
     if dry_run:
         found = list_orphans(table)
-        due = [o for o in found if o.age_hours >= window]
+        due = [o for o in found if o.superseded or o.age_hours >= window]
         return (
             f"would delete {len(due)} orphan files ({len(found) - len(due)} younger than {window:g} h kept)"
         )
     removed = remove_orphans(table, window)
     size = sum(o.size for o in removed) / MB
-    return f"deleted {len(removed)} orphan files ({size:.1f} MB) older than {window:g} h"
+    superseded = sum(o.superseded for o in removed)
+    return (
+        f"deleted {len(removed) - superseded} orphan files older than {window:g} h and {superseded} "
+        f"superseded metadata files ({size:.1f} MB)"
+    )
 
 
 def maintain_command(args: argparse.Namespace) -> int:

@@ -248,7 +248,6 @@ class IcebergSink(SdkBatchSink):
             release_unused()  # the batch's Arrow buffers and Parquet pages, freed on this thread
             faults.reached("after_commit")
             self._report(result, landed, len(rejected_rows), path, started)
-            committer.maintain(table, self.stream_name)
             return result
 
         def done(result: CommitResult) -> None:  # back on the main thread, in input order
@@ -257,6 +256,7 @@ class IcebergSink(SdkBatchSink):
             self.run.progress.last_sink = self
             self.run.ledger.emit(cover.seq)  # the STATE this commit made safe
             self.buffer.segments.prune(self.run.ledger.emitted_seq)  # a resume starts from there
+            self.run.committer.maintain(table, self.stream_name)  # upkeep, after the STATE is out
 
         self.buffer.drained()
         self.buffer.tail = cover.tail

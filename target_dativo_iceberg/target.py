@@ -28,6 +28,7 @@ from target_dativo_iceberg.errors import ConfigError, DativoError, Interrupted
 from target_dativo_iceberg.events import EventLog
 from target_dativo_iceberg.files.committer import open_committer
 from target_dativo_iceberg.iceberg.publishing import auto_publish, skip_publish
+from target_dativo_iceberg.iceberg.upkeep import after_run
 from target_dativo_iceberg.intake.reader import RECORD, BlockReader
 from target_dativo_iceberg.intake.routes import HotRoutes
 from target_dativo_iceberg.ops.preflight import run_preflight
@@ -158,6 +159,8 @@ class TargetDativoIceberg(SdkTarget):
         for sink in sinks:
             sink.publish_overwrite()
         self._release_state()
+        if self.settings.catalog_type != "none":  # upkeep after the last STATE is out
+            after_run(self.services.committer, {s.identifier for s in sinks}, self.events, self.run_id)
 
     # ------------------------------------------------------------------ reading
 

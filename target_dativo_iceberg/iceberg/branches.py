@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyiceberg.table import Table
-from pyiceberg.table.snapshots import Snapshot, ancestors_of
+from pyiceberg.table.snapshots import Snapshot
 
 from target_dativo_iceberg.errors import PublishError
+from target_dativo_iceberg.iceberg.lineage import lineage
 
 MAIN = "main"
+#: Snapshot summary key and value of a compaction commit (`compaction.py`).
+OPERATION_KEY, COMPACTION = "dativo.operation", "compaction"
 
 
 @dataclass
@@ -29,16 +32,18 @@ class BranchDiff:
 
     @property
     def records_added(self) -> int:
-        """Records the branch adds over main (sum of `added-records` of its own snapshots)."""
+        """Records the branch adds over main: the `added-records` of its own retained snapshots
+        (compactions rewrite rows, they add none)."""
         total = 0
         for snap in self.snapshots:
             props = snap.summary.additional_properties if snap.summary else {}
-            total += int(props.get("added-records", 0))
+            if props.get(OPERATION_KEY) != COMPACTION:
+                total += int(props.get("added-records", 0))
         return total
 
 
 def _ancestor_ids(table: Table, snapshot: Snapshot | None) -> list[int]:
-    return [s.snapshot_id for s in ancestors_of(snapshot, table.metadata)]
+    return [s.snapshot_id for s in lineage(table.metadata, snapshot)]
 
 
 def diff(table: Table, branch: str) -> BranchDiff:
@@ -54,7 +59,7 @@ def diff(table: Table, branch: str) -> BranchDiff:
     if head is None:
         return result
     main_ancestry = set(_ancestor_ids(table, main))
-    own = [s for s in ancestors_of(head, table.metadata) if s.snapshot_id not in main_ancestry]
+    own = [s for s in lineage(table.metadata, head) if s.snapshot_id not in main_ancestry]
     result.snapshots = list(reversed(own))
     result.fast_forward = main is None or main.snapshot_id in _ancestor_ids(table, head)
     return result

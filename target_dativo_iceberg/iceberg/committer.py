@@ -35,7 +35,6 @@ from target_dativo_iceberg.iceberg.catalogs import catalog_endpoint, load_catalo
 from target_dativo_iceberg.iceberg.conflicts import discard_lost_attempt, is_commit_conflict, retry_conflicts
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan, check_key, optional, plan_evolution
 from target_dativo_iceberg.iceberg.keydeletes import DELETE_KEYS, delete_rows
-from target_dativo_iceberg.iceberg.maintenance import expire_reporting
 from target_dativo_iceberg.iceberg.markers import find_commit, stream_marker
 from target_dativo_iceberg.iceberg.objecttags import TaggedFileIO, is_s3, run_labels, s3_client
 from target_dativo_iceberg.iceberg.partitioning import PartitionTerm, build_spec, evolve_spec
@@ -43,6 +42,7 @@ from target_dativo_iceberg.iceberg.retry import RetryPolicy, call_with_retries
 from target_dativo_iceberg.iceberg.rows import DELETED_AT, dedupe_last, split_deletions
 from target_dativo_iceberg.iceberg.runtables import SchemaRecorder, WrittenFile, written_files
 from target_dativo_iceberg.iceberg.staging import ensure_branch
+from target_dativo_iceberg.iceberg.upkeep import after_commit
 from target_dativo_iceberg.iceberg.writer import append_table, fast_append
 from target_dativo_iceberg.settings import Settings
 
@@ -197,8 +197,9 @@ class Committer:
         return TaggedFileIO(table.io, self._s3, labels)
 
     def maintain(self, table: Table, stream: str) -> None:
-        """After a commit: snapshot expiry (maintenance.py; a failure is reported, not raised)."""
-        expire_reporting(table, self.settings.max_snapshots, self.events, stream)
+        """After a commit, once its STATE is out: expiry and compaction when due (upkeep.py; a
+        failure is reported, not raised)."""
+        after_commit(table, self.settings, self.events, stream, self.events.run_id)
 
     def _create(self, identifier: tuple[str, str], spec: TableSpec) -> Table:
         keys = spec.schema.identifier_field_ids

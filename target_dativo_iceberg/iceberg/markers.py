@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyiceberg.table import Table
-from pyiceberg.table.snapshots import ancestors_of
+
+from target_dativo_iceberg.iceberg.lineage import lineage
 
 STATE_KEY = "dativo.singer-state"
 COMMIT_KEY = "dativo.commit-id"
@@ -38,7 +39,7 @@ def _props(snapshot: Any) -> dict[str, str]:
 def committed_state(table: Table, branch: str) -> CommittedState | None:
     """Walk the branch from its head to the newest snapshot carrying a Singer state."""
     head = table.snapshot_by_name(branch)
-    for snap in ancestors_of(head, table.metadata):
+    for snap in lineage(table.metadata, head):
         props = _props(snap)
         if STATE_KEY in props:
             return CommittedState(
@@ -56,7 +57,7 @@ def committed_state(table: Table, branch: str) -> CommittedState | None:
 def find_commit(table: Table, branch: str, commit_id: str, depth: int = 50) -> int | None:
     """Snapshot id of the commit with `commit_id` among the branch's newest `depth` snapshots."""
     head = table.snapshot_by_name(branch)
-    for i, snap in enumerate(ancestors_of(head, table.metadata)):
+    for i, snap in enumerate(lineage(table.metadata, head)):
         if i >= depth:
             break
         if _props(snap).get(COMMIT_KEY) == commit_id:
@@ -69,7 +70,7 @@ def stream_marker(
 ) -> tuple[dict[str, Any], str] | None:
     """The newest commit of `stream` on the branch: its covered Singer state and replay marker text."""
     head = table.snapshot_by_name(branch)
-    for i, snap in enumerate(ancestors_of(head, table.metadata)):
+    for i, snap in enumerate(lineage(table.metadata, head)):
         if i >= depth:
             break
         props = _props(snap)

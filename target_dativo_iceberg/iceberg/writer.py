@@ -3,8 +3,10 @@
 Every data file the target commits is written here (pyiceberg's `append` would size files by
 Arrow bytes, `write.target-file-size-bytes`, 3-10x off the Parquet size). `RollingWriter` keeps one
 open Parquet file per partition, streams each chunk into it as row groups (so a long batch never
-sits in memory), starts a new file once the bytes written reach the target, and hands the finished
-files to the commit as Iceberg `DataFile`s (a fast append in the batch's transaction).
+sits in memory), and hands the finished files to the commit as Iceberg `DataFile`s (a fast append
+in the batch's transaction). A chunk is split where the compressed bytes per row measured so far say
+the file will reach its target, so files close within ±20% of `parquet_target_size_mb` for any
+target down to 1 MB (rolling only between whole chunks overshot a 1 MB target threefold).
 
 Dictionary encoding is chosen per column from a sample of the first rows of each file: a column of
 mostly distinct values (ids, emails, timestamps, measures) is written plain. Arrow would otherwise
@@ -51,6 +53,10 @@ MB = 1024 * 1024
 DICTIONARY_SAMPLE_ROWS = 10_000
 #: A column whose sample is more distinct than this (distinct / non-null values) is written plain.
 DICTIONARY_MAX_DISTINCT = 0.5
+#: Files close within this fraction of the target size (when the data exceeds it).
+ROLL_TOLERANCE = 0.2
+#: A slice fills this fraction of the room left in a file, by the bytes per row measured so far.
+ROLL_FILL = 0.95
 
 
 def dictionary_columns(data: pa.Table) -> bool | list[str]:
@@ -149,6 +155,7 @@ class RollingWriter:
         self.rows = 0
         self._open: dict[str, _OpenFile] = {}
         self._count = 0
+        self._measured = 0.0  # compressed bytes per row of the last file closed
 
     def write(self, data: pa.Table) -> None:
         """Append rows (in the table's Arrow schema) to the open file of each partition."""
@@ -162,15 +169,35 @@ class RollingWriter:
             self._write(key, rows)
 
     def _write(self, key: PartitionKey | None, data: pa.Table) -> None:
+        """Write `data` into the partition's open file, in slices sized so each file closes within
+        `ROLL_TOLERANCE` of the target: a chunk larger than the room left is split."""
         slot = key.to_path() if key is not None else ""
-        current = self._open.get(slot) or self._new_file(slot, key)
         task_schema = pyarrow_to_schema(data.schema, name_mapping=self.metadata.schema().name_mapping)
-        batches = [to_file_schema(self.file_schema, task_schema, batch) for batch in data.to_batches()]
-        current.writer.write(pa.Table.from_batches(batches))
-        current.rows += data.num_rows
-        self.rows += data.num_rows
-        if current.writer.bytes_written() >= self.target_bytes:
-            self._close(slot)
+        offset = 0
+        while offset < data.num_rows:
+            current = self._open.get(slot) or self._new_file(slot, key)
+            room = self.target_bytes - current.writer.bytes_written()
+            step = max(1, int(ROLL_FILL * room / self._bytes_per_row(current, data)))
+            piece = data.slice(offset, min(step, data.num_rows - offset))
+            batches = [to_file_schema(self.file_schema, task_schema, b) for b in piece.to_batches()]
+            current.writer.write(pa.Table.from_batches(batches))
+            current.rows += piece.num_rows
+            self.rows += piece.num_rows
+            offset += piece.num_rows
+            written = current.writer.bytes_written()
+            if written >= (1 - ROLL_TOLERANCE / 2) * self.target_bytes:
+                self._measured = written / current.rows
+                self._close(slot)
+
+    def _bytes_per_row(self, current: _OpenFile, data: pa.Table) -> float:
+        """Compressed bytes per row: measured on the open file, else on the last closed one, else
+        the Arrow size (an overestimate: the first slice is small, then it is measured)."""
+        written = current.writer.bytes_written()
+        if current.rows and written:
+            return written / current.rows
+        if self._measured:
+            return self._measured
+        return max(1.0, data.nbytes / max(1, data.num_rows))
 
     def _new_file(self, slot: str, key: PartitionKey | None) -> _OpenFile:
         self._count += 1

@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("target_dativo_iceberg.ops.jobs", fromlist=["add_parser"]).add_parser(sub)  # dativo run
     __import__("target_dativo_iceberg.ops.markdownkv", fromlist=["add_parser"]).add_parser(sub)  # markdown-kv
     __import__("target_dativo_iceberg.ops.runs", fromlist=["add_parser"]).add_parser(sub)  # dativo runs
+    __import__("target_dativo_iceberg.ops.maintain", fromlist=["add_parser"]).add_parser(
+        sub
+    )  # dativo maintain
     return parser
 
 

@@ -10,28 +10,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-from pathlib import Path
 from typing import Any
 
-from pyiceberg.catalog import Catalog, load_catalog
-
-from target_dativo_iceberg.errors import DativoError
 from target_dativo_iceberg.iceberg.runtables import RUNS_TABLE, read_runs
-from target_dativo_iceberg.redact import activate
-from target_dativo_iceberg.settings import Settings
-
-
-def _catalog(path: str | None) -> Catalog:
-    """The catalog of the target config at `path` (defaults apply when omitted)."""
-    config: dict[str, Any] = {}
-    if path:
-        try:
-            config = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise DativoError(f"cannot read config {path}: {exc}") from exc
-    settings = Settings.from_config(config)
-    activate(settings.redactor())
-    return load_catalog(settings.catalog_name, **settings.catalog_load_properties())
+from target_dativo_iceberg.ops.project import add_source_arguments, catalog_of, load_project
 
 
 def recent(rows: list[dict[str, Any]], failed: bool, limit: int) -> list[dict[str, Any]]:
@@ -74,7 +56,7 @@ def line(row: dict[str, Any]) -> str:
 
 def runs_command(args: argparse.Namespace) -> int:
     """List recent runs of the ledger."""
-    rows = recent(read_runs(_catalog(args.config)), args.failed, args.limit)
+    rows = recent(read_runs(catalog_of(load_project(args).settings)), args.failed, args.limit)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
@@ -90,7 +72,7 @@ def runs_command(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     """Register `dativo runs`."""
     runs = sub.add_parser("runs", help="recent runs from the run ledger (_dativo.ingestion_runs)")
-    runs.add_argument("--config", help="target config JSON (catalog settings)")
+    add_source_arguments(runs)
     runs.add_argument("--failed", action="store_true", help="only runs that did not succeed")
     runs.add_argument("--limit", type=int, default=20, help="runs to show (default 20; 0: all)")
     runs.add_argument("--json", action="store_true", help="machine-readable output")

@@ -166,8 +166,28 @@ class Settings:
     )
     max_snapshots: int = setting(
         100,
-        "Snapshot expiry: keep about this many snapshots of main's history (branch histories back to main, "
-        "heads and the newest commit markers are always kept); 0 disables expiry.",
+        "Snapshot expiry: keep about this many snapshots of each branch's history, unpublished tenant "
+        "branches included (heads, fork points and the newest commit markers are always kept); "
+        "0 disables expiry.",
+        check=not_negative,
+    )
+    max_snapshot_age_hours: float = setting(
+        120.0,
+        "Snapshot expiry: snapshots older than this are expired even within max_snapshots (heads, fork "
+        "points and the newest commit markers are kept); 0: no age limit.",
+        check=not_negative,
+    )
+    orphan_file_age_hours: float = setting(
+        72.0,
+        "`dativo maintain`: files under a table's location that nothing references (left by killed runs) "
+        "are deleted only once older than this safety window.",
+        check=not_negative,
+    )
+    auto_compact_min_files: int = setting(
+        10,
+        "During a run (each time this many + 1 files were added) and after it, compact each partition "
+        "the run wrote to once it holds more than this many small files (below 75% of "
+        "parquet_target_size_mb); 0 disables compaction by the target.",
         check=not_negative,
     )
     max_batch_age_seconds: float = setting(

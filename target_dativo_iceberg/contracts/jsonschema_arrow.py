@@ -166,6 +166,27 @@ def _struct(node: Node, raw: pa.Array, validate: bool, flags: list[pa.Array]) ->
     return pa.StructArray.from_arrays(arrays, names=cols, mask=raw.is_null())
 
 
+def conform(array: pa.Array, target: pa.DataType) -> pa.Array:
+    """`array` cast to the table's type; structs are rebuilt child by child, so a required child
+    field under a null parent (null there, as Arrow parsed it) does not fail the cast."""
+    if array.type == target:
+        return array
+    if pa.types.is_struct(target) and pa.types.is_struct(array.type):
+        fields = [target.field(i) for i in range(target.num_fields)]
+        children = [conform(pc.struct_field(array, [i]), f.type) for i, f in enumerate(fields)]
+        return pa.StructArray.from_arrays(children, fields=fields, mask=array.is_null())
+    if (pa.types.is_list(target) or pa.types.is_large_list(target)) and pa.types.is_list(array.type):
+        values = conform(pc.list_flatten(array), target.value_type)
+        lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int32())
+        if pa.types.is_large_list(target):
+            return pa.LargeListArray.from_arrays(
+                pc.cast(offsets, pa.int64()), values, target, mask=array.is_null()
+            )
+        return pa.ListArray.from_arrays(offsets, values, target, mask=array.is_null())
+    return pc.cast(array, target)
+
+
 def _list(node: Node, raw: pa.Array, validate: bool, flags: list[pa.Array]) -> pa.Array:
     if not pa.types.is_list(raw.type) and not pa.types.is_large_list(raw.type):
         raise Undecided("array")

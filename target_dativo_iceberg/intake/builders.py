@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from pyiceberg.schema import Schema
 from pyiceberg.types import DateType, NestedField
 
-from target_dativo_iceberg.contracts.jsonschema_arrow import Undecided, judge
+from target_dativo_iceberg.contracts.jsonschema_arrow import Undecided, conform, judge
 from target_dativo_iceberg.contracts.jsonschema_rules import Node
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.iceberg.partitioning import INGEST_DATE, PartitionTerm
@@ -144,7 +144,7 @@ class BatchBuilder:
             table = pa.concat_tables([p.table for p in pieces], promote_options="permissive")  # type: ignore[union-attr]
             table = table.drop_columns([c for c in table.column_names if c in SDK_METADATA])
             columns, flagged = judge(checks.rules, table, checks.key_properties, checks.validate)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, Undecided):
+        except (pa.ArrowException, Undecided):  # e.g. pyarrow cannot combine some list<null> chunks
             return None
         rejected: list[Any] = []
         if flagged.true_count:
@@ -187,9 +187,7 @@ class BatchBuilder:
             arrays = []
             for field in arrow_schema:
                 column = columns.get(field.name)
-                if column is None:
-                    column = pa.nulls(rows, field.type)
-                arrays.append(pc.cast(column, field.type) if column.type != field.type else column)
+                arrays.append(pa.nulls(rows, field.type) if column is None else conform(column, field.type))
             return fill_ingest_date(pa.Table.from_arrays(arrays, schema=arrow_schema), self._ingest_date)
 
         return build

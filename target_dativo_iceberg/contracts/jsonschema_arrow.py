@@ -166,25 +166,34 @@ def _struct(node: Node, raw: pa.Array, validate: bool, flags: list[pa.Array]) ->
     return pa.StructArray.from_arrays(arrays, names=cols, mask=raw.is_null())
 
 
-def conform(array: pa.Array, target: pa.DataType) -> pa.Array:
-    """`array` cast to the table's type; structs are rebuilt child by child, so a required child
-    field under a null parent (null there, as Arrow parsed it) does not fail the cast."""
-    if array.type == target:
-        return array
+def conform(array: pa.Array, target: pa.DataType, fill: pa.Array | None = None) -> pa.Array:
+    """`array` cast to the table's type. Structs and lists are rebuilt child by child: a required
+    field under a null parent gets a placeholder value (as `pa.array` gives it on the record path),
+    so writers that check non-nullable fields accept it. `fill`: rows that need such a value."""
     if pa.types.is_struct(target) and pa.types.is_struct(array.type):
+        own_null = array.is_null()
+        hidden = own_null if fill is None else pc.or_(own_null, fill)
         fields = [target.field(i) for i in range(target.num_fields)]
-        children = [conform(pc.struct_field(array, [i]), f.type) for i, f in enumerate(fields)]
-        return pa.StructArray.from_arrays(children, fields=fields, mask=array.is_null())
+        children = [
+            conform(pc.struct_field(array, [i]), f.type, None if f.nullable else hidden)
+            for i, f in enumerate(fields)
+        ]
+        mask = own_null if fill is None else pc.and_(own_null, pc.invert(fill))
+        return pa.StructArray.from_arrays(children, fields=fields, mask=mask)
     if (pa.types.is_list(target) or pa.types.is_large_list(target)) and pa.types.is_list(array.type):
-        values = conform(pc.list_flatten(array), target.value_type)
+        element = target.value_field
+        values = conform(pc.list_flatten(array), element.type, None)
         lengths = pc.fill_null(pc.list_value_length(array), 0).to_numpy(zero_copy_only=False)
         offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int32())
+        mask = array.is_null() if fill is None else pc.and_(array.is_null(), pc.invert(fill))
         if pa.types.is_large_list(target):
-            return pa.LargeListArray.from_arrays(
-                pc.cast(offsets, pa.int64()), values, target, mask=array.is_null()
-            )
-        return pa.ListArray.from_arrays(offsets, values, target, mask=array.is_null())
-    return pc.cast(array, target)
+            return pa.LargeListArray.from_arrays(pc.cast(offsets, pa.int64()), values, target, mask=mask)
+        return pa.ListArray.from_arrays(offsets, values, target, mask=mask)
+    typed = array if array.type == target else pc.cast(array, target)
+    if fill is None or not typed.null_count:
+        return typed
+    zero = pa.scalar(0, pa.int32() if pa.types.is_date32(target) else pa.int64())
+    return pc.if_else(pc.and_(fill, typed.is_null()), pc.cast(zero, target), typed)
 
 
 def _list(node: Node, raw: pa.Array, validate: bool, flags: list[pa.Array]) -> pa.Array:

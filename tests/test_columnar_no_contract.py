@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from helpers import open_catalog, record, run_target, schema_msg, state, target_config
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from test_jsonschema_rules import _line, streams
 
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
@@ -153,15 +152,17 @@ def test_warn_mode_rejects_only_the_invalid_rows_and_keeps_the_batch_columnar(tm
     assert {e["path"] for e in fast.events("batch_written")} == {"hot"}
     tables = {p: open_catalog(tmp_path / p) for p in ("columnar", "record")}
     for name in ("acme.people", "acme.people__rejected"):
-        a, b = (pyiceberg_rows(tables[p].load_table(name), "acme") for p in ("columnar", "record"))
-        drop = ("_rejected_at", "_run_id")
-        clean = lambda rows: sorted(
-            json.dumps({k: v for k, v in r.items() if k not in drop}, default=str) for r in rows
-        )  # noqa: E731
-        assert clean(a) == clean(b)
+        a, b = (_clean(pyiceberg_rows(tables[p].load_table(name), "acme")) for p in ("columnar", "record"))
+        assert a == b
     rejected = pyiceberg_rows(tables["columnar"].load_table("acme.people__rejected"), "acme")
     assert sorted(json.loads(r["_record"])["id"] for r in rejected) == [7, 123]
     assert {(e["field"], e["rule"]) for r in rejected for e in r["_errors"]} == {("age", "anyOf")}
+
+
+def _clean(rows: list[dict[str, Any]]) -> list[str]:
+    """Rows as sorted JSON, without the columns that differ between runs."""
+    drop = ("_rejected_at", "_run_id")
+    return sorted(json.dumps({k: v for k, v in r.items() if k not in drop}, default=str) for r in rows)
 
 
 def test_a_keyword_without_a_column_rule_keeps_the_stream_per_record_and_says_why(tmp_path: Path) -> None:

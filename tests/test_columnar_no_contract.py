@@ -183,3 +183,31 @@ def test_validate_records_false_skips_validation_on_the_columnar_path(tmp_path: 
     tables = [open_catalog(tmp_path / p).load_table("acme.people") for p in ("columnar", "record")]
     query = "SELECT count(*), max(age) FROM t"
     assert duckdb_rows(tables[0], "acme", query) == duckdb_rows(tables[1], "acme", query) == [(50, 151)]
+
+
+def test_record_metadata_is_built_as_columns_like_the_record_path(tmp_path: Path) -> None:
+    messages = _people(40)
+    for index, message in enumerate(messages[1:], start=1):
+        if message["type"] == "RECORD":
+            message["time_extracted"] = f"2025-05-01T10:00:{index % 60:02d}+00:00"
+            message["version"] = 7
+    fast = run_target(tmp_path / "columnar", messages, add_record_metadata=True)
+    slow = run_target(tmp_path / "record", messages, add_record_metadata=True, hot_path=False)
+    assert fast.returncode == slow.returncode == 0, fast.stderr[-2000:]
+    assert [e["path"] for e in fast.events("record_path")] == ["hot"]
+    tables = [open_catalog(tmp_path / p).load_table("acme.people") for p in ("columnar", "record")]
+    assert tables[0].schema() == tables[1].schema()
+    exact = "SELECT id, _sdc_extracted_at, _sdc_table_version, _sdc_deleted_at FROM t ORDER BY id"
+    assert duckdb_rows(tables[0], "acme", exact) == duckdb_rows(tables[1], "acme", exact)
+    filled = (
+        "SELECT count(_sdc_received_at), count(_sdc_batched_at), count(_sdc_sequence), "
+        "count(_sdc_sync_started_at) FROM t"
+    )
+    assert duckdb_rows(tables[0], "acme", filled) == [(40, 40, 40, 40)]
+
+
+def test_flattening_keeps_the_stream_per_record_and_says_why(tmp_path: Path) -> None:
+    run = run_target(tmp_path, _people(5), flattening_enabled=True, flattening_max_depth=1)
+    assert run.returncode == 0, run.stderr[-2000:]
+    [event] = run.events("record_path")
+    assert event["path"] == "record" and event["reason"] == "flattening_enabled is on"

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from target_dativo_iceberg.delivery.replay import ReplayGuard, SegmentLog, line_bytes, record_bytes
+from target_dativo_iceberg.intake.metadata import add_sdk_metadata
 from target_dativo_iceberg.intake.pieces import ArrowRows, Piece, RecordRows
 from target_dativo_iceberg.intake.recordchecks import Rejected
 
@@ -32,6 +33,8 @@ class BufferHost(t.Protocol):
     """The SDK side of the sink the buffer fills: its batch context, counters, and its drains."""
 
     max_size: int
+    include_sdc_metadata_properties: bool  # add_record_metadata
+    sync_started_at: Any
 
     @property
     def current_size(self) -> int: ...
@@ -178,7 +181,11 @@ class StreamBuffer:
             if self.first_pending_seq is None:
                 self.first_pending_seq = seq
             take = min(n - start, max(1, host.max_size - host.current_size))
-            piece = ArrowRows(lines.slice(start, take), records.slice(start, take))
+            rows = records.slice(start, take)
+            if host.include_sdc_metadata_properties:
+                batch_start = host.pending_context().get("batch_start_time")
+                rows = add_sdk_metadata(rows, batch_start, host.sync_started_at)
+            piece = ArrowRows(lines.slice(start, take), rows)
             self.segments.add_lines(seq, piece.lines)
             host.pending_context().setdefault("pieces", []).append(piece)
             host.tally_record_read(take)

@@ -142,7 +142,8 @@ class BatchBuilder:
             return None
         try:
             table = pa.concat_tables([p.table for p in pieces], promote_options="permissive")  # type: ignore[union-attr]
-            table = table.drop_columns([c for c in table.column_names if c in SDK_METADATA])
+            kept = checks.rules.children  # with add_record_metadata the schema has the _sdc_ columns
+            table = table.drop_columns([c for c in table.column_names if c in SDK_METADATA and c not in kept])
             columns, flagged = judge(checks.rules, table, checks.key_properties, checks.validate)
         except (pa.ArrowException, Undecided):  # e.g. pyarrow cannot combine some list<null> chunks
             return None

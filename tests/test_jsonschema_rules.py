@@ -26,9 +26,9 @@ from singer_sdk.helpers._typing import get_datelike_property_type
 from singer_sdk.singerlib.json import deserialize_json
 from singer_sdk.sinks.core import JSONSchemaValidator
 
-from target_dativo_iceberg.contracts.jsonschema_arrow import Undecided, conform, judge
+from target_dativo_iceberg.contracts.jsonschema_arrow import conform, judge
 from target_dativo_iceberg.contracts.jsonschema_rules import Node, Unsupported, compile_rules
-from target_dativo_iceberg.errors import RecordError
+from target_dativo_iceberg.errors import RecordError, Undecided
 from target_dativo_iceberg.iceberg.schema import records_to_arrow, singer_to_iceberg
 
 TEXT = st.text(alphabet=string.ascii_letters[:6] + "09 é\n€", max_size=8)

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from target_dativo_iceberg.contracts.jsonschema_rules import INT64_MAX, INT64_MIN, Node, unicode_sensitive
+from target_dativo_iceberg.errors import Undecided
 
 _TIME = r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
 _TS_RE = rf"^\d{{4}}-\d{{2}}-\d{{2}}[T ]{_TIME}(Z|[+-]\d{{2}}:\d{{2}})?$"
@@ -29,10 +30,6 @@ _OFFSET_RE = r"(Z|[+-]\d{2}:\d{2})$"
 _DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
 _TIME_RE = rf"^{_TIME}$"
 _UTC = pa.timestamp("us", "UTC")
-
-
-class Undecided(Exception):
-    """The batch cannot be judged column by column (it takes the record path)."""
 
 
 def natural_type(node: Node) -> pa.DataType:

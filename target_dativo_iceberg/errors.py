@@ -149,3 +149,16 @@ class InputError(DativoError):
 
 class RecordBeforeSchemaError(InputError, RecordsWithoutSchemaException):
     """A RECORD arrived before its stream's SCHEMA (also the SDK's error for it)."""
+
+
+class SchemaUnsupported(Exception):
+    """A Singer schema keyword without a column rule (contracts.jsonschema_rules); `reason` says
+    which property and keyword (the stream stays on the per-record path)."""
+
+    def __init__(self, reason: object) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+class Undecided(Exception):
+    """A batch the Singer-schema column rules cannot judge column by column (it takes the record path)."""

@@ -73,6 +73,8 @@ class IcebergSink(SdkBatchSink):
                 run.reader,
                 lambda: self.record_validator,
                 lambda: self.records_read + 1,
+                self.schema,
+                self.parse_timestamps,
             )
         else:
             self.skip_record_validation()  # the contract validates whole batches; the SDK's per-record check would abort warn mode
@@ -126,8 +128,9 @@ class IcebergSink(SdkBatchSink):
             lambda line, position: run.reader.deserialize_json(line, position=position),
             self.strip_sdc_metadata,
             run.events,
+            self.checks,
         )
-        self.record_types = parse_types(self.schema, self.enforcer)
+        self.record_types = parse_types(self.schema, self.enforcer, self.checks)
         run.events.emit(
             "writer_initialized",
             stream=stream_name,

@@ -228,11 +228,11 @@ def test_per_record_features_take_the_record_path_and_say_so(
     assert events and events[-1]["path"] == "record" and events[-1]["reason"] == reason
 
 
-def test_stream_without_contract_takes_the_record_path(tmp_path: Path) -> None:
+def test_stream_without_contract_takes_the_hot_path(tmp_path: Path) -> None:
     run = run_target(tmp_path, [schema_msg("plain", {"id": {"type": "integer"}}), record("plain", id=1)])
     assert run.returncode == 0, run.stderr
     [event] = run.events("record_path")
-    assert event["path"] == "record" and event["reason"].startswith("no contract")
+    assert event["path"] == "hot" and event.get("reason") is None
 
 
 def test_violation_in_a_hot_batch_is_reported_like_the_record_path(tmp_path: Path) -> None:
@@ -285,12 +285,15 @@ def test_a_silent_tap_still_gets_its_batch_committed_and_state_printed(tmp_path:
 
 
 def test_interleaved_streams_hot_and_record_path_land_in_order(tmp_path: Path) -> None:
-    """One RECORD run mixing a contract stream (hot) and a stream without contract (record path)."""
+    """One RECORD run mixing a contract stream (hot) and a stream without contract whose schema
+    keeps it on the record path."""
     contract = tmp_path / "things.yaml"
     _contract(contract, ["string"], [True])
     messages: list[dict[str, Any]] = [
         schema_msg("things", {"rid": {"type": "integer"}, "c0": {"type": "string"}}, ["rid"]),
-        schema_msg("plain", {"id": {"type": "integer"}, "note": {"type": ["string", "null"]}}, ["id"]),
+        schema_msg(
+            "plain", {"id": {"type": "integer"}, "note": {"type": ["string", "null"]}, "x": {}}, ["id"]
+        ),
     ]
     for i in range(1, 301):
         messages.append(record("things", rid=i, c0=f"t{i}"))

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from target_dativo_iceberg.delivery.replay import ReplayGuard, SegmentLog, line_bytes, record_bytes
+from target_dativo_iceberg.intake.metadata import add_sdk_metadata
 from target_dativo_iceberg.intake.pieces import ArrowRows, Piece, RecordRows
 from target_dativo_iceberg.intake.recordchecks import Rejected
 
@@ -32,6 +33,8 @@ class BufferHost(t.Protocol):
     """The SDK side of the sink the buffer fills: its batch context, counters, and its drains."""
 
     max_size: int
+    include_sdc_metadata_properties: bool  # add_record_metadata
+    sync_started_at: Any
 
     @property
     def current_size(self) -> int: ...
@@ -179,7 +182,7 @@ class StreamBuffer:
             if self.first_pending_seq is None:
                 self.first_pending_seq = seq
             take = min(n - start, max(1, host.max_size - host.current_size))
-            piece = ArrowRows(lines.slice(start, take), records.slice(start, take))
+            piece = ArrowRows(lines.slice(start, take), self._metadata(records.slice(start, take)))
             self.segments.add_lines(seq, piece.lines)
             host.pending_context().setdefault("pieces", []).append(piece)
             host.tally_record_read(take)
@@ -190,6 +193,14 @@ class StreamBuffer:
                 host.drain()
             else:
                 self._maybe_spill(host.pending_context())
+
+    def _metadata(self, rows: pa.Table) -> pa.Table:
+        """With `add_record_metadata`: the run's rows with the SDK's `_sdc_*` columns."""
+        host = self._host
+        if not host.include_sdc_metadata_properties:
+            return rows
+        batch_start = host.pending_context().get("batch_start_time")
+        return add_sdk_metadata(rows, batch_start, host.sync_started_at)
 
     def add_files(self, encoding: Any, files: Any) -> None:
         """BATCH message: each file's rows join the buffer in arrival order (a Parquet file as one
@@ -265,7 +276,9 @@ class StreamBuffer:
                     index += 1
                     rows.append(held[index])
                 for lines, table, start, count in _runs(rows):
-                    pieces.append(ArrowRows(lines.slice(start, count), table.slice(start, count)))
+                    pieces.append(
+                        ArrowRows(lines.slice(start, count), self._metadata(table.slice(start, count)))
+                    )
                     host.tally_record_read(count)
             elif isinstance(item, ArrowRows):  # a BATCH file's rows
                 pieces.append(item)

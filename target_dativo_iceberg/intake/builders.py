@@ -1,9 +1,18 @@
 """Turning a sink's buffer into the Arrow table a commit appends.
 
-Hot path: the buffered Arrow pieces are concatenated and judged by `Validator.validate_arrow`
-with whole-array operations. Anything it cannot settle (a violation, a value needing the
+Hot path: the buffered Arrow pieces are concatenated and judged with whole-array operations — by
+`Validator.validate_arrow` with a contract, else by the Singer schema's column rules
+(`contracts.jsonschema_arrow.judge`). Anything it cannot settle (a violation, a value needing the
 one-at-a-time rules, a record-path piece) makes the whole batch take the record path: Python
 records, parsed from the kept lines exactly as the SDK parses them, so both paths land the same rows.
+Without a contract, in warn mode, rows the column rules flag are re-checked one by one and the
+invalid ones go to `__rejected` while the rest of the batch stays columnar.
+
+Measured (2-core machine shared with other jobs, load ~9, so CPU seconds: user+sys; 200k records of
+bench/generate.py, 10 fields, `validate_records` on, one run each): a stream without a contract took
+20.3 CPU-s per record and 2.85 CPU-s here (1.2 s of it start-up: ~120k records per CPU-s after it);
+the contract path took 2.56 CPU-s, the SDK's no-op target 3.9 CPU-s with validation off (0.5 s
+start-up) and 15.9 CPU-s with it on.
 """
 
 from __future__ import annotations
@@ -16,17 +25,21 @@ import pyarrow.compute as pc
 from pyiceberg.schema import Schema
 from pyiceberg.types import DateType, NestedField
 
+from target_dativo_iceberg.contracts.jsonschema_arrow import conform, judge
+from target_dativo_iceberg.contracts.jsonschema_rules import Node
+from target_dativo_iceberg.errors import Undecided
 from target_dativo_iceberg.iceberg.evolution import EvolutionPlan
 from target_dativo_iceberg.iceberg.partitioning import INGEST_DATE, PartitionTerm
 from target_dativo_iceberg.iceberg.schema import ColumnKind, records_to_arrow
 from target_dativo_iceberg.intake.pieces import Builder, Piece, RecordRows, Validated
-from target_dativo_iceberg.intake.recordchecks import rejection_summary, split_rejected
+from target_dativo_iceberg.intake.recordchecks import Rejected, rejection_summary, split_rejected
 from target_dativo_iceberg.sdk_compat import SDK_METADATA_COLUMNS
 
 if TYPE_CHECKING:
     from target_dativo_iceberg.contracts.enforcement import Enforcer
     from target_dativo_iceberg.events import EventLog
     from target_dativo_iceberg.iceberg.schema import StreamSchema
+    from target_dativo_iceberg.intake.recordchecks import RecordChecks
 
 #: Record keys the SDK drops from records unless `add_record_metadata` is on.
 SDK_METADATA = frozenset(SDK_METADATA_COLUMNS)
@@ -62,8 +75,10 @@ class BatchBuilder:
         parse_line: t.Callable[[bytes, int], dict[str, Any]],
         strip_sdc: t.Callable[[dict[str, Any]], None],
         events: EventLog,
+        checks: RecordChecks | None = None,
     ) -> None:
         self.stream_name = stream
+        self.checks = checks  # without a contract: the Singer schema's checks
         self.enforcer = enforcer
         self.stream_schema = stream_schema
         self._sdc = sdc_fields
@@ -83,6 +98,9 @@ class BatchBuilder:
         hot = self._hot_batch(pieces, first_position)
         if hot is not None:
             return Validated(hot[0], hot[1], [], True)
+        columnar = self._schema_batch(pieces, first_position)
+        if columnar is not None:
+            return columnar
         records = self._records(pieces, first_position)
         if self.enforcer is None:
             kept, positions, findings, rejected = split_rejected(records, first_position)
@@ -109,10 +127,74 @@ class BatchBuilder:
                 records.extend(piece.table.to_pylist())
                 continue
             for line in piece.lines.to_pylist():
-                record = self._parse_line(line, first_position + len(records))["record"]
+                position = first_position + len(records)
+                record = self._parse_line(line, position)["record"]
                 self._strip_sdc(record)
-                records.append(record)
+                records.append(
+                    record if self.checks is None else self.checks.judge_record(record, position, line)
+                )
         return records
+
+    def _schema_batch(self, pieces: list[Piece], first_position: int) -> Validated | None:
+        """Without a contract: the batch judged by the Singer schema's column rules; None: take the
+        record path (a value the rules cannot settle, or strict mode and a row they flag)."""
+        checks = self.checks
+        if checks is None or not isinstance(checks.rules, Node) or not pieces:
+            return None
+        if any(isinstance(p, RecordRows) or p.lines is None for p in pieces):
+            return None
+        try:
+            table = pa.concat_tables([p.table for p in pieces], promote_options="permissive")  # type: ignore[union-attr]
+            kept = checks.rules.children  # with add_record_metadata the schema has the _sdc_ columns
+            table = table.drop_columns([c for c in table.column_names if c in SDK_METADATA and c not in kept])
+            columns, flagged = judge(checks.rules, table, checks.key_properties, checks.validate)
+        except (pa.ArrowException, Undecided):  # e.g. pyarrow cannot combine some list<null> chunks
+            return None
+        rejected: list[Any] = []
+        if flagged.true_count:
+            if checks.strict:
+                return None  # the record path fails the run naming the first invalid record
+            lines = pa.concat_arrays([p.lines for p in pieces])  # type: ignore[misc]
+            for index in pc.indices_nonzero(flagged).to_pylist():
+                position, line = first_position + index, lines[index].as_py()
+                record = self._parse_line(line, position)["record"]
+                self._strip_sdc(record)
+                errors = checks.record_errors(record, True, position, line)
+                if not errors:
+                    return None  # a row only Python can accept: the record path builds the batch
+                rejected.append(Rejected(record, errors))
+            keep = pc.invert(flagged)
+            columns = {name: array.filter(keep) for name, array in columns.items()}
+        _kept, _positions, findings, rows = split_rejected(rejected, first_position)
+        landed = table.num_rows - len(rows)
+        if rows:
+            summary = rejection_summary(findings, table.num_rows, len(rows), first_position)
+            self._events.emit("validation_errors", stream=self.stream_name, mode="warn", **summary)
+        return Validated(self._columns_builder(columns, landed, pieces, first_position), landed, rows, True)
+
+    def _columns_builder(
+        self, columns: dict[str, pa.Array], rows: int, pieces: list[Piece], first_position: int
+    ) -> Builder:
+        """Columnar path without a contract: typed columns aligned to the table's Arrow schema. Values
+        going into a string column of another type (schema evolution) are built by the record path."""
+        simple = (pa.types.is_integer, pa.types.is_boolean, pa.types.is_string)
+
+        def build(arrow_schema: pa.Schema, plan: EvolutionPlan) -> pa.Table:
+            if any(
+                name in columns and not any(k(columns[name].type) for k in simple)
+                for name in plan.into_string
+            ):
+                kept, _positions, _findings, _rows = split_rejected(
+                    self._records(pieces, first_position), first_position
+                )
+                return self._schema_builder(kept, first_position, _positions)(arrow_schema, plan)
+            arrays = []
+            for field in arrow_schema:
+                column = columns.get(field.name)
+                arrays.append(pa.nulls(rows, field.type) if column is None else conform(column, field.type))
+            return fill_ingest_date(pa.Table.from_arrays(arrays, schema=arrow_schema), self._ingest_date)
+
+        return build
 
     def _hot_batch(self, pieces: list[Piece], first_position: int) -> tuple[Builder, int] | None:
         """(builder, rows) when the whole batch is hot and clean; None: take the record path."""

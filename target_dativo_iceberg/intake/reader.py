@@ -7,8 +7,10 @@ lines between two other messages (SCHEMA, STATE, BATCH, ACTIVATE_VERSION, handle
 handlers in input order) is parsed by pyarrow's JSON reader in one call, using both cores. Each stream's rows then go to its sink as an
 Arrow slice together with the raw lines (kept for the record path and for replay digests).
 
-A stream takes the hot path when it has a contract, no stream maps or flattening are configured
-and `add_record_metadata` is off (`intake.routes.HotRoutes` decides and logs why not otherwise).
+A stream takes the hot path when no stream maps or flattening are configured and it has a contract
+(with `add_record_metadata` off) or a Singer schema the column rules cover (`intake.routes.HotRoutes`
+decides and logs why not otherwise). The message fields `time_extracted` and `version` are parsed
+too, as the `_sdc_extracted_at` / `_sdc_table_version` columns `add_record_metadata` fills.
 Anything the block parse cannot settle — a parse error, a line that is not what it seemed, a
 stream on the record path — goes line by line through the SDK's handlers, exactly as before.
 """
@@ -45,6 +47,7 @@ from target_dativo_iceberg.intake.inputs import (
     utf8_problem,
     where,
 )
+from target_dativo_iceberg.intake.metadata import MESSAGE_TYPES, with_message_fields
 from target_dativo_iceberg.intake.stdin import read_blocks
 from target_dativo_iceberg.memory import release_unused
 from target_dativo_iceberg.sdk_compat import SdkReader
@@ -314,7 +317,12 @@ class BlockReader(SdkReader):
         """(stream per line, record columns) or None when Arrow cannot parse the run as RECORDs."""
         assert self.routes is not None
         schema = pa.schema(
-            [("type", pa.string()), ("stream", pa.string()), ("record", self.routes.record_hints())]
+            [
+                ("type", pa.string()),
+                ("stream", pa.string()),
+                ("record", self.routes.record_hints()),
+                *MESSAGE_TYPES.items(),
+            ]
         )
         try:
             table = pj.read_json(
@@ -341,4 +349,4 @@ class BlockReader(SdkReader):
         names = [fields.field(i).name for i in range(fields.num_fields)]
         if len(set(names)) != len(names):
             return None
-        return streams, pa.Table.from_arrays(columns, names=names)
+        return streams, with_message_fields(pa.Table.from_arrays(columns, names=names), table)

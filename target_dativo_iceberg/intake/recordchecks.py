@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from target_dativo_iceberg.contracts.jsonschema_rules import Node, Unsupported, compile_rules
 from target_dativo_iceberg.contracts.odcs.results import BatchResult, ErrorSummary, RowError, record_json
 from target_dativo_iceberg.errors import KeyPropertyMissingError, RecordError
 from target_dativo_iceberg.intake.inputs import (
@@ -78,6 +79,8 @@ class RecordChecks:
         lines: LineSource,
         schema_validator: t.Callable[[], Any],
         next_position: t.Callable[[], int],
+        schema: dict[str, Any] | None = None,
+        parse_timestamps: t.Callable[[dict], None] = lambda _record: None,
     ) -> None:
         self.stream = stream
         self.key_properties = list(key_properties or [])
@@ -88,6 +91,19 @@ class RecordChecks:
         )
         self.next_position = next_position  # position (1-based, run-wide) of the stream's next record
         self._findings: list[RowError] | None = None  # warn mode: the record just checked is rejected
+        self._parse_timestamps = parse_timestamps  # the SDK's parsing of top-level date-like values
+        #: The schema's column rules (the columnar path), or why the stream is checked record by record.
+        self.validate = schema_validator() is not None
+        self.rules: Node | Unsupported = compile_rules(schema or {}, self.validate)
+
+    def judge_record(self, record: dict, position: int, line: bytes) -> dict | Rejected:
+        """A record of a columnar batch re-checked on the record path: the same checks and parsing
+        as a record arriving one by one (strict mode raises)."""
+        findings = self.record_errors(record, full=True, position=position, line=line)
+        if findings:
+            return Rejected(record, self.reject_or_fail(findings))
+        self._parse_timestamps(record)
+        return record
 
     def check(self, record: dict) -> bool:
         """Check a RECORD message's record: True when it passes; strict fails the run, warn keeps the
@@ -107,12 +123,15 @@ class RecordChecks:
         findings, self._findings = self._findings, None
         return findings
 
-    def record_errors(self, record: dict, full: bool) -> list[RowError]:
-        """Every finding on the next record: lone surrogates, and with `full` the Singer schema and
-        key properties (BATCH files skip those, as in the SDK)."""
-        position = self.next_position()
+    def record_errors(
+        self, record: dict, full: bool, position: int | None = None, line: bytes | None = None
+    ) -> list[RowError]:
+        """Every finding on a record (default: the next one, its line the reader's current line):
+        lone surrogates, and with `full` the Singer schema and key properties (BATCH files skip
+        those, as in the SDK)."""
+        position = self.next_position() if position is None else position
         errors: list[RowError] = []
-        if may_hold_surrogates(self._lines.current_line):
+        if may_hold_surrogates(self._lines.current_line if line is None else line):
             found = lone_surrogate(record)
             if found is not None:
                 field, char = found

@@ -1,7 +1,9 @@
 """The hot-route decision: which streams' RECORD runs are parsed and validated as Arrow.
 
-A stream takes the hot path when it has a contract, `hot_path` is on, no stream maps or flattening
-apply to it and `add_record_metadata` is off; otherwise its records take the SDK's per-record path.
+A stream takes the hot path when `hot_path` is on, no stream maps or flattening apply to it, and
+it has a contract (and `add_record_metadata` is off) or a Singer schema whose every keyword has a
+whole-array rule (`contracts.jsonschema_rules`; the `_sdc_*` metadata columns are then built as
+Arrow columns, `intake.metadata`); otherwise its records take the SDK's per-record path.
 The decision is made again whenever a SCHEMA message may have replaced sinks, and logged once per
 sink (`record_path` event, with the reason for the per-record path).
 """
@@ -14,9 +16,12 @@ from typing import Any
 import pyarrow as pa
 from singer_sdk.mapper import SameRecordTransform
 
+from target_dativo_iceberg.contracts.jsonschema_rules import Node, Unsupported
+
 if t.TYPE_CHECKING:
     from target_dativo_iceberg.contracts.enforcement import Enforcer
     from target_dativo_iceberg.events import EventLog
+    from target_dativo_iceberg.intake.recordchecks import RecordChecks
     from target_dativo_iceberg.sink import IcebergSink
 
 
@@ -55,9 +60,14 @@ class HotRoutes:
         """Why `stream` takes the record path (None: it takes the hot path)."""
         if not self._enabled:
             return "hot_path is false"
-        if getattr(sink, "enforcer", None) is None:
-            return "no contract (records are checked against the Singer schema one by one)"
-        if sink.include_sdc_metadata_properties:
+        checks = getattr(sink, "checks", None)
+        if (
+            getattr(sink, "enforcer", None) is None
+            and checks is not None
+            and isinstance(checks.rules, Unsupported)
+        ):
+            return f"no contract, and the Singer schema's {checks.rules}"
+        if sink.include_sdc_metadata_properties and getattr(sink, "enforcer", None) is not None:
             return "add_record_metadata is on"
         if self._flattening:
             return "flattening_enabled is on"
@@ -84,9 +94,14 @@ class HotRoutes:
         return pa.struct([(name, kind) for name, kind in hints.items() if kind is not None])
 
 
-def parse_types(schema: dict[str, Any], enforcer: Enforcer | None) -> dict[str, pa.DataType | None]:
+def parse_types(
+    schema: dict[str, Any], enforcer: Enforcer | None, checks: RecordChecks | None = None
+) -> dict[str, pa.DataType | None]:
     """Record field → the Arrow type the hot path parses it as (else Arrow infers): Singer string
-    properties stay strings; contract decimals are parsed exactly (never via a float)."""
+    properties stay strings (nested ones too, without a contract); contract decimals are parsed
+    exactly (never via a float)."""
+    if checks is not None and isinstance(checks.rules, Node):
+        return {src: child.hint() for src, (_col, child) in checks.rules.children.items()}
     types: dict[str, pa.DataType | None] = {
         name: pa.string() if _only_strings(prop) else None
         for name, prop in (schema.get("properties") or {}).items()

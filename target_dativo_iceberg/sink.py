@@ -66,16 +66,11 @@ class IcebergSink(SdkBatchSink):
         self.enforcer: Enforcer | None = None
         self.checks: RecordChecks | None = None
         if self.contract is None:
+            mode, validator = settings.schema_validation_mode, lambda: self.record_validator
             self.checks = RecordChecks(
-                stream_name,
-                self.key_properties,
-                settings.schema_validation_mode,
-                run.reader,
-                lambda: self.record_validator,
-                lambda: self.records_read + 1,
-                self.schema,
-                self.parse_timestamps,
-            )
+                stream_name, self.key_properties, mode, run.reader, validator,
+                lambda: self.records_read + 1, self.schema, self.parse_timestamps,
+            )  # fmt: skip
         else:
             self.skip_record_validation()  # the contract validates whole batches; the SDK's per-record check would abort warn mode
             self.enforcer = Enforcer(

@@ -229,7 +229,7 @@ def start_target(config: Path, cwd: Path) -> subprocess.Popen:
 
 def lab_contracts(root: Path, streams: tuple[str, ...] | list[str]) -> dict[str, str]:
     """Minimal ODCS contracts (`id` bigint primary key, `v` string; namespace `lab`) for the crash
-    tap's streams, written under `root`: the `assets` setting that puts them on the hot path."""
+    tap's streams (domain `lab`), written under `root`: the `assets` setting."""
     import yaml
 
     assets = {}

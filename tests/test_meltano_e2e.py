@@ -355,8 +355,9 @@ def test_meltano_run_two_sources_tenants_and_warn_exit_code(project: MeltanoProj
 
 
 def test_meltano_run_json_and_ndjson_sources(project: MeltanoProject) -> None:
-    """A JSON array and an NDJSON file (format from the extension) through `meltano run`, then the
-    NDJSON file grows and only its new lines land. Read back by pyiceberg and DuckDB."""
+    """A JSON array, an NDJSON file and a Markdown-KV document (format from the extension) through
+    `meltano run`, then the NDJSON file grows and only its new lines land. Read back by pyiceberg and
+    DuckDB."""
     inbox = project.root / "inbox"
     inbox.mkdir()
     orders = [{"order_id": i, "amount": i * 1.25, "paid": i % 2 == 0, "meta": {"k": i}} for i in range(1, 51)]
@@ -366,7 +367,9 @@ def test_meltano_run_json_and_ndjson_sources(project: MeltanoProject) -> None:
     files = [
         {"path": "inbox/orders.json", "object": "orders", "primary_keys": ["order_id"]},
         {"path": "inbox/events.ndjson", "object": "events"},
+        {"path": "inbox/runbook.md", "object": "runbook"},
     ]
+    (inbox / "runbook.md").write_text("# runbook\n\n## Model\nmodel: gpt-4\nstatus: live\n")
     env = {**project.env, "TAP_DATIVO_CSV_FILES": json.dumps(files), "TAP_DATIVO_CSV_INFER_TYPES": "true"}
     meltano = MeltanoProject(project.root, env, project.meltano)
     run = ("run", "tap-dativo-csv", "target-dativo-iceberg", "--state-id-suffix", "json")
@@ -387,6 +390,11 @@ def test_meltano_run_json_and_ndjson_sources(project: MeltanoProject) -> None:
         (i, i * 1.25, i % 2 == 0, json.dumps({"k": i}, separators=(",", ":"))) for i in range(1, 51)
     ]
     assert table_rows("events", "event_id, kind") == [(i, f"k{i % 3}") for i in range(1, 31)]
+    # Markdown-KV, one row per key-value pair (the default pattern)
+    assert table_rows("runbook", "doc_id, section, key, value") == [
+        ("runbook", "Model", "model", "gpt-4"),
+        ("runbook", "Model", "status", "live"),
+    ]
 
     with events.open("a") as handle:
         handle.writelines(json.dumps({"event_id": i, "kind": "late"}) + "\n" for i in range(31, 36))

@@ -41,7 +41,7 @@ def pipeline(root: Path, path: str, streams: int, state: dict | None, fault: str
 
 
 def namespace(path: str) -> str:
-    return "lab" if path == "hot" else "acme"
+    return "acme__lab" if path == "hot" else "acme"  # tenant acme: its namespaces are prefixed
 
 
 def newest_state(root: Path, path: str, streams: int) -> dict | None:

@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+# pyiceberg's own retry of a commit rejected by a concurrent one (exponential backoff + jitter),
+# logged as a warning, before the target's redo of the whole transaction (`commit_retry` event).
+PYICEBERG_RETRY = "Commit failed due to a concurrent update, retrying"
+
 
 @dataclass(frozen=True)
 class ShardSpec:
@@ -77,7 +81,7 @@ def _summarise(spec: ShardSpec, exit_code: int, stderr: str, wall: float, cpu: f
         if event.get("event") == "commit_success":
             commits += 1
             records += int(event.get("records") or 0)
-        elif event.get("event") == "commit_retry":
+        elif event.get("event") == "commit_retry" or PYICEBERG_RETRY in line:
             retries += 1
     return ShardResult(
         spec.index, spec.count, exit_code, records, commits, retries, wall, cpu, stderr[-4000:]

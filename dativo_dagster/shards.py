@@ -89,8 +89,13 @@ def _summarise(spec: ShardSpec, exit_code: int, stderr: str, wall: float, cpu: f
 
 
 def _message(line: str) -> dict:
+    """The JSON object on `line`, after any prefix (Meltano prefixes a plugin's lines with its own
+    timestamp, level and plugin name); `{}` when there is none."""
+    start = line.find("{")
+    if start < 0:
+        return {}
     try:
-        value = json.loads(line)
+        value, _ = json.JSONDecoder().raw_decode(line, start)
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}

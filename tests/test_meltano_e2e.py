@@ -505,3 +505,46 @@ def test_meltano_run_is_in_the_run_ledger_and_logs_structured_events(project: Me
     assert row["records_committed"] == 5 and row["data_files"] >= 1
     assert json.loads(row["state"]) == project.state()["singer_state"]
     assert all(r["source"] for r in runs.values())  # every run names the extractor Meltano ran
+
+
+def test_dagster_sharded_backfill_through_meltano(
+    project: MeltanoProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`dativo_dagster`'s sharded_backfill in `meltano` mode: `meltano run --state-id-suffix
+    shard-<i>-of-3` per shard with TAP_DATIVO_CSV_SHARD_COUNT/INDEX; every row lands once, each
+    shard keeps its own Meltano state, and a second backfill lands nothing."""
+    from dativo_dagster.definitions import backfill_job
+
+    inbox = project.root / "backfill"
+    inbox.mkdir()
+    for k in range(9):
+        (inbox / f"part-{k}.csv").write_text("id,name\n" + "".join(f"{10 * k + j},n{j}\n" for j in range(4)))
+    files = [{"path": "backfill/*.csv", "object": "backfilled"}]
+    for name in ("MELTANO_PROJECT_ROOT", "MELTANO_STATE_BACKEND_URI"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**project.env, "TAP_DATIVO_CSV_FILES": json.dumps(files)}.items():
+        monkeypatch.setenv(name, value)
+    config = {"ops": {"plan_shards": {"config": {"shard_count": 3, "mode": "meltano", "environment": "dev"}}}}
+    job = backfill_job(project.root)
+
+    result = job.execute_in_process(run_config=config)
+
+    assert result.success
+    shards = result.output_for_node("load_shard")
+    assert all(s["exit_code"] == 0 and s["records"] > 0 for s in shards.values()), shards
+    assert result.output_for_node("summarise_backfill")["records"] == 36
+    catalog = project.catalog()
+    [ident] = [
+        i for ns in catalog.list_namespaces() for i in catalog.list_tables(ns) if i[-1] == "backfilled"
+    ]
+    table = catalog.load_table(ident)
+    expected = sorted(str(10 * k + j) for k in range(9) for j in range(4))
+    assert sorted(r["id"] for r in pyiceberg_rows(table, TENANT)) == expected
+    assert duckdb_rows(table, TENANT, "SELECT count(*), count(DISTINCT id) FROM t", duckdb_connection()) == [
+        (36, 36)
+    ]
+    listed = project.run("state", "list").stdout.split()
+    assert {f"{STATE_ID}:shard-{i}-of-3" for i in range(3)} <= set(listed), listed
+
+    again = job.execute_in_process(run_config=config)
+    assert again.success and again.output_for_node("summarise_backfill")["records"] == 0

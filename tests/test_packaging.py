@@ -18,12 +18,13 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import tomllib
 import yaml
 
 from target_dativo_iceberg.ops.readback import DUCKDB_PACKAGES
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = ("target_dativo_iceberg", "tap_dativo_csv")
+SOURCES = ("target_dativo_iceberg", "tap_dativo_csv", "dativo_dagster")
 
 
 def _declared() -> dict[str, str]:
@@ -33,6 +34,14 @@ def _declared() -> dict[str, str]:
     assert block
     requirements = re.findall(r'^\s*"([^"]+)"', block.group(1), re.M)
     return {re.split(r"[\[<>=!~ ]", r)[0].lower().replace("_", "-"): r for r in requirements}
+
+
+def _extras() -> set[str]:
+    """Distributions of the optional extras that are features of the package (not dev or docs)."""
+    with (REPO / "pyproject.toml").open("rb") as handle:
+        groups = tomllib.load(handle)["project"]["optional-dependencies"]
+    names = {r for g, reqs in groups.items() if g not in ("dev", "docs", "postgres") for r in reqs}
+    return {re.split(r"[\[<>=!~ ]", r)[0].lower().replace("_", "-") for r in names}
 
 
 def _imported() -> set[str]:
@@ -55,12 +64,14 @@ def test_dependencies_are_what_the_code_imports() -> None:
         module: {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
         for module in _imported()
     }
-    undeclared = {m: d for m, d in imported.items() if not d & set(declared)}
+    extras = _extras()  # optional features (openlineage, dagster): imported only when used
+    undeclared = {m: d for m, d in imported.items() if not d & (set(declared) | extras)}
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
     # DuckDB's extension packages are loaded by name (readback.DUCKDB_PACKAGES), pinned together.
     loaded_by_name = {p.split("==")[0] for p in DUCKDB_PACKAGES}
     used = set().union(*imported.values()) | loaded_by_name
     unused = sorted(set(declared) - used)
+    assert extras - used == set(), f"optional extras never imported: {sorted(extras - used)}"
     assert not unused, f"declared in pyproject.toml but never imported: {unused}"
     assert {declared[name] for name in loaded_by_name} == set(DUCKDB_PACKAGES)
 

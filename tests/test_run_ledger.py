@@ -124,10 +124,10 @@ def test_success_partial_and_failed_runs_leave_three_ledger_rows(tmp_path: Path)
     for listed in first["files"] + second["files"]:
         data = Path(urlparse(listed["path"]).path).read_bytes()
         assert (listed["bytes"], listed["md5"]) == (len(data), hashlib.md5(data).hexdigest())
-    assert {f["table"] for f in second["files"]} == {"acme.users", "crm.person"}
+    assert {f["table"] for f in second["files"]} == {"acme.users", "acme__crm.person"}
 
     assert (second["records_received"], second["records_committed"], second["records_rejected"]) == (4, 3, 1)
-    assert sorted(second["tables"]) == ["acme.users", "crm.person"]
+    assert sorted(second["tables"]) == ["acme.users", "acme__crm.person"]
 
     # The failure: nothing committed, the error named, no STATE.
     assert (third["records_committed"], third["data_files"], third["snapshot_ids"], third["state"]) == (
@@ -136,7 +136,7 @@ def test_success_partial_and_failed_runs_leave_three_ledger_rows(tmp_path: Path)
         [],
         None,
     )
-    assert "violates contract" in third["error"] and third["tables"] == ["crm.person"]
+    assert "violates contract" in third["error"] and third["tables"] == ["acme__crm.person"]
 
     # `dativo runs`: newest first; --failed only what did not succeed.
     config = ["--config", str(tmp_path / "target.json")]
@@ -184,7 +184,7 @@ def test_added_column_and_blocked_change_in_schema_history(tmp_path: Path) -> No
         ("acme.users", "blocked"),
     ]
     assert history[1]["schema_id"] == catalog.load_table("acme.users").schema().schema_id
-    assert history[1]["columns"] == ["id long", "name string", "email string"]
+    assert history[1]["columns"] == ["id long required", "name string", "email string"]  # key_properties: a required identifier
     assert history[1]["run_id"] == run_id(added) and history[2]["run_id"] == run_id(blocked)
     assert "name" in history[2]["detail"] and "struct" in history[2]["columns"][1]
     assert ledger(catalog)[run_id(blocked)]["status"] == "failed"

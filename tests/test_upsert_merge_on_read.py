@@ -30,6 +30,7 @@ def _run(root: Path, rows: list[dict[str, Any]], n: int, **config: Any) -> Run:
     """One run of `rows` (upsert on `id`, deletion records hard-delete), as its own commit."""
     messages = [schema_msg("items", PROPS, ["id"]), *[record("items", **row) for row in rows]]
     messages.append(state({"bookmarks": {"items": {"n": n}}}))
+    config = {"auto_compact_min_files": 0, **config}  # the head is this run's commit, not a compaction
     run = run_target(
         root, messages, load_method="upsert", hard_delete=True, add_record_metadata=True, **config
     )
@@ -140,9 +141,10 @@ def test_a_v1_table_is_upserted_copy_on_write(tmp_path: Path) -> None:
     catalog = open_catalog(tmp_path)
     catalog.create_namespace("acme")
     schema = Schema(
-        NestedField(1, "id", LongType(), required=False),
+        NestedField(1, "id", LongType(), required=True),
         NestedField(2, "region", StringType(), required=False),
         NestedField(3, "v", StringType(), required=False),
+        identifier_field_ids=[1],  # keyed on id, as the stream is
     )
     catalog.create_table("acme.items", schema, properties={"format-version": "1"})
     _run(tmp_path, _rows(range(10), "a"), 1)

@@ -122,17 +122,20 @@ def test_tables_and_rejected_rows_with_their_reasons(tmp_path: Path) -> None:
     listed = dativo(tmp_path, "tables", "--config", cfg)
     assert listed.returncode == 0, listed.stderr
     lines = {ln.split()[0]: ln.split()[1:] for ln in listed.stdout.splitlines()[3:]}
-    assert lines["crm.person"][:2] == ["2", "0"] and lines["crm.person__rejected"][:2] == ["2", "0"]
+    assert lines["acme__crm.person"][:2] == ["2", "0"] and lines["acme__crm.person__rejected"][:2] == [
+        "2",
+        "0",
+    ]
     as_json = {
         t["table"]: t for t in json.loads(dativo(tmp_path, "tables", "--config", cfg, "--json").stdout)
     }
-    assert as_json["crm.person__rejected"]["rejected_table"] is True
-    assert as_json["crm.person"]["last_run"] == run.events("job_started")[0]["run_id"]
+    assert as_json["acme__crm.person__rejected"]["rejected_table"] is True
+    assert as_json["acme__crm.person"]["last_run"] == run.events("job_started")[0]["run_id"]
 
-    for name in ("person", "crm.person", "crm.person__rejected"):
+    for name in ("person", "acme__crm.person", "acme__crm.person__rejected"):
         shown = dativo(tmp_path, "rejected", name, "--config", cfg)
         assert shown.returncode == 0, shown.stderr
-        assert shown.stdout.startswith("2 rejected row(s) in crm.person__rejected on 'acme'")
+        assert shown.stdout.startswith("2 rejected row(s) in acme__crm.person__rejected on 'acme'")
     assert "  status: validValues: " in shown.stdout and "  age: minimum: " in shown.stdout
     assert "  email: required: " in shown.stdout
     assert '"email": "user2@example.com"' in shown.stdout  # the record itself
@@ -146,7 +149,10 @@ def test_tables_and_rejected_rows_with_their_reasons(tmp_path: Path) -> None:
 
     clean = dativo(tmp_path, "rejected", "person", "--branch", "main", "--config", cfg)
     assert clean.returncode == 0
-    assert clean.stdout.strip() == "no rejected rows for crm.person in catalog 'dativo' (sql), branch 'main'"
+    assert (
+        clean.stdout.strip()
+        == "no rejected rows for acme__crm.person in catalog 'dativo' (sql), branch 'main'"
+    )
     missing = dativo(tmp_path, "rejected", "nosuch", "--config", cfg)
     assert missing.returncode == 2 and "no table 'nosuch' in any namespace" in missing.stderr
 

@@ -25,12 +25,13 @@ def dativo(root: Path, *args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def _load(root: Path, start: int, n: int, **config: object) -> None:
+def _load(root: Path, start: int, n: int, **config: object):
     messages = [schema_msg("ticks", PROPS)]
     for i in range(start, start + n):
         messages += [record("ticks", id=i, region="eu" if i % 2 else "us"), state({"pos": i})]
     run = run_target(root, messages, batch_size_rows=5, partitioning=["region"], **config)
     assert run.returncode == 0, run.stderr[-3000:]
+    return run
 
 
 def _data_files(table, branch: str = "acme") -> list[dict]:
@@ -47,7 +48,7 @@ def _rows(table, branch: str = "acme") -> list[tuple]:
 def test_maintain_compacts_each_partition_keeping_rows_state_and_publish(tmp_path: Path) -> None:
     off = {"auto_compact_min_files": 0}
     _load(tmp_path, 1, 40, **off)
-    _load(tmp_path, 41, 20, **off)
+    second = _load(tmp_path, 41, 20, **off)
     table = open_catalog(tmp_path).load_table("acme.ticks")
     before_rows, before_files = _rows(table), _data_files(table)
     assert len(before_files) >= 12
@@ -68,7 +69,8 @@ def test_maintain_compacts_each_partition_keeping_rows_state_and_publish(tmp_pat
     head = table.snapshot_by_name("acme").summary.additional_properties
     assert head["dativo.operation"] == "compaction" and "dativo.singer-state" not in head
     shown = json.loads(dativo(tmp_path, "state", "show", "--json").stdout)[0]["singer_state"]
-    assert shown == state_before == {"pos": 59}  # STATE 60 came after the last record
+    # The last printed STATE (60, right behind the last record) is committed and shown.
+    assert shown == state_before == second.states[-1] == {"pos": 60}
 
     # Later loads append on top of the compacted files.
     _load(tmp_path, 61, 10, **off)
@@ -88,12 +90,14 @@ def test_expiry_on_an_unpublished_branch_keeps_publish_and_state_and_deletes_fil
     run = run_target(tmp_path, messages, batch_size_rows=1, max_snapshots=10, auto_compact_min_files=0)
     assert run.returncode == 0, run.stderr
     assert run.events("snapshots_expired")
+    assert run.states[-1] == {"pos": n}  # the last STATE is printed and committed
     table = open_catalog(tmp_path).load_table("acme.ticks")
     assert len(table.metadata.snapshots) <= 10 + 20 + 2
     assert duckdb_rows(table, "acme", "SELECT count(*), count(DISTINCT id) FROM t") == [(n, n)]
-    manifest_lists = list((tmp_path / "warehouse").rglob("snap-*.avro"))
+    table_dir = Path(table.location().removeprefix("file://"))  # not the run ledger's tables
+    manifest_lists = list(table_dir.rglob("snap-*.avro"))
     assert len(manifest_lists) == len(table.metadata.snapshots)  # the expired ones' files are gone
-    assert json.loads(dativo(tmp_path, "state", "show", "--json").stdout)[0]["singer_state"] == {"pos": n - 1}
+    assert json.loads(dativo(tmp_path, "state", "show", "--json").stdout)[0]["singer_state"] == run.states[-1]
 
     with table.transaction() as tx:  # the metadata log keeps 5 versions: older files are superseded
         tx.set_properties({"write.metadata.previous-versions-max": "5"})
@@ -111,7 +115,7 @@ def test_expiry_on_an_unpublished_branch_keeps_publish_and_state_and_deletes_fil
     table = open_catalog(tmp_path).load_table("acme.ticks")
     assert duckdb_rows(table, "main", "SELECT count(*), count(DISTINCT id) FROM t") == [(n, n)]
     assert sorted(r["id"] for r in pyiceberg_rows(table, "main")) == list(range(1, n + 1))
-    assert json.loads(dativo(tmp_path, "state", "show", "--json").stdout)[0]["singer_state"] == {"pos": n - 1}
+    assert json.loads(dativo(tmp_path, "state", "show", "--json").stdout)[0]["singer_state"] == run.states[-1]
 
 
 def test_upkeep_compacts_touched_partitions_during_and_after_a_run_never_before_state(tmp_path: Path) -> None:
@@ -160,7 +164,12 @@ def test_orphans_of_a_killed_run_are_deleted_only_after_the_window(tmp_path: Pat
         for i in range(1, rows + 1)
     ]
     text = "\n".join(lines) + "\n"
-    config = {"assets": {"events": str(root / "events.yaml")}, "batch_size_rows": 1_000_000}
+    # Keyed streams default to upsert, which never spills: this test is about appended files.
+    config = {
+        "assets": {"events": str(root / "events.yaml")},
+        "batch_size_rows": 1_000_000,
+        "load_method": "append-only",
+    }
     killed = run_target(root, text, env={"DATIVO_FAULT": "after_spill:1"}, **config)
     assert killed.returncode == -9 and killed.stdout == ""
     parquet = set((root / "warehouse").rglob("*.parquet"))
@@ -182,7 +191,7 @@ def test_orphans_of_a_killed_run_are_deleted_only_after_the_window(tmp_path: Pat
     assert f"deleted {len(parquet)} orphan files" in out.stdout
     assert not any(p.exists() for p in parquet)
     assert all(p.exists() for p in committed)
-    table = open_catalog(root).load_table("lab.events")
+    table = open_catalog(root).load_table("acme__lab.events")  # tenant-scoped namespace
     assert duckdb_rows(table, "acme", "SELECT count(*), count(DISTINCT id) FROM t") == [(100, 100)]
     assert len(pyiceberg_rows(table, "acme")) == 100
 

@@ -36,6 +36,14 @@ def _messages(first: int = 1, count: int = PEOPLE) -> list[dict[str, Any]]:
     ]
 
 
+def _resumed() -> list[dict[str, Any]]:
+    """The tap resumed from the STATE printed before the first run's commit (`from: 1`, printed at
+    once: no record came before it): it replays records 1-6 and the STATE after them, without
+    echoing the STATE it started from. Re-sending that leading STATE too is a new run (a STATE other
+    than the one the commit's replay marker names), whose records land again."""
+    return [m for m in _messages() if m != state({"bookmarks": {"person": {"from": 1}}})]
+
+
 def _none(root: Path, **extra: Any) -> dict[str, Any]:
     return {"catalog_type": "none", "assets": {"person": str(PERSON)}, "partitioning": ["country"], **extra}
 
@@ -53,7 +61,8 @@ def test_local_files_hive_layout_and_manifest(tmp_path: Path) -> None:
     run = run_target(tmp_path, _messages(), **_none(tmp_path))
     assert run.returncode == 0, run.stderr
     assert run.states[-1] == {"bookmarks": {"person": {"from": PEOPLE + 1}}}
-    table_dir = tmp_path / "warehouse" / "crm" / "customers" / "person"  # domain / dataProduct / table
+    # tenant / domain / dataProduct / table
+    table_dir = tmp_path / "warehouse" / "acme" / "crm" / "customers" / "person"
     parquet = sorted(p.relative_to(table_dir).parent.as_posix() for p in table_dir.rglob("*.parquet"))
     assert parquet == ["country=NO", "country=SE"]
     (manifest,) = (table_dir / "_dativo" / "manifests").glob("*.json")
@@ -74,8 +83,9 @@ def test_local_files_hive_layout_and_manifest(tmp_path: Path) -> None:
 
 def test_same_input_again_lands_nothing_new(tmp_path: Path) -> None:
     assert run_target(tmp_path, _messages(), **_none(tmp_path)).returncode == 0
-    again = run_target(tmp_path, _messages(), **_none(tmp_path))
+    again = run_target(tmp_path, _resumed(), **_none(tmp_path))
     assert again.returncode == 0, again.stderr
+    assert '"replay_skipped"' in again.stderr
     settings = Settings.from_config(target_config(tmp_path, **_none(tmp_path)))
     (location,) = table_files(settings)
     ids = [row[0] for row in _read_back(settings, location)[0]]
@@ -167,11 +177,11 @@ def test_s3_files_carry_metadata_and_tags(tmp_path: Path, seaweedfs: Any, s3_buc
     run = run_target(tmp_path, _messages(), **config)
     assert run.returncode == 0, run.stderr
     client = seaweedfs.s3_client()
-    keys = [k for k in _objects(client, s3_bucket) if k.startswith("lake/crm/")]
+    keys = [k for k in _objects(client, s3_bucket) if k.startswith("lake/acme/crm/")]
     data = [k for k in keys if k.endswith(".parquet")]
     assert [k.rsplit("/", 1)[0] for k in data] == [
-        "lake/crm/customers/person/country=NO",
-        "lake/crm/customers/person/country=SE",
+        "lake/acme/crm/customers/person/country=NO",
+        "lake/acme/crm/customers/person/country=SE",
     ]
     assert [k for k in keys if "/_dativo/manifests/" in k] and len(keys) == 3
     counts = {}
@@ -188,15 +198,15 @@ def test_s3_files_carry_metadata_and_tags(tmp_path: Path, seaweedfs: Any, s3_buc
     assert counts == {"country=NO": 3, "country=SE": 3}
 
     settings = Settings.from_config(target_config(tmp_path, **config))
-    location = f"s3://{s3_bucket}/lake/crm/customers/person"
+    location = f"s3://{s3_bucket}/lake/acme/crm/customers/person"
     expected = [(i, "NO" if i % 2 else "SE") for i in range(1, PEOPLE + 1)]
     assert _read_back(settings, location, duckdb_connection(s3=seaweedfs.s3_connection())) == (
         expected,
         expected,
     )
-    again = run_target(tmp_path, _messages(), **config)
+    again = run_target(tmp_path, _resumed(), **config)
     assert again.returncode == 0, again.stderr
-    assert [k for k in _objects(client, s3_bucket) if k.startswith("lake/crm/")] == keys  # nothing new
+    assert [k for k in _objects(client, s3_bucket) if k.startswith("lake/acme/crm/")] == keys  # nothing new
 
 
 def test_iceberg_data_files_on_s3_carry_tags(tmp_path: Path, seaweedfs: Any, s3_bucket: str) -> None:
@@ -211,8 +221,10 @@ def test_iceberg_data_files_on_s3_carry_tags(tmp_path: Path, seaweedfs: Any, s3_
     )
     assert run.returncode == 0, run.stderr
     client = seaweedfs.s3_client()
-    data = [k for k in _objects(client, s3_bucket) if k.endswith(".parquet")]
-    assert data and all(k.startswith("wh/crm/customers/person/data/") for k in data)
+    parquet = [k for k in _objects(client, s3_bucket) if k.endswith(".parquet")]
+    data = [k for k in parquet if k.startswith("wh/acme/crm/customers/person/data/")]  # tenant-scoped
+    # The rest is the run ledger's own Iceberg tables (`_dativo.ingestion_runs`, ...), untagged.
+    assert data and all(k.startswith(("wh/acme/crm/customers/person/data/", "wh/_dativo/")) for k in parquet)
     records = 0
     for key in data:
         metadata, tags = _labels(client, s3_bucket, key)
@@ -230,7 +242,8 @@ def test_warn_mode_rejections_land_beside_the_table(tmp_path: Path) -> None:
     assert run.returncode == 1, run.stderr
     settings = Settings.from_config(target_config(tmp_path, **_none(tmp_path)))
     found = table_files(settings)
-    rejected = str(tmp_path / "warehouse" / "crm" / "person__rejected")
-    assert sorted(found) == [str(tmp_path / "warehouse" / "crm" / "customers" / "person"), rejected]
+    # `{warehouse}/{namespace}/{table}`: the rejected table is in the tenant-scoped namespace `acme__crm`.
+    rejected = str(tmp_path / "warehouse" / "acme__crm" / "person__rejected")
+    assert sorted(found) == [str(tmp_path / "warehouse" / "acme" / "crm" / "customers" / "person"), rejected]
     (row,) = duckdb.sql(f"SELECT _stream, _record FROM ({duckdb_query(found[rejected])})").fetchall()
     assert row[0] == "person" and json.loads(row[1])["id"] == 99

@@ -184,7 +184,11 @@ def test_added_column_and_blocked_change_in_schema_history(tmp_path: Path) -> No
         ("acme.users", "blocked"),
     ]
     assert history[1]["schema_id"] == catalog.load_table("acme.users").schema().schema_id
-    assert history[1]["columns"] == ["id long required", "name string", "email string"]  # key_properties: a required identifier
+    assert history[1]["columns"] == [
+        "id long required",
+        "name string",
+        "email string",
+    ]  # key_properties: a required identifier
     assert history[1]["run_id"] == run_id(added) and history[2]["run_id"] == run_id(blocked)
     assert "name" in history[2]["detail"] and "struct" in history[2]["columns"][1]
     assert ledger(catalog)[run_id(blocked)]["status"] == "failed"

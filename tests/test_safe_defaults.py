@@ -127,13 +127,14 @@ def test_default_target_schema_names_the_namespace_of_streams_without_a_contract
     assert single.returncode == 0, single.stderr
     catalog = open_catalog(tmp_path / "single")
     names = sorted(".".join(i) for ns in catalog.list_namespaces() for i in catalog.list_tables(ns))
+    names = [n for n in names if not n.startswith("_dativo.")]  # the run ledger's tables aside
     assert names == ["crm.person", "tap_a.users"]  # single tenant: short names; the contract's domain wins
 
     scoped = run_target(tmp_path / "acme", messages, default_target_schema="tap_a", assets=ASSETS)
     assert scoped.returncode == 0, scoped.stderr
     catalog = open_catalog(tmp_path / "acme")
     names = sorted(".".join(i) for ns in catalog.list_namespaces() for i in catalog.list_tables(ns))
-    assert names == ["acme__crm.person", "acme__tap_a.users"]
+    assert [n for n in names if not n.startswith("_dativo.")] == ["acme__crm.person", "acme__tap_a.users"]
     users = catalog.load_table("acme__tap_a.users")
     assert duckdb_rows(users, "acme", "SELECT id, name FROM t") == [(1, "a")]
 
@@ -162,7 +163,7 @@ def test_a_contract_of_another_tenant_fails_before_anything_is_written(tmp_path:
     assert run.returncode == 2
     error = run.stderr
     assert "tenant 'beta'" in error and "tenant_id 'acme'" in error and "person.odcs.yaml" in error, error
-    assert open_catalog(tmp_path).list_namespaces() == []
+    assert open_catalog(tmp_path).list_namespaces() in ([], [("_dativo",)])  # at most the run ledger
     assert (
         person_run(tmp_path, range(1, 2), tenant_id="beta", assets={"person": str(contract)}).returncode == 0
     )

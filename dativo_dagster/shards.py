@@ -109,6 +109,7 @@ def _run_meltano(spec: ShardSpec, log: IO[str]) -> int:
     }
     command = [
         executable("meltano"),
+        "--log-format=json",  # the target's events as JSON objects (its structured logging)
         "--environment",
         spec.environment,
         "run",

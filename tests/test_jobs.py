@@ -74,7 +74,7 @@ def test_iceberg_job_lands_once_and_keeps_its_state(workdir: Path) -> None:
         uri=f"sqlite:///{workdir}/.local/iceberg/catalog.db",
         warehouse=(workdir / ".local/iceberg/warehouse").as_uri(),
     )
-    table = catalog.load_table("crm.person")
+    table = catalog.load_table("acme__crm.person")
     assert len(pyiceberg_rows(table, "acme")) == PEOPLE
     assert duckdb_rows(table, "acme", "SELECT count(DISTINCT id) FROM t") == [(PEOPLE,)]
     snapshots = len(table.metadata.snapshots)
@@ -234,7 +234,7 @@ def test_parquet_job_on_s3_with_tags_and_state_in_s3(workdir: Path, seaweedfs: A
     assert run.returncode == 0, run.stderr
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket, MaxKeys=1000).get("Contents", []))
     data = [k for k in keys if k.endswith(".parquet")]
-    assert data and all(k.startswith("lake/crm/customers/person/country=") for k in data)
+    assert data and all(k.startswith("lake/acme/crm/customers/person/country=") for k in data)
     assert "state/acme/csv_person_to_parquet.state.json" in keys
     records = 0
     for key in data:
@@ -282,5 +282,5 @@ def test_a_stopped_target_passes_its_code_and_the_rerun_lands_each_row_once(work
         uri=f"sqlite:///{workdir}/.local/iceberg/catalog.db",
         warehouse=(workdir / ".local/iceberg/warehouse").as_uri(),
     )
-    table = catalog.load_table("crm.person")
+    table = catalog.load_table("acme__crm.person")
     assert duckdb_rows(table, "acme", "SELECT count(*), count(DISTINCT id) FROM t") == [(PEOPLE, PEOPLE)]

@@ -377,7 +377,12 @@ def test_meltano_run_json_and_ndjson_sources(project: MeltanoProject) -> None:
 
     def table_rows(name: str, columns: str) -> list[tuple]:
         catalog = meltano.catalog()
-        found = [i for ns in catalog.list_namespaces() for i in catalog.list_tables(ns) if i[-1] == name]
+        found = [
+            i
+            for ns in catalog.list_namespaces()
+            for i in catalog.list_tables(ns)
+            if i[-1] == name and i[0] == f"{TENANT}__tap_dativo_csv"  # this extractor's namespace
+        ]
         assert len(found) == 1, found
         table = catalog.load_table(found[0])
         names = [c.strip() for c in columns.split(",")]
@@ -458,7 +463,9 @@ def test_dativo_in_the_project_finds_the_demo_data_with_no_flags(project: Meltan
     stored = project.state()
     shown = dativo(project, "state", "show")
     assert shown.returncode == 0, shown.stderr
-    [command] = [ln for ln in shown.stdout.splitlines() if ln.startswith("meltano ")]
+    [command] = [
+        ln for ln in shown.stdout.splitlines() if ln.startswith("meltano ") and f" {STATE_ID} " in ln
+    ]
     assert command.startswith(f"meltano --environment dev state set --force {STATE_ID} '")
     project.run("state", "clear", "--force", STATE_ID)
     assert STATE_ID not in project.run("state", "list").stdout

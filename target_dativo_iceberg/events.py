@@ -154,3 +154,22 @@ class EventLog:
         if self._out is None and not enabled(event_level(event, fields)):
             return
         os.write(2, (self.line(event, **fields) + "\n").encode())
+
+    def batch_committed(
+        self, stream: str, table: str, result: Any, records: int, rejected: int, hot: bool, elapsed_ms: float
+    ) -> None:
+        """`batch_written` and `commit_success` for a batch's commit (`result`: a CommitResult)."""
+        path = "hot" if hot else "record"
+        self.emit("batch_written", stream=stream, table=table, records=records, rejected=rejected, path=path)
+        self.emit(
+            "commit_success",
+            stream=stream,
+            table=table,
+            branch=result.branch,
+            snapshot_id=result.snapshot_id,
+            commit_id=result.commit_id,
+            records=result.records,
+            records_rejected=rejected,
+            duration_ms=elapsed_ms,
+            **{key.replace("-", "_"): value for key, value in result.deletes.items()},
+        )

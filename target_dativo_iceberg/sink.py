@@ -202,55 +202,70 @@ class IcebergSink(SdkBatchSink):
     # ------------------------------------------------------------------ committing
 
     def process_batch(self, context: dict) -> None:
-        """Validate (with a contract), commit in one Iceberg transaction, then let the target emit STATE."""
+        """Validate, commit in one Iceberg transaction, then let the target emit STATE. Both run on
+        the commit thread while the main thread parses on (a strict failure surfaces when it joins)."""
         pieces = pieces_of(context)
         if not pieces and self._writer is None:
             return
         faults.reached("drain")
         self.run.commits.join()  # one commit in flight at a time: the previous one lands first
         self.run.shutdown.check()  # after a stop signal no new commit starts
-        started = time.monotonic()
-        batch = self.batches.validated(pieces)
-        build, landed, rejected_rows = batch.build, batch.landed, batch.rejected
-        files = None
-        if self._writer is not None:  # rows already streamed to open files: the rest joins them
-            if landed:
-                self._writer.write(build(self.table.schema().as_arrow(), EvolutionPlan()))
-            files = self._writer.finish()
-            landed, rejected_rows = self._writer.rows, self._spilled_rejected + rejected_rows
-            self._writer, self._spilled_rejected = None, []
-        if self.enforcer is not None and self.run.progress.ending:
-            failures = self.enforcer.finish(self.run.committer.branch_total_records(self.table) + landed)
-            self.run.progress.quality_failed(len(failures))
+        started, ending = time.monotonic(), self.run.progress.ending
+        # validated here when the spill writer's open files or a table not created yet are involved
+        # (a strict failure then leaves no table behind); else on the commit thread
+        main_thread = self._writer is not None or self._table is None
         cover = coverage(self.run.ledger, self.buffer)
-        summary = {**self._identity(), "dativo.records-rejected": str(len(rejected_rows)), **cover.summary}
-        if rejected_rows:
-            self._commit_rejected(rejected_rows, summary)
+        schema, committer, events = self.spec.schema, self.run.committer, self.run.events
+        stream = self.stream_name
+
+        def prepare() -> tuple[Any, int, list[dict[str, Any]], bool, Any, int]:
+            batch = self.batches.validated(pieces)
+            build, landed, rejected_rows, files = batch.build, batch.landed, batch.rejected, None
+            if self._writer is not None:  # rows already streamed to open files: the rest joins them
+                if landed:
+                    self._writer.write(build(self.table.schema().as_arrow(), EvolutionPlan()))
+                files = self._writer.finish()
+                landed, rejected_rows = self._writer.rows, self._spilled_rejected + rejected_rows
+                self._writer, self._spilled_rejected = None, []
+            failed = 0
+            if self.enforcer is not None and ending:
+                failed = len(self.enforcer.finish(committer.branch_total_records(self.table) + landed))
+            return build, landed, rejected_rows, batch.hot, files, failed
+
+        early = prepare() if main_thread else None
         table = self.table
-        options: dict[str, Any] = {
-            "upsert_keys": self.upsert_keys,
-            "delete_keys": self.delete_keys,
-            "data_files": files,
-        }
+        options: dict[str, Any] = {"upsert_keys": self.upsert_keys, "delete_keys": self.delete_keys}
         if self.load_method == "overwrite":
             if self.staging is None:
                 self.staging = f"{self.run.settings.table_branch}__overwrite_{self.run.run_id[:8]}"
                 self._staging_base = create_branch_from(table, self.staging, self.run.settings.table_branch)
                 options["replace_all"] = True
             options["branch"] = self.staging
-        schema, committer, path = self.spec.schema, self.run.committer, "hot" if batch.hot else "record"
 
-        def work() -> CommitResult:  # on the commit thread, while the next records are parsed
+        def work() -> tuple[CommitResult, int, int, int]:  # on the commit thread
+            build, landed, rejected_rows, hot, files, failed = early or prepare()
+            summary = {**self._identity(), **cover.summary}
+            summary["dativo.records-rejected"] = str(len(rejected_rows))
+            if rejected_rows:
+                self._commit_rejected(rejected_rows, summary)
             faults.reached("before_commit")
-            result = committer.commit(self.stream_name, table, schema, build, landed, summary, **options)
+            result = committer.commit(
+                stream, table, schema, build, landed, summary, data_files=files, **options
+            )
             release_unused()  # the batch's Arrow buffers and Parquet pages, freed on this thread
             faults.reached("after_commit")
-            self._report(result, landed, len(rejected_rows), path, started)
-            return result
+            elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+            events.batch_committed(
+                stream, self.plan.name, result, landed, len(rejected_rows), hot, elapsed_ms
+            )
+            return result, landed, len(rejected_rows), failed
 
-        def done(result: CommitResult) -> None:  # back on the main thread, in input order
+        def done(outcome: tuple[CommitResult, int, int, int]) -> None:  # main thread, in input order
+            result, landed, rejected, failed = outcome
+            if failed:
+                self.run.progress.quality_failed(failed)
             self.tally_record_written(landed)
-            self.run.progress.committed(self.stream_name, self.plan.name, result, len(rejected_rows))
+            self.run.progress.committed(self.stream_name, self.plan.name, result, rejected)
             self.run.progress.last_sink = self
             self.run.ledger.emit(cover.seq)  # the STATE this commit made safe
             self.buffer.segments.prune(self.run.ledger.emitted_seq)  # a resume starts from there
@@ -288,31 +303,6 @@ class IcebergSink(SdkBatchSink):
                 self.stream_name, self.table, self.spec.schema
             )
         return self._spill_ok
-
-    def _report(self, result: CommitResult, landed: int, rejected: int, path: str, started: float) -> None:
-        """batch_written and commit_success events."""
-        ident = self.plan.name
-        events = self.run.events
-        events.emit(
-            "batch_written",
-            stream=self.stream_name,
-            table=ident,
-            records=landed,
-            rejected=rejected,
-            path=path,
-        )
-        events.emit(
-            "commit_success",
-            stream=self.stream_name,
-            table=ident,
-            branch=result.branch,
-            snapshot_id=result.snapshot_id,
-            commit_id=result.commit_id,
-            records=result.records,
-            records_rejected=rejected,
-            duration_ms=round((time.monotonic() - started) * 1000, 1),
-            **{key.replace("-", "_"): value for key, value in result.deletes.items()},
-        )
 
     def _identity(self) -> dict[str, str]:
         """Summary keys naming the run and the stream of a commit."""

@@ -102,6 +102,7 @@ class BlockReader(SdkReader):
         self.stats: Counter[str] = Counter()  # messages handled, by type (the run ledger's records received)
         self.freshness = Freshness()  # how recent each stream's records are (the lag metric)
         self.after_block: t.Callable[[], None] = lambda: None  # after each block (progress events)
+        self._whole_blocks = True  # parse a block's STATE lines along with its RECORDs (until it fails)
 
     def connect(
         self,
@@ -206,18 +207,25 @@ class BlockReader(SdkReader):
         others = pc.indices_nonzero(pc.invert(maybe_record)).to_pylist()
         messages = {i: self.deserialize_json(lines[i].as_py(), first + i) for i in others}
         whole = None
+        aligned = False  # whole's rows are the block's lines (STATE rows included), not its RECORDs only
         only_states = all(m.get("type") == "STATE" for m in messages.values())
         tried = safe and self._hot() and only_states and len(others) < n
-        if tried:
-            whole = self._parse(lines.filter(maybe_record) if others else lines)
+        if tried and others and self._whole_blocks:
+            whole = self._parse(pa.py_buffer(block), n, maybe_record)
+            aligned = whole is not None
+        if tried and whole is None:
+            whole = self._parse(
+                joined_lines(lines.filter(maybe_record) if others else lines), n - len(others)
+            )
+            if whole is not None and others:  # the STATEs broke the parse: filter them out from now on
+                self._whole_blocks = False
         retry = safe and not (tried and whole is None and not others)  # a run that just failed: no second try
         start = offset = 0
         for index in [*others, n]:
             if index > start:
                 count = index - start
-                part = (
-                    None if whole is None else (whole[0].slice(offset, count), whole[1].slice(offset, count))
-                )
+                at = start if aligned else offset
+                part = None if whole is None else (whole[0].slice(at, count), whole[1].slice(at, count))
                 follows = index < n and messages[index].get("type") == "STATE"
                 self._records(
                     lines.slice(start, count), callbacks, stats, part, retry, first + start, follows
@@ -270,7 +278,7 @@ class BlockReader(SdkReader):
         """A run of (probable) RECORD lines, the first being input line `first`: parsed as one Arrow
         table when every stream in it is hot. `follows`: a STATE comes right after the run."""
         if parsed is None and parse and self._hot():
-            parsed = self._parse(lines)
+            parsed = self._parse(joined_lines(lines), len(lines))
         try:
             if parsed is None:
                 last = len(lines) - 1
@@ -313,8 +321,12 @@ class BlockReader(SdkReader):
         stats[RECORD] += len(lines)
         self.freshness.rows(stream, lines, records)
 
-    def _parse(self, lines: pa.Array) -> tuple[pa.Array, pa.Table] | None:
-        """(stream per line, record columns) or None when Arrow cannot parse the run as RECORDs."""
+    def _parse(
+        self, data: pa.Buffer, rows: int, records: pa.Array | None = None
+    ) -> tuple[pa.Array, pa.Table] | None:
+        """(stream per line, record columns) of `rows` newline-terminated lines, or None when Arrow
+        cannot parse them as RECORDs. `records`: which lines are RECORDs (the others are STATEs,
+        parsed along so the block is read in place rather than copied without them)."""
         assert self.routes is not None
         schema = pa.schema(
             [
@@ -326,24 +338,32 @@ class BlockReader(SdkReader):
         )
         try:
             table = pj.read_json(
-                pa.BufferReader(joined_lines(lines)),
+                pa.BufferReader(data),
                 read_options=pj.ReadOptions(block_size=PARSE_BLOCK_BYTES),
                 parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             return None
-        if table.num_rows != len(lines):
-            return None
-        kinds = table.column("type")
-        if kinds.null_count or not pc.all(pc.equal(kinds, RECORD.value)).as_py():
+        if table.num_rows != rows:
             return None
         try:
+            kinds = table.column("type").combine_chunks()
             streams = table.column("stream").combine_chunks()
             struct = table.column("record").combine_chunks()
         except pa.ArrowException:  # pyarrow 26 cannot combine a struct with a list<null> child
             return None
-        if streams.null_count or struct.null_count or not pa.types.is_struct(struct.type):
+        if not pa.types.is_struct(struct.type):
             return None
+        if records is None:
+            if kinds.null_count or streams.null_count or struct.null_count:
+                return None
+            if not pc.all(pc.equal(kinds, RECORD.value)).as_py():
+                return None
+        else:
+            wrong = pc.or_kleene(pc.is_null(streams), pc.is_null(struct))
+            wrong = pc.or_kleene(wrong, pc.not_equal(pc.fill_null(kinds, ""), RECORD.value))
+            if pc.any(pc.and_(records, wrong)).as_py():
+                return None
         fields = struct.type
         columns = struct.flatten()
         names = [fields.field(i).name for i in range(fields.num_fields)]

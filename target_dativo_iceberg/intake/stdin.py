@@ -1,4 +1,4 @@
-"""stdin in blocks of whole lines: from a file by plain reads, from a pipe on a reader thread.
+"""stdin in blocks of whole lines, read ahead on a reader thread (from a pipe or a regular file).
 
 A pipe holds 64 KB: a target that reads it only between parsing and validating blocks leaves the
 tap blocked on a full pipe most of the time, and each process waits for the other. The reader
@@ -40,11 +40,12 @@ def read_blocks(
     """
     source = getattr(stream, "buffer", stream)
     fd = _pipe_fd(source)
-    if fd is None:
-        yield from _read_file(source, size)
+    if fd is None and not _is_file(source):
+        yield from _read_file(source, size)  # an in-memory stream: nothing to wait for
         return
     blocks: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(QUEUED_BLOCKS)
-    reader = threading.Thread(target=_pump, args=(fd, size, blocks), name="dativo-stdin", daemon=True)
+    pump, args = (_pump, (fd, size, blocks)) if fd is not None else (_pump_file, (source, size, blocks))
+    reader = threading.Thread(target=pump, args=args, name="dativo-stdin", daemon=True)
     reader.start()
     while True:
         timeout = idle() if idle else None
@@ -80,6 +81,17 @@ def _pump(fd: int, size: int, blocks: queue.Queue) -> None:
         blocks.put((None, exc))
 
 
+def _pump_file(source: Any, size: int, blocks: queue.Queue) -> None:
+    """Reader thread for a regular file: its blocks read ahead while the main thread parses (read
+    on the main thread, 1M records' 308 MB took ~0.5 s of its time)."""
+    try:
+        for block in _read_file(source, size):
+            blocks.put((block, None))
+        blocks.put((None, None))
+    except BaseException as exc:  # handed to the main thread, which raises it
+        blocks.put((None, exc))
+
+
 def _read_file(source: Any, size: int) -> t.Iterator[bytes]:
     while True:
         block = source.read(size)
@@ -91,6 +103,14 @@ def _read_file(source: Any, size: int) -> t.Iterator[bytes]:
             rest = source.readline()
             block += rest.encode() if isinstance(rest, str) else rest
         yield block
+
+
+def _is_file(source: Any) -> bool:
+    """A stream over a regular file (stdin redirected from one)."""
+    try:
+        return stat.S_ISREG(os.fstat(source.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _pipe_fd(source: Any) -> int | None:

@@ -216,3 +216,55 @@ def test_flattening_keeps_the_stream_per_record_and_says_why(tmp_path: Path) -> 
     assert run.returncode == 0, run.stderr[-2000:]
     [event] = run.events("record_path")
     assert event["path"] == "record" and event["reason"] == "flattening_enabled is on"
+
+
+PRICES = {
+    "id": {"type": "integer"},
+    "price": {"type": ["number", "null"], "multipleOf": 0.05},
+    "qty": {"type": "integer", "multipleOf": 0.5},
+    "parts": {"type": "array", "items": {"type": "number", "multipleOf": 0.25}},
+}
+
+
+def _prices(n: int, bad: dict[int, str] | None = None) -> str:
+    """Price records as a tap writes them (decimals in plain JSON numbers); `bad`: id → price text."""
+    lines = [json.dumps(schema_msg("prices", PRICES, ["id"]))]
+    for i in range(1, n + 1):
+        price = (bad or {}).get(i, f"{i // 7}.{(i * 5) % 100:02d}" if i % 9 else "null")
+        parts = f"[{i}.25, -0.5, {i % 4}]"
+        lines.append(
+            f'{{"type": "RECORD", "stream": "prices", "record": {{"id": {i}, "price": {price}, '
+            f'"qty": {i}, "parts": {parts}}}}}'
+        )
+        if i % 200 == 0:
+            lines.append(json.dumps(state({"n": i})))
+    return "\n".join(lines) + "\n"
+
+
+def test_multiple_of_on_numbers_stays_columnar_and_lands_what_the_record_path_lands(tmp_path: Path) -> None:
+    text = _prices(600)
+    fast = run_target(tmp_path / "columnar", text)
+    slow = run_target(tmp_path / "record", text, hot_path=False)
+    assert fast.returncode == slow.returncode == 0, fast.stderr[-3000:]
+    assert [e["path"] for e in fast.events("record_path")] == ["hot"]
+    assert {e["path"] for e in fast.events("batch_written")} == {"hot"}
+    assert fast.states == slow.states
+    tables = [open_catalog(tmp_path / p).load_table("acme.prices") for p in ("columnar", "record")]
+    key = lambda r: r["id"]  # noqa: E731
+    rows = [sorted(pyiceberg_rows(t, "acme"), key=key) for t in tables]
+    assert rows[0] == rows[1] and len(rows[0]) == 600
+    assert rows[0][6]["price"] == 1.35 and rows[0][6]["parts"] == [7.25, -0.5, 3.0]
+    query = "SELECT id, price, qty, parts FROM t ORDER BY id"
+    assert duckdb_rows(tables[0], "acme", query) == duckdb_rows(tables[1], "acme", query)
+
+
+@pytest.mark.parametrize("price", ["0.07", '"1.50"', "0.30000000000000004"])
+def test_a_price_off_the_step_fails_the_run_like_the_record_path(tmp_path: Path, price: str) -> None:
+    text = _prices(300, bad={123: price})
+    fast = run_target(tmp_path / "columnar", text, batch_size_rows=100)
+    slow = run_target(tmp_path / "record", text, batch_size_rows=100, hot_path=False)
+    assert fast.returncode == slow.returncode == 2
+    [finished] = fast.events("job_finished")
+    assert "stream 'prices', record 123, field 'price'" in finished["error"]
+    assert finished["error"] == slow.events("job_finished")[0]["error"]
+    assert fast.states == slow.states

@@ -147,14 +147,17 @@ class BatchBuilder:
             table = pa.concat_tables([p.table for p in pieces], promote_options="permissive")  # type: ignore[union-attr]
             kept = checks.rules.children  # with add_record_metadata the schema has the _sdc_ columns
             table = table.drop_columns([c for c in table.column_names if c in SDK_METADATA and c not in kept])
-            columns, flagged = judge(checks.rules, table, checks.key_properties, checks.validate)
+            scan = checks.rules.scan is not None  # multipleOf on a number: the lines are scanned too
+            lines = pa.concat_arrays([p.lines for p in pieces]) if scan else None  # type: ignore[misc]
+            columns, flagged = judge(checks.rules, table, checks.key_properties, checks.validate, lines)
         except (pa.ArrowException, Undecided):  # e.g. pyarrow cannot combine some list<null> chunks
             return None
         rejected: list[Any] = []
         if flagged.true_count:
             if checks.strict:
                 return None  # the record path fails the run naming the first invalid record
-            lines = pa.concat_arrays([p.lines for p in pieces])  # type: ignore[misc]
+            if lines is None:
+                lines = pa.concat_arrays([p.lines for p in pieces])  # type: ignore[misc]
             for index in pc.indices_nonzero(flagged).to_pylist():
                 position, line = first_position + index, lines[index].as_py()
                 record = self._parse_line(line, position)["record"]

@@ -1,9 +1,10 @@
 """The hot-route decision: which streams' RECORD runs are parsed and validated as Arrow.
 
 A stream takes the hot path when `hot_path` is on, no stream maps or flattening apply to it, and
-it has a contract (and `add_record_metadata` is off) or a Singer schema whose every keyword has a
-whole-array rule (`contracts.jsonschema_rules`; the `_sdc_*` metadata columns are then built as
-Arrow columns, `intake.metadata`); otherwise its records take the SDK's per-record path.
+it has a contract or a Singer schema whose every keyword has a whole-array rule
+(`contracts.jsonschema_rules`); otherwise its records take the SDK's per-record path. With
+`add_record_metadata` the `_sdc_*` metadata columns are built as Arrow columns (`intake.metadata`)
+for both kinds of stream.
 The decision is made again whenever a SCHEMA message may have replaced sinks, and logged once per
 sink (`record_path` event, with the reason for the per-record path).
 """
@@ -67,8 +68,6 @@ class HotRoutes:
             and isinstance(checks.rules, Unsupported)
         ):
             return f"no contract, and the Singer schema's {checks.rules}"
-        if sink.include_sdc_metadata_properties and getattr(sink, "enforcer", None) is not None:
-            return "add_record_metadata is on"
         if self._flattening:
             return "flattening_enabled is on"
         maps = self._stream_maps(stream)

@@ -17,7 +17,9 @@ step's scale, and a row is clean when that value fits 64 bits and is a multiple 
 units (numpy integer remainder over the decimal buffer). Larger values are flagged. The landed
 double is the decimal's text parsed by Arrow (correctly rounded, as Python's `float(Decimal)`; a
 direct decimal→double cast is off by one ulp for ~20% of values). Schemas with such a number
-also need the raw lines (`Node.scan`).
+also need the raw lines (`Node.scan`). Measured (200k records of bench/generate.py, `multipleOf`
+0.01 and 0.0001 on its two number properties, CPU-s user+sys on a loaded 2-core machine): 3.3–3.45
+CPU-s columnar (3.05–3.5 without the keyword), 28.6 CPU-s per record.
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ bench/generate.py, 10 fields, `validate_records` on, one run each): a stream wit
 20.3 CPU-s per record and 2.85 CPU-s here (1.2 s of it start-up: ~120k records per CPU-s after it);
 the contract path took 2.56 CPU-s, the SDK's no-op target 3.9 CPU-s with validation off (0.5 s
 start-up) and 15.9 CPU-s with it on.
+
+With `add_record_metadata` the hot pieces carry the SDK's `_sdc_*` columns (`intake.metadata`); a
+contract batch converts them as the no-contract path does, and a batch taking the record path puts
+their values back into its records. Measured as above: a contract stream with the metadata took
+3.05–3.3 CPU-s here against 11.1 per record (2.9–3.25 without the metadata).
 """
 
 from __future__ import annotations

@@ -124,6 +124,7 @@ class IcebergSink(SdkBatchSink):
             self.strip_sdc_metadata,
             run.events,
             self.checks,
+            metadata=self.include_sdc_metadata_properties,
         )
         self.record_types = parse_types(self.schema, self.enforcer, self.checks)
         run.events.emit(

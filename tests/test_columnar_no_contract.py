@@ -18,6 +18,7 @@ from helpers import open_catalog, record, run_target, schema_msg, state, target_
 from hypothesis import HealthCheck, given, settings
 from test_jsonschema_rules import _line, streams
 
+from target_dativo_iceberg.errors import RecordError
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 from target_dativo_iceberg.target import TargetDativoIceberg
 
@@ -40,7 +41,8 @@ def _land(root: Path, text: str, **config: Any) -> tuple[Any, ...]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code: Any = target.run(io.StringIO(text))
-        except ValueError as exc:  # the SDK's date parsing of a value Python cannot read, on both paths
+        except (ValueError, RecordError) as exc:  # a date Python cannot read (the SDK's parsing at
+            # the top level, the record path's conversion inside arrays): on both paths
             code = f"{type(exc).__name__}: {exc}"
     catalog = open_catalog(root)
     rows: list = []
@@ -68,7 +70,7 @@ def test_columnar_lands_what_the_record_path_lands(
     columnar = _land(root / "columnar", text)
     per_record = _land(root / "record", text, hot_path=False)
     if isinstance(per_record[0], str):
-        # the SDK's date parsing raised (on both paths): which earlier batches were committed, and
+        # a date parsing raised (on both paths): which earlier batches were committed, and
         # so which STATEs were printed, before the run ended depends on where each path reads the
         # bad value and on commit timing; each path prints input STATEs in order, none twice
         assert columnar[0] == per_record[0]
@@ -221,3 +223,55 @@ def test_flattening_keeps_the_stream_per_record_and_says_why(tmp_path: Path) -> 
     assert run.returncode == 0, run.stderr[-2000:]
     [event] = run.events("record_path")
     assert event["path"] == "record" and event["reason"] == "flattening_enabled is on"
+
+
+PRICES = {
+    "id": {"type": "integer"},
+    "price": {"type": ["number", "null"], "multipleOf": 0.05},
+    "qty": {"type": "integer", "multipleOf": 0.5},
+    "parts": {"type": "array", "items": {"type": "number", "multipleOf": 0.25}},
+}
+
+
+def _prices(n: int, bad: dict[int, str] | None = None) -> str:
+    """Price records as a tap writes them (decimals in plain JSON numbers); `bad`: id → price text."""
+    lines = [json.dumps(schema_msg("prices", PRICES, ["id"]))]
+    for i in range(1, n + 1):
+        price = (bad or {}).get(i, f"{i // 7}.{(i * 5) % 100:02d}" if i % 9 else "null")
+        parts = f"[{i}.25, -0.5, {i % 4}]"
+        lines.append(
+            f'{{"type": "RECORD", "stream": "prices", "record": {{"id": {i}, "price": {price}, '
+            f'"qty": {i}, "parts": {parts}}}}}'
+        )
+        if i % 200 == 0:
+            lines.append(json.dumps(state({"n": i})))
+    return "\n".join(lines) + "\n"
+
+
+def test_multiple_of_on_numbers_stays_columnar_and_lands_what_the_record_path_lands(tmp_path: Path) -> None:
+    text = _prices(600)
+    fast = run_target(tmp_path / "columnar", text)
+    slow = run_target(tmp_path / "record", text, hot_path=False)
+    assert fast.returncode == slow.returncode == 0, fast.stderr[-3000:]
+    assert [e["path"] for e in fast.events("record_path")] == ["hot"]
+    assert {e["path"] for e in fast.events("batch_written")} == {"hot"}
+    assert fast.states == slow.states
+    tables = [open_catalog(tmp_path / p).load_table("acme.prices") for p in ("columnar", "record")]
+    key = lambda r: r["id"]  # noqa: E731
+    rows = [sorted(pyiceberg_rows(t, "acme"), key=key) for t in tables]
+    assert rows[0] == rows[1] and len(rows[0]) == 600
+    assert rows[0][6]["price"] == 1.35 and rows[0][6]["parts"] == [7.25, -0.5, 3.0]
+    query = "SELECT id, price, qty, parts FROM t ORDER BY id"
+    assert duckdb_rows(tables[0], "acme", query) == duckdb_rows(tables[1], "acme", query)
+
+
+@pytest.mark.parametrize("price", ["0.07", '"1.50"', "0.30000000000000004"])
+def test_a_price_off_the_step_fails_the_run_like_the_record_path(tmp_path: Path, price: str) -> None:
+    text = _prices(300, bad={123: price})
+    fast = run_target(tmp_path / "columnar", text, batch_size_rows=100)
+    slow = run_target(tmp_path / "record", text, batch_size_rows=100, hot_path=False)
+    assert fast.returncode == slow.returncode == 2
+    [finished] = fast.events("job_finished")
+    assert "stream 'prices', record 123, field 'price'" in finished["error"]
+    assert finished["error"] == slow.events("job_finished")[0]["error"]
+    assert fast.states == slow.states

@@ -1,7 +1,8 @@
 """The columnar path's Singer-schema rules agree with singer-sdk's own JSON Schema validation.
 
 Hypothesis draws Singer schemas (types as taps write them: type lists, `anyOf` with null, formats,
-bounds, lengths, patterns, enums, nested objects and arrays) and records (mostly valid, some not),
+bounds, `multipleOf` with integral and fractional steps, lengths, patterns, enums, nested objects
+and arrays) and records (mostly valid, some not),
 then compares `jsonschema_arrow.judge` on the Arrow-parsed records with what the SDK's validator
 (`JSONSchemaValidator`, Draft 2020-12, no format checks), its timestamp parsing and the record
 path's conversion (`records_to_arrow`) make of each record: a row the columnar rules do not flag
@@ -13,8 +14,9 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import math
 import string
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
@@ -27,7 +29,7 @@ from singer_sdk.singerlib.json import deserialize_json
 from singer_sdk.sinks.core import JSONSchemaValidator
 
 from target_dativo_iceberg.contracts.jsonschema_arrow import conform, judge
-from target_dativo_iceberg.contracts.jsonschema_rules import Node, Unsupported, compile_rules
+from target_dativo_iceberg.contracts.jsonschema_rules import Node, Unsupported, compile_rules, step_parts
 from target_dativo_iceberg.errors import RecordError, Undecided
 from target_dativo_iceberg.iceberg.schema import records_to_arrow, singer_to_iceberg
 
@@ -56,6 +58,53 @@ NUMBERS = st.one_of(
 )
 
 
+STEPS = st.sampled_from(
+    [1, 2, 3, Decimal("3.0"), Decimal("1E+1"), Decimal("0.5"), Decimal("0.1"), Decimal("0.01")]
+    + [Decimal("2.5"), Decimal("0.25"), Decimal("0.3"), Decimal("0.001"), Decimal("1.5")]
+)
+#: Values next to multiples: float noise written with many digits, huge, signed zeros, exponents.
+TRICKY = st.sampled_from(
+    [
+        Decimal("0.30000000000000004"),
+        Decimal("0.1000000000000000055511151231257827"),
+        Decimal("0.30000000000000001"),
+        Decimal("-0.0"),
+        Decimal("0.000"),
+        Decimal("-0"),
+        0,
+        Decimal("1E+25"),
+        10**25,
+        -(10**20),
+        Decimal("12345678901234567890.5"),
+        Decimal("-7.50"),
+        Decimal("5E+1"),
+        Decimal("25E-1"),
+        Decimal("1E-7"),
+        "1.5",
+    ]
+)
+
+
+def _multiples(step: Decimal | int, integers: bool) -> st.SearchStrategy:
+    """Values for a `multipleOf` property: mostly multiples (written plainly, with trailing zeros,
+    as exponents or integers), some one unit of the step's last digit off, some tricky ones."""
+    exponent = Decimal(step).normalize().as_tuple().exponent
+    unit = Decimal(1).scaleb(min(0, int(exponent)))
+    exact = st.integers(-(10**6), 10**6).map(lambda n: n * Decimal(step))
+    units, scale = step_parts(step)
+    least = units // math.gcd(units, 10**scale)  # the least positive integer multiple of the step
+    whole = st.integers(-(10**6), 10**6).map(lambda n: n * least)
+    if integers:
+        return st.one_of(whole, whole, whole, st.integers(-50, 50), st.sampled_from([0, 2**62, -(2**63)]))
+    forms = st.one_of(
+        exact,
+        exact.map(lambda d: d.quantize(unit / 100)),
+        exact.map(lambda d: d.normalize()),
+        whole,
+    )
+    return st.one_of(forms, forms, forms, exact.map(lambda d: d + unit), TRICKY)
+
+
 def _nullable(draw: Any, prop: dict[str, Any]) -> dict[str, Any]:
     """The property as taps write it: plain, a type list with null, or anyOf with null."""
     style = draw(st.sampled_from(["plain", "list", "anyof"]))
@@ -81,9 +130,10 @@ def prop_and_values(draw: Any, depth: int = 0) -> tuple[dict[str, Any], st.Searc
             prop[keyword] = draw(
                 st.one_of(st.integers(-10, 10), st.sampled_from([Decimal("0.5"), Decimal("-1.5")]))
             )
-        if kind == "integer" and draw(st.booleans()):
-            prop["multipleOf"] = draw(st.integers(1, 4))
         values = st.one_of(NUMBERS, st.integers(-(2**63), 2**63 - 1), st.just("7"), st.booleans())
+        if draw(st.booleans()):
+            prop["multipleOf"] = step = draw(STEPS)
+            values = st.one_of(_multiples(step, kind == "integer"), values)
     elif kind == "string":
         prop = {"type": "string"}
         if draw(st.booleans()):
@@ -148,7 +198,10 @@ def _line(record: dict[str, Any]) -> bytes:
 def _sdk_verdict(schema: dict[str, Any], keys: list[str], line: bytes) -> dict[str, Any] | None:
     """The record as the record path would land it (after the SDK's checks), None if rejected."""
     record = deserialize_json(line)
-    if list(JSONSchemaValidator(schema).validator.iter_errors(record)):
+    try:
+        if list(JSONSchemaValidator(schema).validator.iter_errors(record)):
+            return None
+    except InvalidOperation:  # `instance % step` beyond 28 digits: the record path raises it
         return None
     if any(key not in record for key in keys):
         return None
@@ -169,6 +222,8 @@ def _uncertain(prop: dict[str, Any], value: Any) -> bool:
         prop = next(o for o in prop["anyOf"] if o.get("type") != "null")
     if value is None or isinstance(value, (Decimal, str)):
         return True
+    if isinstance(value, int) and not isinstance(value, bool) and prop.get("multipleOf") is not None:
+        return abs(value) * 10 ** step_parts(prop["multipleOf"])[1] > 2**63 - 1  # beyond 64 bits
     if isinstance(value, dict):
         props = prop.get("properties", {})
         return set(value) != set(props) or any(_uncertain(props.get(k, {}), v) for k, v in value.items())
@@ -182,8 +237,11 @@ def _uncertain(prop: dict[str, Any], value: Any) -> bool:
 def test_columnar_verdicts_match_the_sdk_validator(stream: Any) -> None:
     schema, keys, records = stream
     rules = compile_rules(schema)
+    if isinstance(rules, Unsupported) and rules.detail == "on numbers in arrays of arrays":
+        assume(False)  # the one multipleOf the columnar path leaves to the record path
     assert isinstance(rules, Node), rules
     lines = [_line(r) for r in records]
+    event(f"line scan: {rules.scan is not None}")
     hints = pa.struct([(src, c.hint()) for src, (_col, c) in rules.children.items() if c.hint() is not None])
     try:
         table = pj.read_json(
@@ -192,7 +250,7 @@ def test_columnar_verdicts_match_the_sdk_validator(stream: Any) -> None:
                 explicit_schema=pa.schema(list(hints)), unexpected_field_behavior="infer"
             ),
         )
-        columns, flagged = judge(rules, table, keys)
+        columns, flagged = judge(rules, table, keys, lines=pa.array(lines, pa.large_binary()))
     except (pa.ArrowException, Undecided):
         assume(False)  # the record path takes this batch (it is not judged column by column)
     stream_schema = singer_to_iceberg("s", schema, keys)
@@ -226,7 +284,12 @@ def test_columnar_verdicts_match_the_sdk_validator(stream: Any) -> None:
     [
         ({"oneOf": [{"type": "string"}, {"type": "integer"}]}, "oneOf"),
         ({"type": "array", "items": {"type": "string"}, "uniqueItems": True}, "uniqueItems"),
-        ({"type": "number", "multipleOf": Decimal("0.01")}, "multipleOf"),
+        ({"type": "number", "multipleOf": Decimal("1E-38")}, "multipleOf"),
+        ({"type": "number", "multipleOf": 0.01}, "multipleOf"),
+        (
+            {"type": "array", "items": {"type": "array", "items": {"type": "number", "multipleOf": 2}}},
+            "multipleOf",
+        ),
         ({"type": ["string", "integer"]}, "type"),
         ({"type": "object"}, "an object without properties"),
         ({}, "no type"),
@@ -237,7 +300,7 @@ def test_columnar_verdicts_match_the_sdk_validator(stream: Any) -> None:
 def test_keywords_without_a_column_rule_are_named(prop: dict[str, Any], keyword: str) -> None:
     rules = compile_rules({"type": "object", "properties": {"id": {"type": "integer"}, "v": prop}})
     assert isinstance(rules, Unsupported)
-    assert rules.keyword == keyword and rules.path == "v"
+    assert rules.keyword == keyword and rules.path.startswith("v")
     assert "'v'" in str(rules) and keyword in str(rules)
 
 
@@ -245,3 +308,84 @@ def test_with_validation_off_only_types_matter() -> None:
     schema = {"type": "object", "properties": {"v": {"type": "string", "pattern": "^a", "not": {}}}}
     assert isinstance(compile_rules(schema, validate=True), Unsupported)
     assert isinstance(compile_rules(schema, validate=False), Node)
+
+
+def _judged(schema: dict[str, Any], lines: list[bytes]) -> tuple[list[bool], list[Any]]:
+    """(flagged, landed `v`) of the lines judged column by column, as the hot path reads them."""
+    rules = compile_rules(schema)
+    assert isinstance(rules, Node), rules
+    hints = [(src, c.hint()) for src, (_col, c) in rules.children.items() if c.hint() is not None]
+    table = pj.read_json(
+        io.BytesIO(b"\n".join(lines) + b"\n"),
+        parse_options=pj.ParseOptions(explicit_schema=pa.schema(hints), unexpected_field_behavior="infer"),
+    )
+    columns, flagged = judge(rules, table, lines=pa.array(lines, pa.large_binary()))
+    return flagged.to_pylist(), columns["v"].to_pylist()
+
+
+NUMBER_STEP = {
+    "type": "object",
+    "properties": {"v": {"type": ["number", "null"], "multipleOf": Decimal("0.05")}},
+}
+
+
+@pytest.mark.parametrize(
+    ("written", "flagged"),
+    [
+        ("0.15", False),
+        ("-0.15", False),
+        ("0.150000", False),  # trailing zeros: still a multiple
+        ("15e-2", False),
+        ("3", False),
+        ("0", False),
+        ("null", False),
+        ("123456789012345.05", False),
+        ("0.07", True),  # not a multiple
+        ('"0.15"', True),  # a string: jsonschema rejects it, Arrow's decimal reader would not
+        ("-0.0", True),  # Arrow's decimal drops the sign the record path lands
+        ("1E+25", True),  # beyond 64 bits once scaled: the record path decides
+    ],
+)
+def test_multiple_of_on_numbers_is_exact(written: str, flagged: bool) -> None:
+    line = b'{"v": ' + written.encode() + b"}"
+    record = deserialize_json(line)
+    sdk_rejects = bool(list(JSONSchemaValidator(NUMBER_STEP).validator.iter_errors(record)))
+    assert flagged or not sdk_rejects
+    got, landed = _judged(NUMBER_STEP, [line])
+    assert got == [flagged]
+    if not flagged:  # the double the record path lands
+        assert landed == [None if record["v"] is None else float(record["v"])]
+
+
+def test_a_value_with_more_digits_than_the_step_fails_the_parse() -> None:
+    """Such a value is no multiple; its run goes record by record (the reader's fallback)."""
+    with pytest.raises(pa.ArrowInvalid):
+        _judged(NUMBER_STEP, [b'{"v": 0.30000000000000004}'])
+
+
+def test_escaped_keys_and_listed_strings_are_rechecked() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "v": {"type": "integer", "multipleOf": Decimal("2.5")},
+            "w": {"type": "array", "items": {"type": "number", "multipleOf": 1}},
+        },
+    }
+    lines = [
+        b'{"v": 5, "w": [1, 2]}',
+        b'{"v": 4, "w": [1]}',
+        b'{"v": 10, "w": [1, "2"]}',
+        b'{"\\u0076": 5, "w": [1]}',  # integers are parsed as int64: a string fails the parse
+        b'{"v": 5, "\\u0077": ["1"]}',  # a key written with an escape
+    ]
+    assert _judged(schema, lines)[0] == [False, True, True, False, True]
+
+
+def test_steps_beyond_what_the_columns_hold() -> None:
+    """A huge integral step: only 0 is a multiple within 64 bits; 1E+30 % 0.5 raises in Python
+    (the record path's outcome), so that row is flagged."""
+    huge = {"type": "object", "properties": {"v": {"type": "integer", "multipleOf": 10**20}}}
+    assert _judged(huge, [b'{"v": 0}', b'{"v": 5}'])[0] == [False, True]
+    with pytest.raises(InvalidOperation):
+        list(JSONSchemaValidator(NUMBER_STEP).validator.iter_errors({"v": Decimal("1E+30")}))
+    assert _judged(NUMBER_STEP, [b'{"v": 1E+30}'])[0] == [True]

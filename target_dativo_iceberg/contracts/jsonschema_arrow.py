@@ -10,18 +10,35 @@ verdicts are uncertain from Arrow's view: a null may be a missing key, a double 
 may sit exactly on a bound, a string Arrow does not parse as an ISO timestamp may still be one
 Python parses. `Undecided` (a column whose parsed Arrow type does not fit the property, an
 unexpected key under `additionalProperties: false`) sends the whole batch to the record path.
+
+`multipleOf` is checked exactly: a `number` property with a step arrives as an Arrow decimal
+(`jsonschema_rules.Node.hint`), integers as int64; both become the 128-bit scaled values of the
+step's scale, and a row is clean when that value fits 64 bits and is a multiple of the step's
+units (numpy integer remainder over the decimal buffer). Larger values are flagged. The landed
+double is the decimal's text parsed by Arrow (correctly rounded, as Python's `float(Decimal)`; a
+direct decimal→double cast is off by one ulp for ~20% of values). Schemas with such a number
+also need the raw lines (`Node.scan`). Measured (200k records of bench/generate.py, `multipleOf`
+0.01 and 0.0001 on its two number properties, CPU-s user+sys on a loaded 2-core machine): 3.3–3.45
+CPU-s columnar (3.05–3.5 without the keyword), 28.6 CPU-s per record.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from target_dativo_iceberg.contracts.jsonschema_rules import INT64_MAX, INT64_MIN, Node, unicode_sensitive
+from target_dativo_iceberg.contracts.jsonschema_rules import (
+    INT64_MAX,
+    INT64_MIN,
+    Node,
+    step_parts,
+    unicode_sensitive,
+)
 from target_dativo_iceberg.errors import Undecided
 
 _TIME = r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?"
@@ -52,14 +69,23 @@ def natural_type(node: Node) -> pa.DataType:
 
 
 def judge(
-    rules: Node, table: pa.Table, key_properties: Iterable[str] = (), validate: bool = True
+    rules: Node,
+    table: pa.Table,
+    key_properties: Iterable[str] = (),
+    validate: bool = True,
+    lines: pa.Array | None = None,
 ) -> tuple[dict[str, pa.Array], pa.Array]:
-    """(column name → typed array, flagged rows) of a batch; raises Undecided."""
+    """(column name → typed array, flagged rows) of a batch (`lines`: its RECORD lines, needed when
+    the rules have a line scan); raises Undecided."""
     n = table.num_rows
     present = set(table.column_names)
     if validate and rules.closed and present - set(rules.children):
         raise Undecided("a key the schema's additionalProperties: false does not allow")
     flags: list[pa.Array] = []
+    if validate and rules.scan is not None:
+        if lines is None or len(lines) != n:
+            raise Undecided("multipleOf on a number needs the record lines")
+        flags.append(pc.match_substring_regex(lines, rules.scan))
     columns: dict[str, pa.Array] = {}
     for src, (col, child) in rules.children.items():
         raw = table.column(src).combine_chunks() if src in present else pa.nulls(n)
@@ -99,9 +125,12 @@ def _column(node: Node, raw: pa.Array, validate: bool) -> tuple[pa.Array, pa.Arr
             raise Undecided(kind)
         typed = raw
     elif kind == "double":
-        if not (pa.types.is_int64(t) or pa.types.is_float64(t)):
+        if pa.types.is_decimal(t):
+            typed = pc.cast(pc.cast(raw, pa.string()), pa.float64())  # correctly rounded (docstring)
+        elif not (pa.types.is_int64(t) or pa.types.is_float64(t)):
             raise Undecided(kind)
-        typed = pc.cast(raw, pa.float64())
+        else:
+            typed = pc.cast(raw, pa.float64())
     elif kind == "boolean":
         if not pa.types.is_boolean(t):
             raise Undecided(kind)
@@ -115,7 +144,7 @@ def _column(node: Node, raw: pa.Array, validate: bool) -> tuple[pa.Array, pa.Arr
     else:
         typed = _list(node, raw, validate, flags)
     if validate:
-        flags.extend(_rules(node, raw))
+        flags.extend(_rules(node, raw, typed))
     return typed, _any(flags, len(raw)) if flags else None
 
 
@@ -207,23 +236,23 @@ def _list(node: Node, raw: pa.Array, validate: bool, flags: list[pa.Array]) -> p
     return pa.ListArray.from_arrays(pa.array(offsets), typed_values, mask=raw.is_null())
 
 
-def _rules(node: Node, raw: pa.Array) -> list[pa.Array]:
+def _rules(node: Node, raw: pa.Array, typed: pa.Array) -> list[pa.Array]:
     """Rows a keyword rejects, or may reject (bounds met exactly by a parsed double)."""
     found: list[pa.Array] = []
     t = raw.type
-    if node.kind in ("long", "double") and (node.bounds or node.multiple_of):
+    if node.kind in ("long", "double") and (node.bounds or node.multiple_of is not None):
         if pa.types.is_int64(t):
             found.extend(_int_bounds(node, raw))
-            if node.multiple_of:
-                step = pa.scalar(node.multiple_of, pa.int64()) if node.multiple_of <= INT64_MAX else None
-                if step is None:
-                    found.append(pc.not_equal(raw, 0))
-                else:
-                    found.append(pc.not_equal(pc.subtract(raw, pc.multiply(pc.divide(raw, step), step)), 0))
-        else:
+        else:  # rounding is monotonic: a double strictly inside a bound is a value inside it
             for op, bound in node.bounds:
                 edge = float(bound)
-                found.append(pc.less_equal(raw, edge) if op in ("ge", "gt") else pc.greater_equal(raw, edge))
+                found.append(
+                    pc.less_equal(typed, edge) if op in ("ge", "gt") else pc.greater_equal(typed, edge)
+                )
+        if node.multiple_of is not None:
+            if not (pa.types.is_int64(t) or pa.types.is_decimal(t)):
+                raise Undecided("multipleOf on a value parsed as a double")
+            found.append(_not_multiple(raw, node.multiple_of))
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         if node.min_length is not None or node.max_length is not None:
             length = pc.utf8_length(raw)
@@ -255,6 +284,23 @@ def _rules(node: Node, raw: pa.Array) -> list[pa.Array]:
         if node.max_items is not None:
             found.append(pc.greater(count, node.max_items))
     return [pc.and_(mask, raw.is_valid()) for mask in found]
+
+
+def _not_multiple(raw: pa.Array, step: Decimal | int) -> pa.Array:
+    """Rows that are no multiple of `step`, or too large to tell here (int64 or decimal values)."""
+    units, scale = step_parts(step)
+    if pa.types.is_int64(raw.type):
+        if scale > 18:  # any non-zero integer scales beyond 64 bits
+            return pc.not_equal(raw, 0)
+        raw = pc.cast(raw, pa.decimal128(38, scale))
+    elif raw.type.scale != scale:
+        raw = pc.cast(raw, pa.decimal128(38, scale))
+    start, n = raw.offset, len(raw)
+    words = np.frombuffer(raw.buffers()[1], dtype=np.int64, count=2 * (start + n))[2 * start :]
+    low, high = words[0::2], words[1::2]  # little-endian two's complement 128-bit scaled values
+    bad = high != (low >> 63)  # beyond 64 bits
+    bad |= (low != 0) if units > INT64_MAX else (low % units != 0)
+    return pa.array(bad)
 
 
 def _int_bounds(node: Node, raw: pa.Array) -> list[pa.Array]:

@@ -5,8 +5,18 @@ Streams without a contract are validated by singer-sdk 0.54.9 one record at a ti
 record. `compile_rules` turns the schema into a tree of `Node`s (the column kind the record path
 converts to, nullability, and the keywords as whole-array rules); `contracts.jsonschema_arrow`
 judges parsed columns with them. A schema that uses a keyword with no exact whole-array form
-(`oneOf`, `$ref`, `uniqueItems`, `multipleOf` on numbers, a value without a fixed type ...) yields
-an `Unsupported` naming the property and keyword: that stream stays on the per-record path.
+(`oneOf`, `$ref`, `uniqueItems`, a value without a fixed type ...) yields an `Unsupported` naming
+the property and keyword: that stream stays on the per-record path.
+
+`multipleOf` is exact as jsonschema decides it on what the SDK parses (`deserialize_json`: JSON
+floats become `Decimal`, so the step is an int or a Decimal and the check is the exact remainder
+`instance % step`). A `number` property with a step is parsed as an Arrow decimal with the step's
+fractional digits (`Node.hint`): a value with more fractional digits is no multiple, its run fails
+that parse and goes record by record; the check is then integer arithmetic on the decimals' scaled
+values. Arrow's decimal reader also takes numeric *strings* ("1.5"), which jsonschema rejects, and
+drops the sign of -0.0, so such streams get a line scan (`Node.scan`, run by
+`jsonschema_arrow.judge`) that flags lines where a watched key holds a string (or an escaped key
+does) or a negative zero appears: those rows are re-checked record by record.
 
 Keywords jsonschema ignores (annotations such as `title`, `description`, `default`, and `format`,
 which the SDK does not assert) are ignored here too; unknown keywords likewise.
@@ -14,6 +24,7 @@ which the SDK does not assert) are ignored here too; unknown keywords likewise.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -56,6 +67,12 @@ _DATES = {"date-time": "timestamptz", "date": "date", "time": "time"}
 _SAFE_ESCAPES = set(".-/\\+*?()[]{}^$|ntrfvA") | set("dwsbDWSB")
 _UNICODE_CLASSES = re.compile(r"\\[dwsbDWSB]|\(\?[a-zA-Z]")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Arrow's decimal128 holds 38 digits: a step with more fractional digits has no exact column check.
+MAX_STEP_SCALE = 37
+#: Lines the Arrow decimal parse of a `multipleOf` number may misread (see the module docstring).
+_ESCAPED_KEY = r'\\(?:[^"\\]|\\.)*"\s*:\s*[\["]'
+_NEGATIVE_ZERO = r"-0(?:\.0*)?(?:[eE][-+]?[0-9]+)?[^0-9.eE]"
+_RE2_SPECIAL = set("\\.+*?()|[]{}^$")
 
 
 @dataclass(frozen=True)
@@ -79,7 +96,7 @@ class Node:
     kind: str  # long, double, boolean, string, timestamptz, date, time, struct, list
     nullable: bool = True  # `null` is among the allowed types
     bounds: list[tuple[str, Decimal]] = field(default_factory=list)  # (ge|gt|le|lt, bound)
-    multiple_of: int | None = None
+    multiple_of: Decimal | int | None = None  # the step as the SDK parses it (never a float)
     min_length: int | None = None
     max_length: int | None = None
     pattern: str | None = None
@@ -90,12 +107,16 @@ class Node:
     element: Node | None = None
     min_items: int | None = None
     max_items: int | None = None
+    scan: str | None = None  # top node: regex of lines to re-check record by record (module docstring)
 
     def hint(self) -> pa.DataType | None:
         """The Arrow type the JSON reader should parse this property as (None: let it infer);
         strings are pinned so ISO-looking text is not turned into timestamps."""
         if self.kind in ("string", "timestamptz", "date", "time"):
             return pa.string()
+        if self.kind == "double" and self.multiple_of is not None:  # exact values for the check
+            scale = step_parts(self.multiple_of)[1]
+            return pa.decimal128(38 - scale, scale)  # a longer literal fails the parse: no overflow
         if self.kind == "struct":
             hints = [(src, child.hint()) for src, (_col, child) in self.children.items()]
             fields = [(name, kind) for name, kind in hints if kind is not None]
@@ -110,9 +131,18 @@ def compile_rules(schema: dict[str, Any], validate: bool = True) -> Node | Unsup
     """The record schema as a struct `Node`, or why it cannot be judged column by column.
     `validate=False` (`validate_records: false`): only the types matter (for conversion)."""
     try:
-        return _object(schema, "", validate, top=True)
+        node = _object(schema, "", validate, top=True)
+        node.scan = _line_scan(node) if validate else None
+        return node
     except SchemaUnsupported as exc:
         return exc.reason
+
+
+def step_parts(step: Decimal | int) -> tuple[int, int]:
+    """A `multipleOf` step as (units, scale): step == units × 10^-scale, both integers."""
+    exponent = Decimal(step).normalize().as_tuple().exponent
+    scale = max(0, -exponent) if isinstance(exponent, int) else 0
+    return int(Decimal(step).scaleb(scale)), scale
 
 
 def _fail(path: str, keyword: str, detail: str = "") -> SchemaUnsupported:
@@ -243,16 +273,55 @@ def _scalar_rules(node: Node, prop: dict[str, Any], path: str, types: set[str]) 
             if keyword in prop:
                 node.bounds.append((op, _number(prop[keyword], path, keyword)))
         if "multipleOf" in prop:
-            step = _number(prop["multipleOf"], path, "multipleOf")
-            if node.kind != "long" or step != step.to_integral_value() or step <= 0:
-                raise _fail(path, "multipleOf", f"{prop['multipleOf']} on a {sorted(types)} property")
-            node.multiple_of = int(step)
+            raw = prop["multipleOf"]
+            if isinstance(raw, float):  # jsonschema divides in floating point then
+                raise _fail(path, "multipleOf", f"{raw!r} as a binary float, not parsed as the SDK parses")
+            step = _number(raw, path, "multipleOf")
+            if step <= 0:
+                raise _fail(path, "multipleOf", f"{raw} is not positive")
+            if step_parts(step)[1] > MAX_STEP_SCALE:
+                raise _fail(path, "multipleOf", f"{raw}: more than {MAX_STEP_SCALE} fractional digits")
+            node.multiple_of = raw
     if node.kind in ("string", "timestamptz", "date", "time"):
         node.min_length = _count(prop, "minLength", path)
         node.max_length = _count(prop, "maxLength", path)
         if "pattern" in prop:
             node.pattern = _pattern(prop["pattern"], path)
     _enum(node, prop, path)
+
+
+def _line_scan(top: Node) -> str | None:
+    """The regex of record lines the columnar check of a `multipleOf` number may misjudge: a
+    watched key holding a string (or a list holding one), any escaped key holding a string or a
+    list, a negative zero. None: the schema has no such number."""
+    plain: list[str] = []
+    listed: list[str] = []
+
+    def walk(node: Node, key: str | None, in_list: bool, path: str) -> None:
+        if node.kind == "double" and node.multiple_of is not None:
+            if key is None:
+                raise _fail(re.sub(r"(\[\])+$", "", path), "multipleOf", "on numbers in arrays of arrays")
+            (listed if in_list else plain).append(_literal(key))
+        for src, (_col, child) in node.children.items():
+            walk(child, src, False, f"{path}.{src}" if path else src)
+        if node.element is not None:
+            walk(node.element, None if in_list else key, True, f"{path}[]")
+
+    walk(top, None, False, "")
+    if not plain and not listed:
+        return None
+    parts = [_ESCAPED_KEY, _NEGATIVE_ZERO]
+    if plain:
+        parts.append(f'"(?:{"|".join(plain)})"\\s*:\\s*"')
+    if listed:
+        parts.append(f'"(?:{"|".join(listed)})"\\s*:\\s*\\[[^\\]"]*"')
+    return "|".join(parts)
+
+
+def _literal(key: str) -> str:
+    """A key as it is written in JSON (unescaped), as an RE2 literal."""
+    written = json.dumps(key, ensure_ascii=False)[1:-1]
+    return "".join(f"\\{c}" if c in _RE2_SPECIAL else c for c in written)
 
 
 def _enum(node: Node, prop: dict[str, Any], path: str) -> None:

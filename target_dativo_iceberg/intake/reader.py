@@ -8,8 +8,8 @@ handlers in input order) is parsed by pyarrow's JSON reader in one call, using b
 Arrow slice together with the raw lines (kept for the record path and for replay digests).
 
 A stream takes the hot path when no stream maps or flattening are configured and it has a contract
-(with `add_record_metadata` off) or a Singer schema the column rules cover (`intake.routes.HotRoutes`
-decides and logs why not otherwise). The message fields `time_extracted` and `version` are parsed
+or a Singer schema the column rules cover (`intake.routes.HotRoutes` decides and logs why not
+otherwise). The message fields `time_extracted` and `version` are parsed
 too, as the `_sdc_extracted_at` / `_sdc_table_version` columns `add_record_metadata` fills.
 Anything the block parse cannot settle — a parse error, a line that is not what it seemed, a
 stream on the record path — goes line by line through the SDK's handlers, exactly as before.

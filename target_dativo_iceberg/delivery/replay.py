@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from target_dativo_iceberg.iceberg.schema import json_default
-from target_dativo_iceberg.intake.reader import joined_lines
+from target_dativo_iceberg.intake.blocks import concat_values, joined_lines
 
 REPLAY_KEY = "dativo.replay"
 #: The envelope key that legitimately differs between a run and its replay (SDK taps stamp "now").
@@ -52,12 +52,35 @@ def record_bytes(record: dict[str, Any]) -> bytes:
 def lines_bytes(lines: pa.Array) -> bytes | pa.Buffer:
     """`line_bytes` of every line of an Arrow array of RECORD lines, joined, with array operations
     (an Arrow buffer: hashlib reads it in place, no copy into a Python bytes object)."""
+    same = _same_tail(lines)
+    if same is not None:
+        return same
     parts = pc.split_pattern(lines, _EXTRACTED.decode(), max_splits=1)
     tails = pc.list_flatten(pc.list_slice(parts, 1, 2))
     if len(tails) and pc.any(pc.match_substring(tails, '"record"')).as_py():
         return b"".join(line_bytes(line) for line in lines.to_pylist())
     heads = pc.list_element(parts, 0).cast(pa.large_binary())
     return joined_lines(heads)
+
+
+def _same_tail(lines: pa.Array) -> pa.Buffer | None:
+    """`lines_bytes` when every line ends with a `time_extracted` of one width, its only one, as SDK
+    taps write them: the tails replaced by newlines in one kernel (~3× cheaper than splitting the
+    lines at it); None otherwise."""
+    first = lines[0].as_py() if len(lines) else b""
+    at = first.find(_EXTRACTED)
+    width = len(first) - at
+    if at < 0 or b'"record"' in first[at:] or pc.min(pc.binary_length(lines)).as_py() < width:
+        return None
+    starts = pc.binary_slice(lines, -width, -width + len(_EXTRACTED))
+    if not pc.all(pc.equal(starts, pa.scalar(_EXTRACTED, starts.type))).as_py():
+        return None
+    if pc.any(pc.match_substring(pc.binary_slice(lines, -width), '"record"')).as_py():
+        return None
+    heads = pc.binary_replace_slice(lines, -width, 1 << 40, "\n")
+    if pc.any(pc.match_substring(heads, _EXTRACTED.decode())).as_py():
+        return None  # an earlier "time_extracted" in the line: the digest stops there
+    return concat_values(heads)
 
 
 @dataclass

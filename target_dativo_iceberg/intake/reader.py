@@ -4,8 +4,10 @@ The SDK reads a line, parses it into Python objects and walks it through per-rec
 at ~10 fields that caps a target near 40k records/s before any validation. Here stdin is read in
 blocks of up to 8 MB (`stdin.read_blocks`), split into lines by Arrow, and every run of RECORD
 lines between two other messages (SCHEMA, STATE, BATCH, ACTIVATE_VERSION, handled by the SDK's
-handlers in input order) is parsed by pyarrow's JSON reader in one call, using both cores. Each stream's rows then go to its sink as an
-Arrow slice together with the raw lines (kept for the record path and for replay digests).
+handlers in input order) is parsed by pyarrow's JSON reader in one call, using both cores; the
+next block is split and parsed on a worker thread while this one is handled (`intake.blocks`).
+Each stream's rows then go to its sink as an Arrow slice together with the raw lines (kept for
+the record path and for replay digests).
 
 A stream takes the hot path when no stream maps or flattening are configured and it has a contract
 or a Singer schema the column rules cover (`intake.routes.HotRoutes` decides and logs why not
@@ -22,32 +24,29 @@ import json
 import sys
 import typing as t
 from collections import Counter
+from concurrent.futures import Future
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.singerlib.encoding.base import SingerMessageType
 from singer_sdk.singerlib.json import deserialize_json
 
 from target_dativo_iceberg import faults
 from target_dativo_iceberg.errors import InputError, RecordBeforeSchemaError
+from target_dativo_iceberg.intake.blocks import Block, BlockParser, joined_lines, parse_records
 from target_dativo_iceberg.intake.freshness import Freshness
 from target_dativo_iceberg.intake.inputs import (
-    ARROW_DEPTH,
     MAX_DEPTH,
     DeepValue,
     deep_value,
-    long_lines,
     message_label,
     message_problem,
     openers,
     preview,
     stream_of,
-    utf8_problem,
     where,
 )
-from target_dativo_iceberg.intake.metadata import MESSAGE_TYPES, with_message_fields
 from target_dativo_iceberg.intake.stdin import read_blocks
 from target_dativo_iceberg.memory import release_unused
 from target_dativo_iceberg.sdk_compat import SdkReader
@@ -56,30 +55,7 @@ if t.TYPE_CHECKING:
     from target_dativo_iceberg.delivery.shutdown import Shutdown
     from target_dativo_iceberg.intake.routes import HotRoutes
 
-PARSE_BLOCK_BYTES = 1 << 20  # pyarrow.json block: several per run so both cores parse
 RECORD = SingerMessageType.RECORD
-
-
-def split_lines(block: bytes) -> pa.Array:
-    """The block's lines (without newlines) as an Arrow large_binary array."""
-    lines = pc.split_pattern(pa.array([block], pa.large_binary()), b"\n").values
-    if len(lines) and block.endswith(b"\n"):
-        lines = lines.slice(0, len(lines) - 1)  # the empty piece after the final newline
-    return lines
-
-
-def concat_values(array: pa.Array) -> pa.Buffer:
-    """The values of a large_binary array, concatenated (a zero-copy slice of its data buffer)."""
-    _, offsets_buffer, data = array.buffers()
-    offsets = pa.Array.from_buffers(pa.int64(), len(array) + 1, [None, offsets_buffer], offset=array.offset)
-    start, end = offsets[0].as_py(), offsets[len(array)].as_py()
-    return data.slice(start, end - start) if data is not None else pa.py_buffer(b"")
-
-
-def joined_lines(lines: pa.Array) -> pa.Buffer:
-    """`lines` as one newline-terminated buffer."""
-    newline = pa.scalar(b"\n", lines.type)
-    return concat_values(pc.binary_join_element_wise(lines, pa.scalar(b"", lines.type), newline))
 
 
 class BlockReader(SdkReader):
@@ -102,7 +78,7 @@ class BlockReader(SdkReader):
         self.stats: Counter[str] = Counter()  # messages handled, by type (the run ledger's records received)
         self.freshness = Freshness()  # how recent each stream's records are (the lag metric)
         self.after_block: t.Callable[[], None] = lambda: None  # after each block (progress events)
-        self._whole_blocks = True  # parse a block's STATE lines along with its RECORDs (until it fails)
+        self._blocks = BlockParser(self.deserialize_json)  # blocks split and parsed one ahead
 
     def connect(
         self,
@@ -159,72 +135,55 @@ class BlockReader(SdkReader):
         """Position the stream's next record will have (error messages at read time)."""
         return self._position(stream) if isinstance(stream, str) else None
 
-    def _arrow_safe(self, block: bytes, lines: pa.Array, first: int) -> bool:
-        """Before anything parses the block: every line must be UTF-8 (Arrow would copy invalid
-        bytes into columns). False when a line nests deeper than `MAX_DEPTH` and long enough that
-        Arrow might crash on it (its nested-type code recurses: a few thousand levels take the
-        process down): the block then goes line by line, and that line's error names its record
-        like any other."""
-        bad = utf8_problem(lines)
-        if bad is not None:
-            index, offset, byte = bad
-            raise InputError(
-                f"input line {first + index}: not valid UTF-8 at byte offset {offset} of the line "
-                f"(0x{byte:02x}); Singer messages are UTF-8 encoded JSON, one per line"
-            )
-        return not any(deep_value(lines[i].as_py()) for i in long_lines(block, lines, ARROW_DEPTH))
-
     def process_lines(
         self, file_input: t.IO[str] | None, callbacks: dict[str, t.Callable[[dict], None]]
     ) -> t.Counter[str]:
         stats = self.stats
         shutdown = self.shutdown
         waiting = shutdown.interruptible if shutdown is not None else contextlib.nullcontext
-        for block in read_blocks(file_input or sys.stdin, idle=self._idle, waiting=waiting):
-            faults.reached("block")
-            if shutdown is not None:
-                shutdown.check()  # a stop signal: no new block is started
-            self._block(block, callbacks, stats)
-            release_unused()
-            self.after_block()
+        pending: list[Future[Block]] = []  # the block being prepared ahead (at most one)
+
+        def settle() -> None:  # handle the block prepared ahead (before waiting for more input)
+            while pending:
+                self._handle(pending.pop().result(), callbacks, stats)
+
+        source = file_input or sys.stdin
+        for raw in read_blocks(source, idle=self._idle, waiting=waiting, before_wait=settle):
+            ahead = self._blocks.submit(raw, self._hints())
+            settle()
+            pending.append(ahead)
+        settle()
         return stats
 
-    def _block(self, block: bytes, callbacks: dict, stats: Counter[str]) -> None:
+    def _hints(self) -> pa.StructType | None:
+        """The record type hints of the hot streams (None: no stream is hot)."""
+        return self.routes.record_hints() if self._hot() else None
+
+    def _handle(self, block: Block, callbacks: dict, stats: Counter[str]) -> None:
         """One block: runs of RECORD lines between the other messages, in input order.
 
         When the block's other messages are all STATEs (the usual case: a STATE every few thousand
-        records), all its RECORD lines are parsed in one call (bigger parses use both cores better)
-        and sliced into the runs between the STATEs.
+        records), all its RECORD lines were parsed in one call (bigger parses use both cores better)
+        and are sliced into the runs between the STATEs.
         """
-        lines = split_lines(block)
-        n = len(lines)
-        first = self.lines_read + 1  # input line number of lines[0]
-        self.lines_read += n
-        if not n:
-            return
-        safe = self._arrow_safe(block, lines, first)
-        maybe_record = pc.match_substring(lines, '"RECORD"')
-        others = pc.indices_nonzero(pc.invert(maybe_record)).to_pylist()
-        messages = {i: self.deserialize_json(lines[i].as_py(), first + i) for i in others}
-        whole = None
-        aligned = False  # whole's rows are the block's lines (STATE rows included), not its RECORDs only
-        only_states = all(m.get("type") == "STATE" for m in messages.values())
-        tried = safe and self._hot() and only_states and len(others) < n
-        if tried and others and self._whole_blocks:
-            whole = self._parse(pa.py_buffer(block), n, maybe_record)
-            aligned = whole is not None
-        if tried and whole is None:
-            whole = self._parse(
-                joined_lines(lines.filter(maybe_record) if others else lines), n - len(others)
-            )
-            if whole is not None and others:  # the STATEs broke the parse: filter them out from now on
-                self._whole_blocks = False
-        retry = safe and not (tried and whole is None and not others)  # a run that just failed: no second try
+        faults.reached("block")
+        if self.shutdown is not None:
+            self.shutdown.check()  # a stop signal: no new block is started
+        hints = self._hints()
+        if block.hints != hints:  # a SCHEMA handled since it was prepared changed the hot streams
+            block = self._blocks.prepare(block.raw, hints, block.first)
+        lines, first, others, n = block.lines, block.first, block.others, len(block.lines)
+        self.lines_read = first - 1 + n
+        messages = block.messages
+        if messages is None:  # a line the worker could not read: read here, failing in order
+            messages = {i: self.deserialize_json(lines[i].as_py(), first + i) for i in others}
+        whole, safe = block.whole, block.safe
+        retry = safe and not (block.tried and whole is None and not others)  # no second try of a failed run
         start = offset = 0
-        for index in [*others, n]:
+        for index in [*others, n] if n else []:
             if index > start:
                 count = index - start
-                at = start if aligned else offset
+                at = start if block.aligned else offset
                 part = None if whole is None else (whole[0].slice(at, count), whole[1].slice(at, count))
                 follows = index < n and messages[index].get("type") == "STATE"
                 self._records(
@@ -234,6 +193,8 @@ class BlockReader(SdkReader):
             if index < n:
                 self._message(messages[index], lines[index].as_py(), callbacks, stats, first + index)
             start = index + 1
+        release_unused()
+        self.after_block()
 
     def _hot(self) -> bool:
         return self.routes is not None and self.routes.any()
@@ -278,7 +239,8 @@ class BlockReader(SdkReader):
         """A run of (probable) RECORD lines, the first being input line `first`: parsed as one Arrow
         table when every stream in it is hot. `follows`: a STATE comes right after the run."""
         if parsed is None and parse and self._hot():
-            parsed = self._parse(joined_lines(lines), len(lines))
+            hints = self._hints()
+            parsed = None if hints is None else parse_records(joined_lines(lines), len(lines), hints)
         try:
             if parsed is None:
                 last = len(lines) - 1
@@ -320,53 +282,3 @@ class BlockReader(SdkReader):
         sink.add_rows(lines, records)
         stats[RECORD] += len(lines)
         self.freshness.rows(stream, lines, records)
-
-    def _parse(
-        self, data: pa.Buffer, rows: int, records: pa.Array | None = None
-    ) -> tuple[pa.Array, pa.Table] | None:
-        """(stream per line, record columns) of `rows` newline-terminated lines, or None when Arrow
-        cannot parse them as RECORDs. `records`: which lines are RECORDs (the others are STATEs,
-        parsed along so the block is read in place rather than copied without them)."""
-        assert self.routes is not None
-        schema = pa.schema(
-            [
-                ("type", pa.string()),
-                ("stream", pa.string()),
-                ("record", self.routes.record_hints()),
-                *MESSAGE_TYPES.items(),
-            ]
-        )
-        try:
-            table = pj.read_json(
-                pa.BufferReader(data),
-                read_options=pj.ReadOptions(block_size=PARSE_BLOCK_BYTES),
-                parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
-            )
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-            return None
-        if table.num_rows != rows:
-            return None
-        try:
-            kinds = table.column("type").combine_chunks()
-            streams = table.column("stream").combine_chunks()
-            struct = table.column("record").combine_chunks()
-        except pa.ArrowException:  # pyarrow 26 cannot combine a struct with a list<null> child
-            return None
-        if not pa.types.is_struct(struct.type):
-            return None
-        if records is None:
-            if kinds.null_count or streams.null_count or struct.null_count:
-                return None
-            if not pc.all(pc.equal(kinds, RECORD.value)).as_py():
-                return None
-        else:
-            wrong = pc.or_kleene(pc.is_null(streams), pc.is_null(struct))
-            wrong = pc.or_kleene(wrong, pc.not_equal(pc.fill_null(kinds, ""), RECORD.value))
-            if pc.any(pc.and_(records, wrong)).as_py():
-                return None
-        fields = struct.type
-        columns = struct.flatten()
-        names = [fields.field(i).name for i in range(fields.num_fields)]
-        if len(set(names)) != len(names):
-            return None
-        return streams, with_message_fields(pa.Table.from_arrays(columns, names=names), table)

@@ -30,13 +30,15 @@ def read_blocks(
     size: int = BLOCK_BYTES,
     idle: t.Callable[[], float | None] | None = None,
     waiting: t.Callable[[], t.ContextManager[None]] = contextlib.nullcontext,
+    before_wait: t.Callable[[], None] = lambda: None,
 ) -> t.Iterator[bytes]:
     """Blocks of whole lines from a binary or text stream.
 
     From a pipe, a block is what the tap has written so far (up to `size`): a slow tap's records
     are handled without waiting for 8 MB to arrive. While the pipe is silent, `idle` is called
     (time-based commits); it returns how long to wait before calling it again (None: until input).
-    The wait for the next block runs inside `waiting()` (where a stop signal may interrupt it).
+    The wait for the next block runs inside `waiting()` (where a stop signal may interrupt it);
+    `before_wait` runs first (the caller finishes what it holds before the input goes silent).
     """
     source = getattr(stream, "buffer", stream)
     fd = _pipe_fd(source)
@@ -48,12 +50,16 @@ def read_blocks(
     reader = threading.Thread(target=pump, args=args, name="dativo-stdin", daemon=True)
     reader.start()
     while True:
-        timeout = idle() if idle else None
         try:
-            with waiting():
-                block, error = blocks.get(timeout=timeout)
-        except queue.Empty:
-            continue  # still silent: `idle` again
+            block, error = blocks.get_nowait()
+        except queue.Empty:  # nothing read ahead: finish the work in hand, then wait
+            before_wait()
+            timeout = idle() if idle else None
+            try:
+                with waiting():
+                    block, error = blocks.get(timeout=timeout)
+            except queue.Empty:
+                continue  # still silent: `idle` again
         if error is not None:
             raise error
         if block is None:

@@ -46,14 +46,17 @@ _NAMES = st.lists(st.sampled_from(["a", "b", "c_d", "x"]), min_size=1, max_size=
 @st.composite
 def _node(draw: Any, depth: int) -> tuple[dict[str, Any], st.SearchStrategy]:
     """(property schema, its values): a leaf, an object (up to 3 levels) or an array."""
-    kind = draw(st.sampled_from(["leaf", "leaf", "object", "array"] if depth < 3 else ["leaf"]))
+    kinds = (
+        ["leaf", "object", "object", "array", "array"] if depth == 1 else ["leaf", "leaf", "object", "array"]
+    )
+    kind = draw(st.sampled_from(kinds if depth < 3 else ["leaf"]))
     if kind == "leaf":
         return draw(st.sampled_from(_LEAVES))
     if kind == "array":
         items, values = draw(_node(depth + 1))
         nullable = draw(st.booleans())
         prop = {"type": ["array", "null"] if nullable else "array", "items": items}
-        return prop, st.one_of(st.none(), st.lists(values, max_size=3))
+        return prop, st.one_of(st.none(), *[st.lists(values, max_size=3)] * 3)
     children = {name: draw(_node(depth + 1)) for name in draw(_NAMES)}
     nullable = draw(st.booleans())
     prop = {
@@ -61,13 +64,14 @@ def _node(draw: Any, depth: int) -> tuple[dict[str, Any], st.SearchStrategy]:
         "properties": {name: p for name, (p, _v) in children.items()},
     }
     value = st.fixed_dictionaries({}, optional={name: v for name, (_p, v) in children.items()})
-    return prop, st.one_of(st.none(), *[value] * 6, st.just("not an object"))
+    return prop, st.one_of(st.none(), *[value] * 10, st.just("not an object"))
 
 
 @st.composite
 def nested_streams(draw: Any) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """(schema, records, flattening settings)."""
-    columns = {name: draw(_node(1)) for name in draw(_NAMES)}
+    names = st.lists(st.sampled_from(["a", "b", "c_d", "x"]), min_size=2, max_size=4, unique=True)
+    columns = {name: draw(_node(1)) for name in draw(names)}
     props = {"id": {"type": "integer"}, **{name: p for name, (p, _v) in columns.items()}}
     row = st.fixed_dictionaries(
         {"id": st.integers(1, 9)},
@@ -76,7 +80,7 @@ def nested_streams(draw: Any) -> tuple[dict[str, Any], list[dict[str, Any]], dic
             "extra": st.fixed_dictionaries({"q": st.integers(0, 1)}),  # a key the schema does not declare
         },
     )
-    records = draw(st.lists(row, min_size=1, max_size=10))
+    records = draw(st.lists(row, min_size=1, max_size=14))
     flattening = {
         "flattening_max_depth": draw(st.integers(1, 3)),
         "flattening_max_key_length": draw(st.sampled_from([255, 255, 6])),  # 6: keys are shortened

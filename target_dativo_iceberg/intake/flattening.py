@@ -156,7 +156,7 @@ class Flattening:
             return None  # a record's own `_sdc_*` object would flatten into keys the schema forbids
         names: list[str] = []
         arrays: list[pa.Array | None] = []
-        texts: list[tuple[int, Path, pa.Array]] = []  # output index, record path, rows holding a value
+        texts: list[tuple[int, Path, pa.Array]] = []  # output index, record path, parsed values
         top = [(name, records.column(name)) for name in records.column_names if name not in meta]
         try:
             self._walk(top, (), 0, records.num_rows, names, arrays, texts)
@@ -193,7 +193,7 @@ class Flattening:
                 fields = [(kind.field(i).name, children[i]) for i in range(kind.num_fields)]
                 self._walk(fields, path, level + 1, n, names, arrays, texts)
             elif pa.types.is_nested(kind):
-                texts.append((len(names), path, array.is_valid()))
+                texts.append((len(names), path, array))
                 names.append(key)
                 arrays.append(None)
             else:
@@ -205,18 +205,41 @@ class Flattening:
     def _json_texts(
         self, lines: pa.Array, texts: list[tuple[int, Path, pa.Array]], arrays: list[pa.Array | None]
     ) -> None:
-        """The JSON-text columns, from the rows' lines as the SDK parses and writes them."""
+        """The JSON-text columns: the values the SDK parses from the rows' lines, written by its
+        serializer. Empty lists, and lists of integers, booleans or strings on a line without a
+        backslash (no escape Arrow and Python might decode apart), are taken from Arrow's values,
+        which are then exactly those Python parses; the other rows' lines are parsed."""
         n = len(lines)
-        needed = texts[0][2]
-        for _index, _path, valid in texts[1:]:
-            needed = pc.or_(needed, valid)
-        rows = pc.indices_nonzero(needed)
+        plain: pa.Array | None = None
         values: list[list[str | None]] = [[None] * n for _ in texts]
-        holds = [valid.to_pylist() for _index, _path, valid in texts]
+        parse: list[list[bool]] = []  # per column: rows whose value comes from the line
+        masks: list[pa.Array] = []
+        for column, (_index, _path, array) in enumerate(texts):
+            valid = array.is_valid()
+            direct = None
+            if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+                direct = pc.and_(valid, pc.equal(pc.list_value_length(array), 0))
+                if _simple_items(array.type.value_type):
+                    if plain is None:
+                        plain = pc.invert(pc.match_substring(lines, "\\"))
+                    direct = pc.and_(valid, plain)
+            if direct is not None:
+                direct = pc.fill_null(direct, False)  # a null list has no length
+            if direct is not None and direct.true_count:
+                rows = pc.indices_nonzero(direct)
+                for row, value in zip(rows.to_pylist(), array.take(rows).to_pylist(), strict=True):
+                    values[column][row] = serialize_json(value)
+                valid = pc.and_(valid, pc.invert(direct))
+            masks.append(valid)
+            parse.append(valid.to_pylist())
+        needed = masks[0]
+        for mask in masks[1:]:
+            needed = pc.or_(needed, mask)
+        rows = pc.indices_nonzero(needed)
         for row, line in zip(rows.to_pylist(), lines.take(rows).to_pylist(), strict=True):
             record = deserialize_json(line)["record"]
-            for column, (_index, path, _valid) in enumerate(texts):
-                if not holds[column][row]:
+            for column, (_index, path, _array) in enumerate(texts):
+                if not parse[column][row]:
                     continue
                 value = record
                 try:
@@ -227,5 +250,15 @@ class Flattening:
                 if not isinstance(value, (dict, list)):
                     raise Unsettled(path)
                 values[column][row] = serialize_json(value)
-        for column, (index, _path, _valid) in enumerate(texts):
+        for column, (index, _path, _array) in enumerate(texts):
             arrays[index] = pa.array(values[column], pa.string())
+
+
+def _simple_items(kind: pa.DataType) -> bool:
+    """List items Arrow and Python parse to the same Python values (no floats: Arrow unifies 1 and 1.0)."""
+    return (
+        pa.types.is_int64(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_null(kind)
+    )

@@ -328,3 +328,27 @@ def test_a_contract_stream_with_flattening_takes_the_columnar_path(tmp_path: Pat
     assert sorted(pyiceberg_rows(tables[0], "acme"), key=key) == sorted(
         pyiceberg_rows(tables[1], "acme"), key=key
     )
+
+
+def test_record_metadata_columns_next_to_flattened_columns(tmp_path: Path) -> None:
+    messages = _orders(60)
+    for message in messages[1:]:
+        if message["type"] == "RECORD":
+            message.update(
+                time_extracted=f"2025-05-01T10:00:{message['record']['id'] % 60:02d}+00:00", version=4
+            )
+    text = _text(messages)
+    config = {"flattening_max_depth": 1, "add_record_metadata": True, **FLAT}
+    fast = run_target(tmp_path / "columnar", text, **config)
+    slow = run_target(tmp_path / "record", text, hot_path=False, **config)
+    assert fast.returncode == slow.returncode == 0, fast.stderr[-3000:]
+    assert {e["path"] for e in fast.events("batch_written")} == {"hot"}
+    tables = [open_catalog(tmp_path / p).load_table("acme.orders") for p in ("columnar", "record")]
+    assert tables[0].schema() == tables[1].schema()
+    query = (
+        "SELECT id, customer__name, customer__address, lines, _sdc_extracted_at, _sdc_table_version "
+        "FROM t ORDER BY id"
+    )
+    rows = duckdb_rows(tables[0], "acme", query)
+    assert rows == duckdb_rows(tables[1], "acme", query)
+    assert rows[0][2] == '{"city":"town-1","geo":{"lat":1.50}}' and rows[0][5] == 4

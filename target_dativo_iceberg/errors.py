@@ -162,3 +162,7 @@ class SchemaUnsupported(Exception):
 
 class Undecided(Exception):
     """A batch the Singer-schema column rules cannot judge column by column (it takes the record path)."""
+
+
+class Unflattened(Exception):
+    """A run of records the columnar path cannot flatten exactly as the SDK does (it takes the record path)."""

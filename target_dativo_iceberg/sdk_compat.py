@@ -22,6 +22,7 @@ singer-sdk 0.54.9 (pinned to 0.54.x in pyproject.toml):
 | `Stream._write_state_message`, `_finalize_state`, `_write_starting_replication_value`, `_write_record_message`, `_stream_version` | the CSV tap's Arrow record writer (`SdkStream`) |
 | `singer_sdk.helpers._batch.BatchConfig`, `.BatchFileFormat` | the `batch_config` setting and its formats (tap and target) |
 | `Sink._add_sdc_metadata_to_record` / `_remove_sdc_metadata_from_record` | which columns are SDK metadata (`SDK_METADATA_COLUMNS`: the SDK has no public list) |
+| `singer_sdk.helpers._flattening.flatten_key`, `_should_jsondump_value` | flattening on the columnar path (`intake/flattening.py`) |
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._batch import BatchConfig, BatchFileFormat
+from singer_sdk.helpers._flattening import _should_jsondump_value, flatten_key
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.sinks import BatchSink
@@ -37,6 +39,9 @@ from singer_sdk.streams import Stream
 from singer_sdk.target_base import Target
 
 ConfigInput = _ConfigInput
+#: The mapper's flattened key of a nested property, and its test for values written as JSON text.
+flattened_key = flatten_key
+dumped_as_json = _should_jsondump_value
 
 #: Record keys singer-sdk's sinks add (`add_record_metadata`) and otherwise drop: never unknown fields.
 SDK_METADATA_COLUMNS = (
@@ -221,4 +226,6 @@ __all__ = [
     "SdkReader",
     "SdkStream",
     "SdkTarget",
+    "dumped_as_json",
+    "flattened_key",
 ]

@@ -36,6 +36,7 @@ from target_dativo_iceberg.iceberg.writer import RollingWriter
 from target_dativo_iceberg.intake.batchfiles import read_batch_file
 from target_dativo_iceberg.intake.buffer import StreamBuffer, pieces_of
 from target_dativo_iceberg.intake.builders import BatchBuilder
+from target_dativo_iceberg.intake.flattening import record_flattener
 from target_dativo_iceberg.intake.recordchecks import RecordChecks
 from target_dativo_iceberg.intake.routes import parse_types
 from target_dativo_iceberg.memory import release_unused
@@ -114,13 +115,14 @@ class IcebergSink(SdkBatchSink):
             lambda path, encoding: read_batch_file(path, encoding, self.batch_config, stream_name, settings),
             self._replay_guard(),
         )
+        flatten = record_flattener(target.mapper.stream_maps.get(stream_name, []), stream_name)
         self.batches = BatchBuilder(
             stream_name,
             self.enforcer,
             self.stream_schema,
             sdc_fields(self.stream_schema),
             run.ingest_date,
-            lambda line, position: run.reader.deserialize_json(line, position=position),
+            lambda line, position: flatten(run.reader.deserialize_json(line, position=position)),
             self.strip_sdc_metadata,
             run.events,
             self.checks,

@@ -79,7 +79,6 @@ class TargetDativoIceberg(SdkTarget):
         self.routes = HotRoutes(
             self.events,
             enabled=self.settings.hot_path,
-            flattening=self.settings.flattening_enabled,
             stream_maps=lambda stream: self.mapper.stream_maps.get(stream, []),
         )
         self.message_reader.connect(

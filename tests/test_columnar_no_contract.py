@@ -218,11 +218,11 @@ def test_record_metadata_is_built_as_columns_like_the_record_path(tmp_path: Path
     assert duckdb_rows(tables[0], "acme", filled) == [(40, 40, 40, 40)]
 
 
-def test_flattening_keeps_the_stream_per_record_and_says_why(tmp_path: Path) -> None:
+def test_flattening_keeps_the_stream_columnar(tmp_path: Path) -> None:
     run = run_target(tmp_path, _people(5), flattening_enabled=True, flattening_max_depth=1)
     assert run.returncode == 0, run.stderr[-2000:]
     [event] = run.events("record_path")
-    assert event["path"] == "record" and event["reason"] == "flattening_enabled is on"
+    assert event["path"] == "hot" and "reason" not in event
 
 
 PRICES = {

@@ -207,7 +207,6 @@ def test_contract_stream_takes_the_hot_path_and_lands_typed_rows(tmp_path: Path)
     [
         ({"hot_path": False}, "hot_path is false"),
         ({"stream_maps": {"things": {"extra": "'x'"}}}, "stream_maps apply to the stream"),
-        ({"flattening_enabled": True, "flattening_max_depth": 1}, "flattening_enabled is on"),
     ],
 )
 def test_per_record_features_take_the_record_path_and_say_so(

@@ -9,11 +9,12 @@ next block is split and parsed on a worker thread while this one is handled (`in
 Each stream's rows then go to its sink as an Arrow slice together with the raw lines (kept for
 the record path and for replay digests).
 
-A stream takes the hot path when no stream maps or flattening are configured and it has a contract
-or a Singer schema the column rules cover (`intake.routes.HotRoutes` decides and logs why not
-otherwise). The message fields `time_extracted` and `version` are parsed
-too, as the `_sdc_extracted_at` / `_sdc_table_version` columns `add_record_metadata` fills.
-Anything the block parse cannot settle — a parse error, a line that is not what it seemed, a
+A stream takes the hot path when no stream maps are configured (flattening is done on the parsed
+columns, `intake.flattening`) and it has a contract or a Singer schema the column rules cover
+(`intake.routes.HotRoutes` decides and logs why not otherwise). The message fields
+`time_extracted` and `version` are parsed too, as the `_sdc_extracted_at` / `_sdc_table_version`
+columns `add_record_metadata` fills. Anything the block parse cannot settle — a parse error, a
+line that is not what it seemed, a
 stream on the record path — goes line by line through the SDK's handlers, exactly as before.
 """
 
@@ -273,12 +274,14 @@ class BlockReader(SdkReader):
     ) -> None:
         """A stream's rows of a run (`mask`: which lines of the run they are) to its hot sink, or
         line by line through the SDK's handler."""
-        sink = self.routes.sink(stream) if self.routes is not None else None
-        if sink is None:
+        routes = self.routes
+        sink = routes.sink(stream) if routes is not None else None
+        rows = routes.rows(stream, lines, records) if routes is not None and sink is not None else None
+        if sink is None or rows is None:  # rows None: flattening cannot settle the run as columns
             offsets = range(len(lines)) if mask is None else pc.indices_nonzero(mask).to_pylist()
             for offset, line in zip(offsets, lines.to_pylist(), strict=True):
                 self._line(line, callbacks, stats, first + offset)
             return
-        sink.add_rows(lines, records)
+        sink.add_rows(lines, rows)
         stats[RECORD] += len(lines)
         self.freshness.rows(stream, lines, records)

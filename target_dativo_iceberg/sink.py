@@ -214,9 +214,9 @@ class IcebergSink(SdkBatchSink):
         self.run.commits.join()  # one commit in flight at a time: the previous one lands first
         self.run.shutdown.check()  # after a stop signal no new commit starts
         started, ending = time.monotonic(), self.run.progress.ending
-        # validated here when the spill writer's open files or a table not created yet are involved
-        # (a strict failure then leaves no table behind); else on the commit thread
-        main_thread = self._writer is not None or self._table is None
+        # validated here when the spill writer's open files or a new staging branch are involved,
+        # else on the commit thread (which creates the table once a first batch passed)
+        main_thread = self._writer is not None or (self.load_method == "overwrite" and self.staging is None)
         cover = coverage(self.run.ledger, self.buffer)
         schema, committer, events = self.spec.schema, self.run.committer, self.run.events
         stream = self.stream_name
@@ -236,17 +236,19 @@ class IcebergSink(SdkBatchSink):
             return build, landed, rejected_rows, batch.hot, files, failed
 
         early = prepare() if main_thread else None
-        table = self.table
         options: dict[str, Any] = {"upsert_keys": self.upsert_keys, "delete_keys": self.delete_keys}
         if self.load_method == "overwrite":
             if self.staging is None:
                 self.staging = f"{self.run.settings.table_branch}__overwrite_{self.run.run_id[:8]}"
-                self._staging_base = create_branch_from(table, self.staging, self.run.settings.table_branch)
+                self._staging_base = create_branch_from(
+                    self.table, self.staging, self.run.settings.table_branch
+                )
                 options["replace_all"] = True
             options["branch"] = self.staging
 
-        def work() -> tuple[CommitResult, int, int, int]:  # on the commit thread
+        def work() -> tuple[CommitResult, int, int, int, Table]:  # on the commit thread
             build, landed, rejected_rows, hot, files, failed = early or prepare()
+            table = self.table
             summary = {**self._identity(), **cover.summary}
             summary["dativo.records-rejected"] = str(len(rejected_rows))
             if rejected_rows:
@@ -261,10 +263,10 @@ class IcebergSink(SdkBatchSink):
             events.batch_committed(
                 stream, self.plan.name, result, landed, len(rejected_rows), hot, elapsed_ms
             )
-            return result, landed, len(rejected_rows), failed
+            return result, landed, len(rejected_rows), failed, table
 
-        def done(outcome: tuple[CommitResult, int, int, int]) -> None:  # main thread, in input order
-            result, landed, rejected, failed = outcome
+        def done(outcome: tuple[CommitResult, int, int, int, Table]) -> None:  # main thread, in order
+            result, landed, rejected, failed, table = outcome
             if failed:
                 self.run.progress.quality_failed(failed)
             self.tally_record_written(landed)

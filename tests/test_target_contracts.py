@@ -209,3 +209,25 @@ def test_row_count_in_warn_mode_is_partial(tmp_path: Path) -> None:
     assert any("rowCount" in str(e.get("quality")) for e in run.events("validation_errors"))
     table = open_catalog(tmp_path).load_table("acme__crm.person")
     assert duckdb_rows(table, "acme", "SELECT id FROM t") == [(1,)]
+
+
+def test_strict_violation_in_a_later_batch_commits_the_earlier_ones_and_nothing_after(tmp_path: Path) -> None:
+    """Batches after the first are validated on the commit thread: a strict failure there still
+    ends the run with exit 2 naming the record, keeps what earlier batches committed (and their
+    STATEs), commits nothing of the failed batch and prints no STATE after it."""
+    messages = [schema_msg("person", PERSON_PROPS, ["id"])]
+    for i in range(1, 11):
+        messages.append(person(i, status="deleted") if i == 7 else person(i))
+        if i % 2 == 0:
+            messages.append(state({"bookmarks": {"person": {"n": i}}}))
+    run = run_target(tmp_path, messages, assets={"person": str(PERSON)}, batch_size_rows=2)
+    assert run.returncode == 2
+    assert "record 7" in run.stderr and "status" in run.stderr
+    printed = [s["bookmarks"]["person"]["n"] for s in run.states]
+    assert printed and printed == sorted(printed) and max(printed) <= 6
+    table = open_catalog(tmp_path).load_table("acme__crm.person")
+    ids = sorted(r["id"] for r in pyiceberg_rows(table, "acme"))
+    assert ids == list(range(1, max(printed) + 1)) or ids == list(range(1, 7))
+    assert max(printed) <= max(ids)
+    rows = duckdb_rows(table, "acme", "SELECT count(*) FROM t WHERE id >= 7")
+    assert rows == [(0,)]

@@ -210,8 +210,9 @@ class Settings:
     )
     hot_path: bool = setting(
         True,
-        "Parse RECORD runs of contract streams with Arrow (columnar). false: every record "
-        "takes the SDK's per-record path (slower; same tables).",
+        "Parse RECORD runs with Arrow and validate them column-wise: contract streams against the "
+        "contract, others against rules from their Singer SCHEMA (flattening included). false: "
+        "every record takes the SDK's per-record path (slower; same tables).",
     )
     #: Real paths of the directories BATCH manifest files may be read from (see batchfiles.py).
     batch_allowed_roots: tuple[str, ...] = setting(

@@ -389,3 +389,13 @@ def test_steps_beyond_what_the_columns_hold() -> None:
     with pytest.raises(InvalidOperation):
         list(JSONSchemaValidator(NUMBER_STEP).validator.iter_errors({"v": Decimal("1E+30")}))
     assert _judged(NUMBER_STEP, [b'{"v": 1E+30}'])[0] == [True]
+
+
+def test_required_naming_an_undeclared_key_sends_the_stream_per_record() -> None:
+    """No column exists to check a required key the schema does not declare (the SDK rejects a
+    record without it): the stream takes the record path, and the reason names the key."""
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a", "b"]}
+    rules = compile_rules(schema, True)
+    assert isinstance(rules, Unsupported)
+    assert rules.keyword == "required" and "'b'" in str(rules)
+    assert isinstance(compile_rules(schema, False), Node)  # validate_records off: nothing to check

@@ -223,6 +223,8 @@ def _object(prop: dict[str, Any], path: str, validate: bool, top: bool = False) 
     node = Node("struct", children=children)
     if validate:
         node.required = frozenset(prop.get("required") or [])
+        if undeclared := sorted(set(node.required) - set(props)):  # no column to check it on
+            raise _fail(path, "required", f"names {undeclared}, not among the properties")
         additional = prop.get("additionalProperties", True)
         if additional is False:
             node.closed = True

@@ -170,7 +170,7 @@ def _rewrite(table: Table, plan: CompactionPlan, target_bytes: int) -> Compactio
             for data_file in new_files:
                 rewrite.append_data_file(data_file)
     except BaseException as exc:
-        if committing and not _lost_race(exc):
+        if committing and not (is_commit_conflict(exc) or isinstance(exc, FileNotFoundError)):
             raise  # the commit may have landed (a lost response): its files stay
         for data_file in new_files:  # never committed: not left behind as orphans
             with contextlib.suppress(Exception):
@@ -181,11 +181,18 @@ def _rewrite(table: Table, plan: CompactionPlan, target_bytes: int) -> Compactio
     return CompactionResult(plan.files, len(new_files), rows, head.snapshot_id if head else None)
 
 
-def _lost_race(exc: BaseException) -> bool:
-    """A concurrent writer won: a commit conflict, or a metadata file of the head the plan was made
-    on that the writer's snapshot expiry has removed meanwhile (pyiceberg reads the old head's
-    manifest list while building the commit, before anything reaches the catalog)."""
-    return is_commit_conflict(exc) or isinstance(exc, FileNotFoundError)
+def _lost_race(exc: BaseException, table: Table | None = None, plan: CompactionPlan | None = None) -> bool:
+    """A concurrent writer won: a commit conflict, or a file gone because the branch moved on since
+    the plan (a writer's snapshot expiry removed the old head's manifest list, which pyiceberg
+    reads while building the commit, before anything reaches the catalog). A file missing under an
+    unmoved head is a real failure."""
+    if is_commit_conflict(exc):
+        return True
+    if not isinstance(exc, FileNotFoundError) or table is None or plan is None:
+        return False
+    table.refresh()
+    head = table.snapshot_by_name(plan.branch)
+    return (head.snapshot_id if head else None) != plan.snapshot_id
 
 
 def compact(
@@ -209,7 +216,7 @@ def compact(
         try:
             return _rewrite(table, plan, target_bytes)
         except Exception as exc:
-            if not _lost_race(exc):
+            if not _lost_race(exc, table, plan):
                 raise
             last = exc
     events.emit(

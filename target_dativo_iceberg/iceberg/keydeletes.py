@@ -36,6 +36,8 @@ from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.upsert_util import create_match_filter
 from pyiceberg.types import LongType, NestedField, PrimitiveType, StringType
 
+from target_dativo_iceberg.iceberg.rows import strictly_increasing
+
 PATH_ID, POS_ID = 2147483546, 2147483545
 DELETE_SCHEMA = pa.schema(
     [
@@ -75,7 +77,10 @@ class KeyDeletes:
 def _comparable(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
     """Sorted distinct non-null key values in the form `from_bytes` decodes bounds to, or None
     (no pruning on a column of another type)."""
-    column = pc.unique(column.drop_null())
+    column = column.drop_null()
+    ordered = strictly_increasing(column)  # distinct and sorted already (most taps): no hashing
+    if not ordered:
+        column = pc.unique(column)
     kind = column.type
     if pa.types.is_timestamp(kind):
         column = column.cast(pa.timestamp("us", kind.tz)).cast(pa.int64())
@@ -83,7 +88,8 @@ def _comparable(column: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
         column = column.cast(pa.int32())
     elif not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         return None
-    return np.sort(column.to_numpy(zero_copy_only=False))
+    values = column.to_numpy(zero_copy_only=False)
+    return values if ordered else np.sort(values)
 
 
 class _Pruner:

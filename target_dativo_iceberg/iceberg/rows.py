@@ -39,7 +39,7 @@ def split_deletions(data: pa.Table, keys: list[str]) -> tuple[pa.Table, pa.Table
 
 def dedupe_last(data: pa.Table, keys: list[str]) -> pa.Table:
     """Keep the last row per key (input order), the upsert rule for duplicates within a batch."""
-    if data.num_rows < 2 or (len(keys) == 1 and _strictly_increasing(data.column(keys[0]))):
+    if data.num_rows < 2 or (len(keys) == 1 and strictly_increasing(data.column(keys[0]))):
         return data  # no key twice (most taps send a stream ordered by its key): no grouping needed
     index = pa.array(range(data.num_rows), pa.int64())
     grouped = (
@@ -54,12 +54,12 @@ def dedupe_last(data: pa.Table, keys: list[str]) -> pa.Table:
     return data.take(pc.take(grouped["__row_max"], rows))
 
 
-def _strictly_increasing(column: pa.ChunkedArray) -> bool:
+def strictly_increasing(column: pa.ChunkedArray | pa.Array) -> bool:
     """Whether every value is greater than the one before (no nulls): one vectorized comparison,
     ~100× cheaper than grouping 100k keys."""
     if column.null_count:
         return False
-    values = column.combine_chunks()
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     try:
         return bool(pc.all(pc.greater(values.slice(1), values.slice(0, len(values) - 1))).as_py())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):

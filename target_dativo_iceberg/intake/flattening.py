@@ -62,12 +62,8 @@ def unsupported(stream_map: SameRecordTransform) -> str | None:
     """Why the stream's flattened records cannot be built as columns (None: they can)."""
     schema = stream_map.transformed_schema
     properties = schema.get("properties") or {}
-    replaced = sorted(str(k) for k in schema.get("required") or [] if k not in properties)
-    if replaced:
-        return (
-            f"flattening_enabled: the schema requires {', '.join(map(repr, replaced))}, "
-            "which flattening replaces (the record path checks it)"
-        )
+    # a `required` key flattening replaces is no flattened property: the column rules already send
+    # such a stream per record (`jsonschema_rules`), and without validation nothing checks it
     flat = Flattening(stream_map)
     raw = stream_map.raw_schema.get("properties") or {}
     for name in MESSAGE_COLUMNS.values():

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -75,12 +76,28 @@ def _same_tail(lines: pa.Array) -> pa.Buffer | None:
     starts = pc.binary_slice(lines, -width, -width + len(_EXTRACTED))
     if not pc.all(pc.equal(starts, pa.scalar(_EXTRACTED, starts.type))).as_py():
         return None
-    if pc.any(pc.match_substring(pc.binary_slice(lines, -width), '"record"')).as_py():
+    if _record_in_tails(pc.binary_slice(lines, -width)):
         return None
     if concat_values(lines).to_pybytes().count(_EXTRACTED) != len(lines):
         return None  # an earlier "time_extracted" in a line: its digest stops there (bytes.count
         # is ~2× faster than an Arrow substring match over every line)
     return concat_values(pc.binary_replace_slice(lines, -width, 1 << 40, "\n"))
+
+
+def _record_in_tails(tails: pa.Array) -> bool:
+    """Whether a tail (each starts with `"time_extracted"`) holds `"record"`. SDK tails are
+    `"time_extracted":"<text>"}`: with no quote in the text, only a text of `record` can; checked in
+    one pass over the bytes (~5× cheaper than a substring search over every tail)."""
+    opening, closing = _EXTRACTED + b':"', b'"}'
+    width = len(tails[0].as_py()) if len(tails) else 0
+    if width > len(opening) + len(closing) and (
+        pc.all(pc.starts_with(tails, opening.decode())).as_py()
+        and pc.all(pc.ends_with(tails, closing.decode())).as_py()
+    ):
+        text = pc.binary_slice(tails, len(opening), width - len(closing))
+        if not (np.frombuffer(concat_values(text), np.uint8) == ord('"')).any():
+            return bool(pc.any(pc.equal(text, pa.scalar(b"record", text.type))).as_py())
+    return bool(pc.any(pc.match_substring(tails, '"record"')).as_py())
 
 
 @dataclass

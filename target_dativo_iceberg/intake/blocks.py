@@ -15,6 +15,7 @@ import typing as t
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -32,8 +33,14 @@ Parsed = tuple[pa.Array, pa.Table]  # (stream per line, record columns)
 
 
 def split_lines(block: bytes) -> pa.Array:
-    """The block's lines (without newlines) as an Arrow large_binary array."""
-    lines = pc.split_pattern(pa.array([block], pa.large_binary()), b"\n").values
+    """The block's lines (without newlines) as an Arrow large_binary array.
+
+    The block is handed to Arrow in place: `pa.array([block])` copied it first, 308 MB into freshly
+    zeroed pages for 1M records (page zeroing was ~11% of the target's CPU on the benchmark stream)."""
+    whole = pa.Array.from_buffers(
+        pa.large_binary(), 1, [None, pa.py_buffer(np.array([0, len(block)], np.int64)), pa.py_buffer(block)]
+    )
+    lines = pc.split_pattern(whole, b"\n").values
     if len(lines) and block.endswith(b"\n"):
         lines = lines.slice(0, len(lines) - 1)  # the empty piece after the final newline
     return lines

@@ -72,17 +72,15 @@ def _pump(fd: int, size: int, blocks: queue.Queue) -> None:
     try:
         carry = b""
         while True:
-            chunk = _read_pipe(fd, size)
-            if not chunk:
-                if carry:
-                    blocks.put((carry, None))
+            block, ended = _read_pipe(fd, size, carry)
+            if ended:
+                if block:
+                    blocks.put((block, None))  # an unterminated last line too
                 blocks.put((None, None))
                 return
-            data = carry + chunk
-            cut = data.rfind(b"\n") + 1
-            carry = data[cut:]
-            if cut:
-                blocks.put((data[:cut], None))
+            carry = _cut_at_last_line(block)
+            if block:
+                blocks.put((block, None))
     except BaseException as exc:  # handed to the main thread, which raises it
         blocks.put((None, exc))
 
@@ -98,7 +96,32 @@ def _pump_file(source: Any, size: int, blocks: queue.Queue) -> None:
         blocks.put((None, exc))
 
 
-def _read_file(source: Any, size: int) -> t.Iterator[bytes]:
+def _read_file(source: Any, size: int) -> t.Iterator[bytes | bytearray]:
+    readinto = getattr(source, "readinto", None)
+    if readinto is None:  # a text stream
+        yield from _read_text(source, size)
+        return
+    carry = b""
+    while True:
+        block = _filled(carry, size)
+        with memoryview(block) as view:
+            total = len(carry)
+            while total < len(block):
+                got = readinto(view[total:])
+                if not got:
+                    break
+                total += got
+        del block[total:]
+        if total == len(carry):  # the end of the input
+            if carry:
+                yield bytes(carry)  # an unterminated last line
+            return
+        carry = _cut_at_last_line(block)
+        if block:
+            yield block
+
+
+def _read_text(source: Any, size: int) -> t.Iterator[bytes]:
     while True:
         block = source.read(size)
         if not block:
@@ -109,6 +132,25 @@ def _read_file(source: Any, size: int) -> t.Iterator[bytes]:
             rest = source.readline()
             block += rest.encode() if isinstance(rest, str) else rest
         yield block
+
+
+def _filled(carry: bytes, size: int) -> bytearray:
+    """A block's buffer: the carried start of a line, and room for `size` more bytes.
+
+    Blocks are read into it in place (a bytes object per read, then one more to append the rest of
+    the last line, copied every byte twice into fresh pages; a pipe's chunks were joined and cut as
+    well); the block is handed on as this bytearray, never changed again."""
+    block = bytearray(len(carry) + size)
+    block[: len(carry)] = carry
+    return block
+
+
+def _cut_at_last_line(block: bytearray) -> bytes:
+    """Cut `block` after its last newline; the part after it (the start of a line), or b""."""
+    cut = block.rfind(b"\n") + 1
+    rest = bytes(block[cut:])
+    del block[cut:]
+    return rest
 
 
 def _is_file(source: Any) -> bool:
@@ -128,8 +170,8 @@ def _pipe_fd(source: Any) -> int | None:
         return None
 
 
-def _read_pipe(fd: int, size: int) -> bytes:
-    """Up to `size` bytes once input is there (b"" at the end of input).
+def _read_pipe(fd: int, size: int, carry: bytes) -> tuple[bytearray, bool]:
+    """`carry` and up to `size` bytes once input is there, and whether the input ended.
 
     A pipe hands over at most its buffer (64 KB) at a time: below `PIPE_MIN_BYTES` the read waits up
     to `PIPE_FILL_SECONDS` for more, so a fast tap's output is parsed in big blocks (5,000 blocks of
@@ -137,15 +179,17 @@ def _read_pipe(fd: int, size: int) -> bytes:
     handled at most that much later.
     """
     select.select([fd], [], [])
-    parts: list[bytes] = []
-    total = 0
-    while total < size:
-        chunk = os.read(fd, min(size - total, 1 << 20))
-        if not chunk:
-            break
-        parts.append(chunk)
-        total += len(chunk)
-        wait = 0 if total >= PIPE_MIN_BYTES else PIPE_FILL_SECONDS
-        if not select.select([fd], [], [], wait)[0]:
-            break
-    return b"".join(parts)
+    block = _filled(carry, size)
+    total, ended = len(carry), False
+    with memoryview(block) as view:
+        while total < len(block):
+            got = os.readv(fd, [view[total : total + (1 << 20)]])
+            if not got:
+                ended = True
+                break
+            total += got
+            wait = 0 if total - len(carry) >= PIPE_MIN_BYTES else PIPE_FILL_SECONDS
+            if not select.select([fd], [], [], wait)[0]:
+                break
+    del block[total:]
+    return block, ended

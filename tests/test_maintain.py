@@ -137,6 +137,33 @@ def test_upkeep_compacts_touched_partitions_during_and_after_a_run_never_before_
     assert [i for i, _ in _rows(table)] == list(range(1, 61))
 
 
+def test_end_of_run_compaction_counts_the_small_files_of_earlier_runs(tmp_path: Path) -> None:
+    # Each run adds one small file; the fourth run's end finds four (auto_compact_min_files + 1).
+    for i in range(1, 5):
+        messages = [schema_msg("ticks", PROPS), record("ticks", id=i, region="eu"), state({"pos": i})]
+        run = run_target(tmp_path, messages, auto_compact_min_files=3)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert bool(run.events("table_compacted")) == (i == 4), (i, run.events("table_compacted"))
+    assert run.events("table_compacted")[0]["files_before"] == 4
+    table = open_catalog(tmp_path).load_table("acme.ticks")
+    assert len(_data_files(table)) == 1
+    assert [i for i, _ in _rows(table)] == [1, 2, 3, 4]
+
+
+def test_end_of_run_compaction_folds_delete_files_in_a_table_of_few_files(tmp_path: Path) -> None:
+    keyed = schema_msg("ticks", PROPS, ["id"])
+    first = [keyed, *(record("ticks", id=i, region="eu") for i in (1, 2, 3)), state({"pos": 3})]
+    assert run_target(tmp_path, first, load_method="upsert").returncode == 0
+    second = [keyed, record("ticks", id=2, region="us"), state({"pos": 4})]
+    run = run_target(tmp_path, second, load_method="upsert")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.events("commit_success")[-1]["delete_files"] == 1
+    assert run.events("table_compacted"), run.stderr[-3000:]  # two files, one of them with deletes
+    table = open_catalog(tmp_path).load_table("acme.ticks")
+    assert table.snapshot_by_name("acme").summary.additional_properties["total-data-files"] == "1"
+    assert _rows(table) == [(1, "eu"), (2, "us"), (3, "eu")]
+
+
 def test_a_failed_upkeep_is_an_event_not_a_failed_load(tmp_path: Path) -> None:
     _load(tmp_path, 1, 20, auto_compact_min_files=0)
     table = open_catalog(tmp_path).load_table("acme.ticks")

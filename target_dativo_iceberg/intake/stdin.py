@@ -21,6 +21,8 @@ BLOCK_BYTES = 8 << 20
 #: Below this a pipe read waits up to `PIPE_FILL_SECONDS` for more input (see `_read_pipe`).
 PIPE_MIN_BYTES = 4 << 20
 PIPE_FILL_SECONDS = 0.05
+#: The smallest buffer a pipe read starts with (what a pipe holds).
+PIPE_MIN_ROOM = 64 << 10
 #: Blocks read ahead of the one being processed.
 QUEUED_BLOCKS = 2
 
@@ -70,9 +72,13 @@ def read_blocks(
 def _pump(fd: int, size: int, blocks: queue.Queue) -> None:
     """Reader thread: whole-line blocks from the pipe into `blocks`, then (None, None) at its end."""
     try:
-        carry = b""
+        carry, room = b"", size
         while True:
-            block, ended = _read_pipe(fd, size, carry)
+            block, ended = _read_pipe(fd, room, carry)
+            got = len(block) - len(carry)
+            # a block that filled its room: the tap is fast, read `size` next; else room for twice
+            # what came (a slow tap's few records would not fill, zero and fault in 8 MB each time)
+            room = size if got == room else min(size, max(PIPE_MIN_ROOM, 2 * got))
             if ended:
                 if block:
                     blocks.put((block, None))  # an unterminated last line too

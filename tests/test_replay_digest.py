@@ -14,7 +14,17 @@ from hypothesis import strategies as st
 
 from target_dativo_iceberg.delivery.replay import line_bytes, lines_bytes
 
-STAMPS = ["2025-01-01T00:00:00.000000+00:00", "2025-01-01T00:00:00Z", "2025-01-01T00:00:00.5+02:00"]
+STAMPS = [
+    "2025-01-01T00:00:00.000000+00:00",
+    "2025-01-01T00:00:00Z",
+    "2025-01-01T00:00:00.5+02:00",
+    # not timestamps, but stamps of one width can still hold `"record"` after the key
+    "record",
+    "recorx",
+    'a"record"',
+    'b"record"',
+    "x\\record",
+]
 
 
 @st.composite

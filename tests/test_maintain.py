@@ -11,6 +11,8 @@ from pathlib import Path
 from helpers import BIN, crash_pipeline, open_catalog, record, run_target, schema_msg, state, target_config
 from test_files import CONTRACT
 
+from target_dativo_iceberg.events import EventLog
+from target_dativo_iceberg.iceberg.compaction import compact
 from target_dativo_iceberg.iceberg.maintenance import plan_expiry
 from target_dativo_iceberg.ops.readback import duckdb_rows, pyiceberg_rows
 
@@ -160,8 +162,38 @@ def test_end_of_run_compaction_folds_delete_files_in_a_table_of_few_files(tmp_pa
     assert run.events("commit_success")[-1]["delete_files"] == 1
     assert run.events("table_compacted"), run.stderr[-3000:]  # two files, one of them with deletes
     table = open_catalog(tmp_path).load_table("acme.ticks")
-    assert table.snapshot_by_name("acme").summary.additional_properties["total-data-files"] == "1"
+    totals = table.snapshot_by_name("acme").summary.additional_properties
+    assert (totals["total-data-files"], totals["total-delete-files"]) == ("1", "0")  # the deletes folded in
     assert _rows(table) == [(1, "eu"), (2, "us"), (3, "eu")]
+
+
+def test_compaction_keeps_the_delete_files_of_other_partitions_in_their_manifest(tmp_path: Path) -> None:
+    # One upsert commit writes a delete manifest with a delete file per partition; compacting one
+    # partition drops its delete file and writes the manifest again with the other one, still a
+    # delete manifest with its sequence number (else the row it deletes would come back).
+    keyed = schema_msg("ticks", PROPS, ["id"])
+    config = {"load_method": "upsert", "partitioning": ["region"], "auto_compact_min_files": 0}
+    first = [keyed, *(record("ticks", id=i, region="eu" if i % 2 else "us") for i in (1, 2, 3, 4))]
+    assert run_target(tmp_path, [*first, state({"pos": 4})], **config).returncode == 0
+    second = [
+        keyed,
+        record("ticks", id=1, region="eu"),
+        record("ticks", id=2, region="us"),
+        state({"pos": 6}),
+    ]
+    run = run_target(tmp_path, second, **config)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.events("commit_success")[-1]["delete_files"] == 2
+    table = open_catalog(tmp_path).load_table("acme.ticks")
+    result = compact(table, "acme", 128 << 20, EventLog("acme", "test", []), partitions=["region=eu"])
+    assert result is not None and result.files_before == 2
+    table.refresh()
+    totals = table.snapshot_by_name("acme").summary.additional_properties
+    assert totals["total-delete-files"] == "1"
+    head = table.snapshot_by_name("acme")
+    contents = sorted(m.content.name for m in head.manifests(table.io))
+    assert contents.count("DELETES") == 1, contents
+    assert _rows(table) == [(1, "eu"), (2, "us"), (3, "eu"), (4, "us")]
 
 
 def test_a_failed_upkeep_is_an_event_not_a_failed_load(tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ a 150 MB target). pyiceberg 0.12 has no rewrite action, so it is done here:
   them) are grouped by partition and packed into bins of about the target size;
 - each bin is read through pyiceberg's scan — position and equality delete files are applied —
   and written again by `writer.RollingWriter`, so the new files carry no deletes;
-- all bins of a table and branch land in one overwrite commit: the old files out, the new ones in.
-  Readers see the same rows before and after.
+- all bins of a table and branch land in one overwrite commit: the old files out, the new ones in,
+  and the position delete files that named rows of the old files only (as the target writes them)
+  out too, so upserts do not leave delete files behind. Readers see the same rows before and after.
 
 The compaction snapshot carries `dativo.operation=compaction` and no Singer state or replay marker:
 those stay on the commit snapshots below it (kept by expiry), where `dativo state show` and replay
@@ -24,17 +25,19 @@ from __future__ import annotations
 import contextlib
 import typing as t
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 from pyiceberg.expressions import AlwaysTrue
 from pyiceberg.io.pyarrow import ArrowScan
-from pyiceberg.manifest import DataFile
+from pyiceberg.manifest import DataFile, DataFileContent
 from pyiceberg.table import FileScanTask, Table
 
 from target_dativo_iceberg.iceberg.branches import COMPACTION, OPERATION_KEY
 from target_dativo_iceberg.iceberg.conflicts import is_commit_conflict
+from target_dativo_iceberg.iceberg.keydeletes import PATH_ID
+from target_dativo_iceberg.iceberg.pyiceberg_compat import DeleteDroppingOverwrite
 from target_dativo_iceberg.iceberg.writer import RollingWriter
 
 if t.TYPE_CHECKING:
@@ -72,6 +75,7 @@ class CompactionPlan:
     branch: str
     snapshot_id: int | None
     bins: list[Bin] = field(default_factory=list)
+    live: set[str] = field(default_factory=set)  # every data file of the head
 
     @property
     def files(self) -> int:
@@ -118,6 +122,7 @@ def plan_compaction(
     groups: dict[str, list[FileScanTask]] = defaultdict(list)
     for task in table.scan(snapshot_id=head.snapshot_id).plan_files():
         data_file = task.file
+        plan.live.add(data_file.file_path)
         if data_file.spec_id != default_spec:
             continue  # written under an older partition spec: left as it is
         small = data_file.file_size_in_bytes < SMALL_FRACTION * target_bytes
@@ -162,7 +167,7 @@ def _rewrite(table: Table, plan: CompactionPlan, target_bytes: int) -> Compactio
         props = {OPERATION_KEY: COMPACTION, "dativo.rewritten-files": str(plan.files)}
         with (
             table.transaction() as tx,
-            tx.update_snapshot(snapshot_properties=props, branch=plan.branch).overwrite() as rewrite,
+            DeleteDroppingOverwrite(tx, props, plan.branch, _obsolete_delete(plan)) as rewrite,
         ):
             for part in plan.bins:
                 for task in part.tasks:
@@ -179,6 +184,23 @@ def _rewrite(table: Table, plan: CompactionPlan, target_bytes: int) -> Compactio
     table.refresh()
     head = table.snapshot_by_name(plan.branch)
     return CompactionResult(plan.files, len(new_files), rows, head.snapshot_id if head else None)
+
+
+def _obsolete_delete(plan: CompactionPlan) -> Callable[[DataFile], bool]:
+    """Whether a delete file is obsolete after the rewrite: a position delete file that names rows
+    of one data file only (its `file_path` bounds are equal, as the target writes them), and that
+    file is rewritten here with the deletes applied, or was already gone (a copy-on-write delete
+    rewrote it). Delete files of several data files, and equality deletes, stay."""
+    remaining = plan.live - {task.file.file_path for part in plan.bins for task in part.tasks}
+
+    def obsolete(delete_file: DataFile) -> bool:
+        low = (delete_file.lower_bounds or {}).get(PATH_ID)
+        high = (delete_file.upper_bounds or {}).get(PATH_ID)
+        if delete_file.content != DataFileContent.POSITION_DELETES or low is None or low != high:
+            return False
+        return bytes(low).decode("utf-8", "replace") not in remaining
+
+    return obsolete
 
 
 def _lost_race(exc: BaseException, table: Table | None = None, plan: CompactionPlan | None = None) -> bool:

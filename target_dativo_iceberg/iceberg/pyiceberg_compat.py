@@ -71,7 +71,7 @@ from pyiceberg.partitioning import PartitionKey, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Transaction
 from pyiceberg.table.snapshots import Operation, Summary
-from pyiceberg.table.update.snapshot import _FastAppendFiles
+from pyiceberg.table.update.snapshot import _FastAppendFiles, _OverwriteFiles
 from pyiceberg.typedef import EMPTY_DICT, Properties
 from pyiceberg.types import ListType, MapType
 
@@ -273,6 +273,71 @@ class MergeOnReadAppend(_FastAppendFiles):
             return super()._summary(snapshot_properties)
         finally:
             self._added_data_files, self._deleted_data_files = data_files, deleted
+
+
+class DeleteDroppingOverwrite(_OverwriteFiles):
+    """pyiceberg's overwrite that also drops the delete files `obsolete` picks (every row they name
+    is in a data file the overwrite removes, or one already gone). pyiceberg 0.12 drops data files only: it
+    writes a partly kept manifest again as a data manifest, which would turn delete entries into
+    data. Here a delete manifest that keeps entries is written again as a delete manifest, its
+    entries keeping their sequence numbers."""
+
+    def __init__(
+        self, tx: Transaction, props: dict[str, str], branch: str, obsolete: Callable[[DataFile], bool]
+    ) -> None:
+        super().__init__(
+            operation=Operation.OVERWRITE,
+            transaction=tx,
+            io=tx._table.io,
+            branch=branch,
+            snapshot_properties=props,
+        )
+        self.obsolete = obsolete
+        self.removed_delete_files: list[DataFile] = []
+
+    def _existing_manifests(self) -> list[ManifestFile]:
+        manifests = super()._existing_manifests()
+        self.removed_delete_files = []
+        kept = []
+        for manifest in manifests:
+            entries = (
+                manifest.fetch_manifest_entry(self._io, discard_deleted=True)
+                if manifest.content == ManifestContent.DELETES
+                else []
+            )
+            gone = [e for e in entries if self.obsolete(e.data_file)]
+            if not gone:
+                kept.append(manifest)
+                continue
+            self.removed_delete_files.extend(e.data_file for e in gone)
+            rest = [e for e in entries if not self.obsolete(e.data_file)]
+            if rest:
+                spec = self.spec(manifest.partition_spec_id)
+                output = self.new_manifest_output()
+                with _DeleteManifestWriter(
+                    spec, self.schema(), output, self.snapshot_id, self._compression
+                ) as writer:
+                    for entry in rest:
+                        writer.add_entry(
+                            ManifestEntry.from_args(
+                                status=ManifestEntryStatus.EXISTING,
+                                snapshot_id=entry.snapshot_id,
+                                sequence_number=entry.sequence_number,
+                                file_sequence_number=entry.file_sequence_number,
+                                data_file=entry.data_file,
+                            )
+                        )
+                kept.append(writer.to_manifest_file())
+        return kept
+
+    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
+        """pyiceberg's summary, counting the dropped delete files as removed."""
+        deleted = self._deleted_data_files
+        self._deleted_data_files = {*deleted, *self.removed_delete_files}
+        try:
+            return super()._summary(snapshot_properties)
+        finally:
+            self._deleted_data_files = deleted
 
 
 def merge_on_read_append(

@@ -36,7 +36,7 @@ from pyiceberg.table import FileScanTask, Table
 
 from target_dativo_iceberg.iceberg.branches import COMPACTION, OPERATION_KEY
 from target_dativo_iceberg.iceberg.conflicts import is_commit_conflict
-from target_dativo_iceberg.iceberg.keydeletes import PATH_ID
+from target_dativo_iceberg.iceberg.keydeletes import DELETE_FILE_SUFFIX, PATH_ID
 from target_dativo_iceberg.iceberg.pyiceberg_compat import DeleteDroppingOverwrite
 from target_dativo_iceberg.iceberg.writer import RollingWriter
 
@@ -189,16 +189,19 @@ def _rewrite(table: Table, plan: CompactionPlan, target_bytes: int) -> Compactio
 def _obsolete_delete(plan: CompactionPlan) -> Callable[[DataFile], bool]:
     """Whether a delete file is obsolete after the rewrite: a position delete file that names rows
     of one data file only (its `file_path` bounds are equal, as the target writes them), and that
-    file is rewritten here with the deletes applied, or was already gone (a copy-on-write delete
-    rewrote it). Delete files of several data files, and equality deletes, stay."""
-    remaining = plan.live - {task.file.file_path for part in plan.bins for task in part.tasks}
+    file is rewritten here with the deletes applied, or, for a delete file the target wrote, was
+    already gone (a copy-on-write delete rewrote it). Delete files of several data files, and
+    equality deletes, stay."""
+    rewritten = {task.file.file_path for part in plan.bins for task in part.tasks}
 
     def obsolete(delete_file: DataFile) -> bool:
         low = (delete_file.lower_bounds or {}).get(PATH_ID)
         high = (delete_file.upper_bounds or {}).get(PATH_ID)
         if delete_file.content != DataFileContent.POSITION_DELETES or low is None or low != high:
             return False
-        return bytes(low).decode("utf-8", "replace") not in remaining
+        named = bytes(low).decode("utf-8", "replace")
+        ours = delete_file.file_path.endswith(DELETE_FILE_SUFFIX)  # full bounds, not truncated ones
+        return named in rewritten or (ours and named not in plan.live)
 
     return obsolete
 

@@ -39,6 +39,8 @@ from pyiceberg.types import LongType, NestedField, PrimitiveType, StringType
 from target_dativo_iceberg.iceberg.rows import strictly_increasing
 
 PATH_ID, POS_ID = 2147483546, 2147483545
+#: How the name of every position delete file the target writes ends.
+DELETE_FILE_SUFFIX = "-deletes.parquet"
 DELETE_SCHEMA = pa.schema(
     [
         pa.field(
@@ -182,7 +184,7 @@ def _deleted_before(io: FileIO, delete_files: list[DataFile], path: str) -> np.n
 def _write_delete_file(io: FileIO, data_file: DataFile, positions: np.ndarray) -> DataFile:
     """A position delete file for `positions` of `data_file`, next to it (same partition)."""
     folder = os.path.dirname(data_file.file_path)
-    path = f"{folder}/{uuid.uuid4()}-deletes.parquet"
+    path = f"{folder}/{uuid.uuid4()}{DELETE_FILE_SUFFIX}"
     table = pa.table(
         [pa.array([data_file.file_path] * positions.size, pa.string()), pa.array(positions, pa.int64())],
         schema=DELETE_SCHEMA,

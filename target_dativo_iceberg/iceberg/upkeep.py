@@ -60,18 +60,6 @@ def touched_partitions(table: Table, snapshots: Iterable[Snapshot]) -> set[str]:
     return found
 
 
-def _too_few_files(table: Table, branch: str, min_files: int) -> bool:
-    """Whether the head's summary shows no delete file and fewer data files than a compaction needs:
-    planning could find nothing, and it reads every manifest (~70 ms at the end of a run of ten
-    commits). False when the summary has no totals."""
-    head = table.snapshot_by_name(branch)
-    props = head.summary.additional_properties if head is not None and head.summary else {}
-    try:
-        return int(props["total-delete-files"]) == 0 and int(props["total-data-files"]) < max(2, min_files)
-    except (KeyError, ValueError):
-        return False
-
-
 def _added_files(snap: Snapshot) -> int:
     props = snap.summary.additional_properties if snap.summary else {}
     return int(props.get("added-data-files", 0))
@@ -131,8 +119,7 @@ def after_run(
             if table is None:
                 continue
             recent = _since_compaction(table, branch, run_id)
-            every = settings.auto_compact_min_files + 1
-            if settings.auto_compact_min_files > 0 and recent and not _too_few_files(table, branch, every):
+            if settings.auto_compact_min_files > 0 and recent:
                 _compact_recent(table, settings, events, recent)
             expired = expire_old_snapshots(table, settings.max_snapshots, settings.max_snapshot_age_hours)
             if expired:

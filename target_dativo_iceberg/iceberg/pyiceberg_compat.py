@@ -202,7 +202,34 @@ class _DeleteManifestWriter(ManifestWriterV2):
         return {**super()._meta, "content": "deletes"}
 
 
-class MergeOnReadAppend(_FastAppendFiles):
+class _DeleteFileSummary:
+    """A snapshot producer's summary that counts the delete files it adds and drops too (pyiceberg
+    counts the data files it was given only)."""
+
+    added_delete_files: list[DataFile]
+    removed_delete_files: list[DataFile]
+
+    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
+        data_files, deleted = self._added_data_files, self._deleted_data_files  # type: ignore[attr-defined]
+        self._added_data_files = [*data_files, *self.added_delete_files]
+        self._deleted_data_files = {*deleted, *self.removed_delete_files}
+        try:
+            return super()._summary(snapshot_properties)  # type: ignore[misc]
+        finally:
+            self._added_data_files, self._deleted_data_files = data_files, deleted
+
+
+def _delete_manifest(producer: Any, spec_id: int, entries: list[ManifestEntry]) -> ManifestFile:
+    """A delete manifest (content `deletes`) of `producer`'s snapshot holding `entries`."""
+    spec, output = producer.spec(spec_id), producer.new_manifest_output()
+    schema, snapshot_id = producer.schema(), producer.snapshot_id
+    with _DeleteManifestWriter(spec, schema, output, snapshot_id, producer._compression) as writer:
+        for entry in entries:
+            writer.add_entry(entry)
+    return writer.to_manifest_file()
+
+
+class MergeOnReadAppend(_DeleteFileSummary, _FastAppendFiles):
     """A fast append that also adds position delete files, in one snapshot (operation `overwrite`
     when it deletes rows, as Iceberg's row-level writers record it), valid only on the head read."""
 
@@ -248,34 +275,17 @@ class MergeOnReadAppend(_FastAppendFiles):
         for delete_file in self.added_delete_files:
             by_spec.setdefault(delete_file.spec_id, []).append(delete_file)
         for spec_id, files in by_spec.items():
-            writer = _DeleteManifestWriter(
-                self.spec(spec_id),
-                self.schema(),
-                self.new_manifest_output(),
-                self.snapshot_id,
-                self._compression,
-            )
-            with writer:
-                for delete_file in files:
-                    entry = ManifestEntry.from_args(
-                        status=ManifestEntryStatus.ADDED, snapshot_id=self.snapshot_id, data_file=delete_file
-                    )
-                    writer.add_entry(entry)
-            manifests.append(writer.to_manifest_file())
+            added = [
+                ManifestEntry.from_args(
+                    status=ManifestEntryStatus.ADDED, snapshot_id=self.snapshot_id, data_file=f
+                )
+                for f in files
+            ]
+            manifests.append(_delete_manifest(self, spec_id, added))
         return manifests
 
-    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        """pyiceberg's summary, counting the delete files too (added/removed position deletes)."""
-        data_files, deleted = self._added_data_files, self._deleted_data_files
-        self._added_data_files = [*data_files, *self.added_delete_files]
-        self._deleted_data_files = {*deleted, *self.removed_delete_files}
-        try:
-            return super()._summary(snapshot_properties)
-        finally:
-            self._added_data_files, self._deleted_data_files = data_files, deleted
 
-
-class DeleteDroppingOverwrite(_OverwriteFiles):
+class DeleteDroppingOverwrite(_DeleteFileSummary, _OverwriteFiles):
     """pyiceberg's overwrite that also drops the delete files `obsolete` picks (every row they name
     is in a data file the overwrite removes, or one already gone). pyiceberg 0.12 drops data files only: it
     writes a partly kept manifest again as a data manifest, which would turn delete entries into
@@ -293,6 +303,7 @@ class DeleteDroppingOverwrite(_OverwriteFiles):
             snapshot_properties=props,
         )
         self.obsolete = obsolete
+        self.added_delete_files: list[DataFile] = []
         self.removed_delete_files: list[DataFile] = []
 
     def _existing_manifests(self) -> list[ManifestFile]:
@@ -312,32 +323,18 @@ class DeleteDroppingOverwrite(_OverwriteFiles):
             self.removed_delete_files.extend(e.data_file for e in gone)
             rest = [e for e in entries if not self.obsolete(e.data_file)]
             if rest:
-                spec = self.spec(manifest.partition_spec_id)
-                output = self.new_manifest_output()
-                with _DeleteManifestWriter(
-                    spec, self.schema(), output, self.snapshot_id, self._compression
-                ) as writer:
-                    for entry in rest:
-                        writer.add_entry(
-                            ManifestEntry.from_args(
-                                status=ManifestEntryStatus.EXISTING,
-                                snapshot_id=entry.snapshot_id,
-                                sequence_number=entry.sequence_number,
-                                file_sequence_number=entry.file_sequence_number,
-                                data_file=entry.data_file,
-                            )
-                        )
-                kept.append(writer.to_manifest_file())
+                existing = [
+                    ManifestEntry.from_args(
+                        status=ManifestEntryStatus.EXISTING,
+                        snapshot_id=e.snapshot_id,
+                        sequence_number=e.sequence_number,
+                        file_sequence_number=e.file_sequence_number,
+                        data_file=e.data_file,
+                    )
+                    for e in rest
+                ]
+                kept.append(_delete_manifest(self, manifest.partition_spec_id, existing))
         return kept
-
-    def _summary(self, snapshot_properties: dict[str, str] = EMPTY_DICT) -> Summary:
-        """pyiceberg's summary, counting the dropped delete files as removed."""
-        deleted = self._deleted_data_files
-        self._deleted_data_files = {*deleted, *self.removed_delete_files}
-        try:
-            return super()._summary(snapshot_properties)
-        finally:
-            self._deleted_data_files = deleted
 
 
 def merge_on_read_append(

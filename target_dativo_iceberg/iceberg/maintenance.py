@@ -142,9 +142,20 @@ def expire_old_snapshots(
             apply_expiry(table, plan)
             return len(plan.expire)
         except Exception as exc:
-            if not (is_commit_conflict(exc) or _raced(exc)) or attempt == CONFLICT_ATTEMPTS - 1:
+            raced = is_commit_conflict(exc) or _raced(exc) or _expired_meanwhile(table, plan, exc)
+            if not raced or attempt == CONFLICT_ATTEMPTS - 1:
                 raise
     return 0
+
+
+def _expired_meanwhile(table: Table, plan: ExpiryPlan, exc: BaseException) -> bool:
+    """A file of a snapshot the plan expires was missing because a concurrent expiry had already
+    removed that snapshot and its files: planned again. A file missing otherwise is an error."""
+    if not isinstance(exc, FileNotFoundError):
+        return False
+    table.refresh()
+    present = {s.snapshot_id for s in table.metadata.snapshots}
+    return any(sid not in present for sid in plan.expire)
 
 
 def _raced(exc: BaseException) -> bool:
